@@ -1,0 +1,32 @@
+# Lookout: `make run` installs and processes the bundled sample on config-x86.ini;
+# `make test` installs and runs the test suite.  Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= config-x86.ini
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[api,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/lookout run --config $(CONFIG)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/pipeline_benchmark.py
+
+clean:
+	rm -rf $(VENV) data

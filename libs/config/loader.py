@@ -1,0 +1,362 @@
+"""INI text -> :class:`LookoutConfig`, with every problem reported at once."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from libs.config.errors import ConfigError, ConfigProblem
+from libs.config.models import (
+    ApiConfig,
+    AppConfig,
+    AreaConfig,
+    ClassifierConfig,
+    CoreConfig,
+    DetectorConfig,
+    LookoutConfig,
+    PluginConfig,
+    SourceConfig,
+    TrackerConfig,
+)
+
+FIXED_SECTIONS: dict[str, type[BaseModel]] = {
+    "App": AppConfig,
+    "API": ApiConfig,
+    "CORE": CoreConfig,
+    "Detector": DetectorConfig,
+    "Classifier": ClassifierConfig,
+    "Tracker": TrackerConfig,
+}
+NUMBERED = re.compile(
+    r"^(?P<kind>Source|Area|SourcePostProcessor|SourceLogger|AreaLogger|PeriodicTask)"
+    r"_(?P<n>[A-Za-z0-9_-]+)$"
+)
+URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _plugin_registries() -> dict[str, Any]:
+    # Imported here: the registries' modules import the config models.
+    from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS
+    from libs.periodic_tasks import PERIODIC_TASKS
+    from libs.post_processors import POST_PROCESSORS
+    from libs.trackers import TRACKERS
+
+    return {
+        "Tracker": TRACKERS,
+        "SourcePostProcessor": POST_PROCESSORS,
+        "SourceLogger": SOURCE_LOGGERS,
+        "AreaLogger": AREA_LOGGERS,
+        "PeriodicTask": PERIODIC_TASKS,
+    }
+
+
+def _form_of(model: type[BaseModel], key: str | None) -> str | None:
+    if key is None:
+        return None
+    for name, info in model.model_fields.items():
+        if (info.alias or name) == key:
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and "form" in extra:
+                return str(extra["form"])
+            return None
+    return None
+
+
+def _known_keys(model: type[BaseModel]) -> str:
+    return ", ".join(info.alias or name for name, info in model.model_fields.items())
+
+
+def _validate(
+    model: type[BaseModel],
+    values: dict[str, str],
+    file: str,
+    section: str,
+    problems: list[ConfigProblem],
+) -> Any:
+    try:
+        obj = model.model_validate(values)
+    except ValidationError as exc:
+        seen: set[str | None] = set()
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else None
+            if key in seen:  # a union type reports one error per branch: keep the first
+                continue
+            seen.add(key)
+            if err["type"] == "missing" and len(err["loc"]) > 1:
+                problems.append(
+                    ConfigProblem(file, section, key, "incomplete value", _form_of(model, key))
+                )
+            elif err["type"] == "extra_forbidden":
+                problems.append(
+                    ConfigProblem(
+                        file, section, key, "unknown key", f"one of: {_known_keys(model)}"
+                    )
+                )
+            elif err["type"] == "missing":
+                problems.append(
+                    ConfigProblem(file, section, key, "missing required key", _form_of(model, key))
+                )
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                if key is not None and "input" in err and isinstance(err["input"], str):
+                    msg = f"{msg}, got {err['input']!r}"
+                problems.append(ConfigProblem(file, section, key, msg, _form_of(model, key)))
+        return None
+    if hasattr(obj, "_section"):
+        obj._section = section
+    return obj
+
+
+def _read_ini(text: str, file: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    try:
+        parser.read_string(text, source=file)
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(
+            [ConfigProblem(file, exc.section, None, f"section appears twice (line {exc.lineno})")]
+        ) from exc
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file, exc.section, exc.option, f"key appears twice (line {exc.lineno})"
+                )
+            ]
+        ) from exc
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(
+            [ConfigProblem(file, None, None, f"line {exc.lineno} is outside any [Section]")]
+        ) from exc
+    except configparser.ParsingError as exc:
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors)
+        raise ConfigError(
+            [ConfigProblem(file, None, None, f"lines {lines} are not 'Key = value'")]
+        ) from exc
+    return parser
+
+
+def is_stream_url(video_path: str) -> bool:
+    return bool(URL_PATTERN.match(video_path))
+
+
+def is_device(video_path: str) -> bool:
+    return video_path.isdigit() or video_path.startswith("/dev/video")
+
+
+def parse_config_text(
+    text: str, path: Path | str, check_files: bool = True
+) -> LookoutConfig:
+    """Parse and validate INI ``text`` as if read from ``path``."""
+    path = Path(path)
+    file = str(path)
+    parser = _read_ini(text, file)
+    problems: list[ConfigProblem] = []
+    registries = _plugin_registries()
+
+    fixed: dict[str, Any] = {}
+    canonical = {k.lower(): k for k in FIXED_SECTIONS}
+    lists: dict[str, list[Any]] = {
+        "Source": [],
+        "Area": [],
+        "SourcePostProcessor": [],
+        "SourceLogger": [],
+        "AreaLogger": [],
+        "PeriodicTask": [],
+    }
+
+    for section in parser.sections():
+        values = dict(parser.items(section))
+        fixed_name = canonical.get(section.lower())
+        if fixed_name is not None:
+            model: type[BaseModel] = FIXED_SECTIONS[fixed_name]
+            if fixed_name == "Tracker":
+                model = _plugin_model(registries["Tracker"], values, file, section, problems)
+                if model is None:
+                    continue
+            fixed[fixed_name] = _validate(model, values, file, section, problems)
+            continue
+        m = NUMBERED.match(section)
+        if not m:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    section,
+                    None,
+                    "unknown section",
+                    "App, API, CORE, Detector, Classifier, Tracker, or Source_N, Area_N, "
+                    "SourcePostProcessor_N, SourceLogger_N, AreaLogger_N, PeriodicTask_N",
+                )
+            )
+            continue
+        kind = m["kind"]
+        if kind == "Source":
+            model = SourceConfig
+        elif kind == "Area":
+            model = AreaConfig
+        else:
+            found = _plugin_model(registries[kind], values, file, section, problems)
+            if found is None:
+                continue
+            model = found
+        obj = _validate(model, values, file, section, problems)
+        if obj is not None:
+            lists[kind].append(obj)
+
+    for name in ("App", "API", "CORE", "Detector"):
+        if name not in fixed:
+            if parser.has_section(name) or any(s.lower() == name.lower() for s in parser.sections()):
+                continue  # present but invalid: already reported
+            fixed[name] = FIXED_SECTIONS[name]()
+    if "Tracker" not in fixed:
+        fixed["Tracker"] = _default_tracker(registries["Tracker"])
+
+    if problems:
+        raise ConfigError(problems)
+
+    config = LookoutConfig(
+        path=path,
+        app=fixed["App"],
+        api=fixed["API"],
+        core=fixed["CORE"],
+        detector=fixed["Detector"],
+        classifier=fixed.get("Classifier"),
+        tracker=fixed["Tracker"],
+        sources=lists["Source"],
+        areas=lists["Area"],
+        source_post_processors=lists["SourcePostProcessor"],
+        source_loggers=lists["SourceLogger"],
+        area_loggers=lists["AreaLogger"],
+        periodic_tasks=lists["PeriodicTask"],
+    )
+    problems.extend(_cross_check(config, file, check_files))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _default_tracker(registry: Any) -> TrackerConfig:
+    cls = registry.get("IOUTracker")
+    cfg: TrackerConfig = cls.Config(Name="IOUTracker")
+    cfg._section = "Tracker"
+    return cfg
+
+
+def _plugin_model(
+    registry: Any, values: dict[str, str], file: str, section: str, problems: list[ConfigProblem]
+) -> type[BaseModel] | None:
+    name = values.get("Name", "").strip()
+    if not name:
+        problems.append(
+            ConfigProblem(file, section, "Name", "missing required key", f"one of: {', '.join(registry.names())}")
+        )
+        return None
+    try:
+        cls = registry.get(name)
+    except KeyError as exc:
+        problems.append(ConfigProblem(file, section, "Name", str(exc)))
+        return None
+    model: type[BaseModel] = getattr(cls, "Config", PluginConfig)
+    return model
+
+
+def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+
+    def dup_ids(items: list[Any], what: str) -> set[str]:
+        seen: dict[str, str] = {}
+        for item in items:
+            if item.id in seen:
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        item.section,
+                        "Id",
+                        f"duplicate {what} id {item.id!r}, also used by [{seen[item.id]}]",
+                        "an id used by no other section",
+                    )
+                )
+            else:
+                seen[item.id] = item.section
+        return set(seen)
+
+    camera_ids = dup_ids(config.sources, "camera")
+    dup_ids(config.areas, "area")
+    for area in config.areas:
+        for cam in area.cameras:
+            if cam not in camera_ids:
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        area.section,
+                        "Cameras",
+                        f"camera {cam!r} is not the Id of any [Source_N]",
+                        f"ids from: {', '.join(sorted(camera_ids)) or 'none defined'}",
+                    )
+                )
+    if check_files:
+        for src in config.sources:
+            vp = src.video_path
+            if is_stream_url(vp) or is_device(vp):
+                continue
+            resolved = config.asset_path(vp)
+            if not resolved.exists():
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        src.section,
+                        "VideoPath",
+                        f"no such file or folder: {resolved}",
+                        "an existing video file or folder (relative paths are inside "
+                        f"AssetsDirectory {config.assets_dir}), a URL or a device",
+                    )
+                )
+        from libs.detectors import resolve_model_path
+
+        try:
+            model = resolve_model_path(config)
+        except ValueError as exc:
+            problems.append(ConfigProblem(file, "Detector", "Name", str(exc)))
+        else:
+            if not model.exists():
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        "Detector",
+                        "ModelPath",
+                        f"no such model file: {model}",
+                        "an existing model file (relative paths are inside AssetsDirectory "
+                        f"{config.assets_dir}); download_models.sh fetches the defaults",
+                    )
+                )
+    for plugin in [
+        config.tracker,
+        *config.source_post_processors,
+        *config.source_loggers,
+        *config.area_loggers,
+        *config.periodic_tasks,
+    ]:
+        check: Callable[..., list[tuple[str | None, str | None, str]]] | None = getattr(
+            plugin, "cross_check", None
+        )
+        if check is not None:
+            for section, key, message in check(config):
+                problems.append(ConfigProblem(file, section or plugin.section, key, message))
+    return problems
+
+
+def load_config(path: Path | str, check_files: bool = True) -> LookoutConfig:
+    """Read and validate the INI file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([ConfigProblem(str(path), None, None, "file not found")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(str(path), None, None, "file is not UTF-8 text")]) from exc
+    return parse_config_text(text, path, check_files=check_files)

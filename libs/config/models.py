@@ -1,0 +1,623 @@
+"""Pydantic models of every INI section.
+
+Field aliases are the INI keys users know from Smart Social Distancing; each field's
+``description`` is its documentation and its ``form`` (in ``json_schema_extra``) is the
+expected form quoted in error messages.  Unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+# ---------------------------------------------------------------------------------------
+# Value forms as they are written in an INI file
+# ---------------------------------------------------------------------------------------
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+HHMM_PATTERN = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _split_size(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if len(parts) == 3:  # "416,416,3": the channel count is implied
+            parts = parts[:2]
+        return parts
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        return list(value[:2])
+    return value
+
+
+def _split_points(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        points = []
+        for chunk in text.split(";"):
+            chunk = chunk.strip()
+            if not chunk:
+                continue
+            xy = [c.strip() for c in chunk.split(",")]
+            if len(xy) != 2:
+                raise ValueError(f"point {chunk!r} is not 'x,y'")
+            points.append((xy[0], xy[1]))
+        return points
+    return value
+
+
+def _empty_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_split_list)]
+Size = Annotated[tuple[int, int], BeforeValidator(_split_size)]
+OptionalSize = Annotated[tuple[int, int] | None, BeforeValidator(_split_size)]
+Points = Annotated[list[tuple[float, float]], BeforeValidator(_split_points)]
+
+
+def form(text: str) -> dict[str, Any]:
+    """``json_schema_extra`` carrying the expected form shown in error messages."""
+    return {"form": text}
+
+
+class StrictModel(BaseModel):
+    """Base of every section: unknown keys are errors, keys are the INI names."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        validate_assignment=True,
+        str_strip_whitespace=True,
+    )
+
+    def to_ini(self) -> dict[str, str]:
+        """The section as INI key/value strings (the inverse of parsing)."""
+        out: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            if info.exclude:
+                continue
+            key = info.alias or name
+            out[key] = ini_value(getattr(self, name))
+        return out
+
+
+def ini_value(value: Any) -> str:
+    """Write a Python value in the INI form the models parse back."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        if value and isinstance(value[0], (list, tuple)):
+            return "; ".join(",".join(_num(c) for c in point) for point in value)
+        return ",".join(_num(v) if isinstance(v, (int, float)) else str(v) for v in value)
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _check_id(value: str) -> str:
+    if not ID_PATTERN.match(value):
+        raise ValueError(
+            "ids are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# Fixed sections
+# ---------------------------------------------------------------------------------------
+
+
+class AppConfig(StrictModel):
+    has_been_configured: bool = Field(
+        False, alias="HasBeenConfigured", description="Whether a person has set this file up."
+    )
+    historical_data_mode: bool = Field(
+        False,
+        alias="HistoricalDataMode",
+        description="Process recordings as fast as possible, every frame, then exit.",
+    )
+    resolution: OptionalSize = Field(
+        None,
+        alias="Resolution",
+        description="Resize every frame to this size before processing; empty keeps the "
+        "camera's own size.",
+        json_schema_extra=form("'width,height', for example '768,576', or empty"),
+    )
+    encoder: str = Field("", alias="Encoder", description="Kept for compatibility; unused.")
+    max_processes: int = Field(
+        1,
+        alias="MaxProcesses",
+        ge=1,
+        le=64,
+        description="Worker processes the cameras are spread over.",
+        json_schema_extra=form("an integer from 1 to 64"),
+    )
+    max_thread_restarts: int = Field(
+        5,
+        alias="MaxThreadRestarts",
+        ge=0,
+        description="How many times a crashed worker is restarted before it is given up.",
+        json_schema_extra=form("an integer >= 0"),
+    )
+    heatmap_resolution: Size = Field(
+        (150, 150),
+        alias="HeatmapResolution",
+        description="Grid size of heatmaps.",
+        json_schema_extra=form("'columns,rows'"),
+    )
+    log_performance_metrics: bool = Field(
+        False,
+        alias="LogPerformanceMetrics",
+        description="Log fps and per-stage milliseconds every LogPerformanceMetricsEvery "
+        "frames.",
+    )
+    log_performance_metrics_every: int = Field(
+        100,
+        alias="LogPerformanceMetricsEvery",
+        ge=1,
+        description="Frames between two performance log lines.",
+        json_schema_extra=form("an integer >= 1"),
+    )
+    log_performance_metrics_directory: str = Field(
+        "",
+        alias="LogPerformanceMetricsDirectory",
+        description="When set, performance lines are also appended to a CSV file per camera "
+        "in this directory (relative to DataDirectory).",
+    )
+    entity_config_directory: str = Field(
+        "", alias="EntityConfigDirectory", description="Kept for compatibility; unused."
+    )
+    process_areas: bool = Field(
+        True, alias="ProcessAreas", description="Compute and log area occupancy."
+    )
+    dashboard_url: str = Field("", alias="DashboardURL", description="Kept for compatibility.")
+    dashboard_authorization_token: str = Field(
+        "", alias="DashboardAuthorizationToken", description="Kept for compatibility."
+    )
+    slack_channel: str = Field("", alias="SlackChannel", description="Slack channel name.")
+    occupancy_alerts_min_interval: int = Field(
+        180,
+        alias="OccupancyAlertsMinInterval",
+        ge=0,
+        description="Seconds between two occupancy alerts.",
+    )
+    time_zone: str = Field(
+        "UTC",
+        alias="TimeZone",
+        description="IANA time zone of logs and reports (day and hour boundaries).",
+        json_schema_extra=form("an IANA time zone name such as 'Europe/London'"),
+    )
+    data_directory: str = Field(
+        "data",
+        alias="DataDirectory",
+        description="Where logs, reports, screenshots and previews are written. Relative to "
+        "the configuration file; the LOOKOUT_DATA_DIR environment variable overrides it.",
+    )
+    assets_directory: str = Field(
+        "../shared",
+        alias="AssetsDirectory",
+        description="Where models and sample recordings are found: relative VideoPath and "
+        "ModelPath values are looked up here. Relative to the configuration file; the "
+        "LOOKOUT_ASSETS_DIR environment variable overrides it.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+class ApiConfig(StrictModel):
+    host: str = Field("127.0.0.1", alias="Host", description="Address the API listens on.")
+    port: int = Field(
+        8000, alias="Port", ge=1, le=65535, json_schema_extra=form("a port from 1 to 65535")
+    )
+    use_auth_token: bool = Field(
+        True, alias="UseAuthToken", description="Require an OAuth2 bearer token."
+    )
+    ssl_enabled: bool = Field(False, alias="SSLEnabled", description="Serve HTTPS.")
+    ssl_certificate_file: str = Field("", alias="SSLCertificateFile")
+    ssl_key_file: str = Field("", alias="SSLKeyFile")
+
+    @model_validator(mode="after")
+    def _ssl_files(self) -> ApiConfig:
+        if self.ssl_enabled and not (self.ssl_certificate_file and self.ssl_key_file):
+            raise ValueError("SSLEnabled needs SSLCertificateFile and SSLKeyFile")
+        return self
+
+
+class CoreConfig(StrictModel):
+    host: str = Field("127.0.0.1", alias="Host", description="Kept for compatibility.")
+    queue_port: int = Field(8010, alias="QueuePort", ge=1, le=65535)
+    queue_auth_key: str = Field(
+        "",
+        alias="QueueAuthKey",
+        description="Kept for compatibility; the core makes a random key at every start "
+        "when this is empty.",
+    )
+
+
+class DetectorConfig(StrictModel):
+    device: str = Field(
+        "x86",
+        alias="Device",
+        description="Backend that runs the model: x86 (ONNX Runtime on CPU), x86-gpu, "
+        "openvino, jetson, edgetpu.",
+    )
+    name: str = Field("yolox_nano", alias="Name", description="Model family.")
+    image_size: Size = Field(
+        (416, 416),
+        alias="ImageSize",
+        description="Model input size.",
+        json_schema_extra=form("'width,height' or 'width,height,3'"),
+    )
+    model_path: str = Field(
+        "",
+        alias="ModelPath",
+        description="Model file; relative paths are looked up in AssetsDirectory; empty uses "
+        "the default file of Name.",
+    )
+    class_id: int = Field(0, alias="ClassID", ge=0, description="Class index of a person.")
+    min_score: float = Field(
+        0.35,
+        alias="MinScore",
+        ge=0.0,
+        le=1.0,
+        description="Detections scoring less are dropped.",
+        json_schema_extra=form("a number from 0 to 1"),
+    )
+    nms_threshold: float = Field(
+        0.45,
+        alias="NMSThreshold",
+        ge=0.0,
+        le=1.0,
+        description="IoU above which the detector's own NMS merges boxes.",
+        json_schema_extra=form("a number from 0 to 1"),
+    )
+    tensorrt_precision: Literal[16, 32] = Field(
+        32, alias="TensorrtPrecision", json_schema_extra=form("16 or 32")
+    )
+    device_id: int = Field(0, alias="DeviceId", ge=0, description="Accelerator index.")
+    threads: int = Field(
+        0,
+        alias="Threads",
+        ge=0,
+        description="CPU threads for inference; 0 uses one per core.",
+        json_schema_extra=form("an integer >= 0"),
+    )
+
+
+class ClassifierConfig(StrictModel):
+    device: str = Field("x86", alias="Device")
+    name: str = Field("", alias="Name")
+    image_size: Size = Field((64, 64), alias="ImageSize", json_schema_extra=form("'w,h'"))
+    model_path: str = Field("", alias="ModelPath")
+    min_score: float = Field(0.5, alias="MinScore", ge=0.0, le=1.0)
+    tensorrt_precision: Literal[16, 32] = Field(32, alias="TensorrtPrecision")
+    min_image_size: int = Field(0, alias="MinImageSize", ge=0)
+
+
+DistMethod = Literal["CalibratedDistance", "CenterPointsDistance", "FourCornerPointsDistance"]
+
+
+def _parse_tz_datetime(value: Any) -> Any:
+    value = _empty_to_none(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an ISO 8601 date and time") from exc
+    return value
+
+
+class SourceConfig(StrictModel):
+    """A camera or a recording: ``[Source_N]``.  ``Id`` is its stable identity."""
+
+    id: Annotated[str, BeforeValidator(str)] = Field(
+        ...,
+        alias="Id",
+        description="Stable, unique camera id used in URLs, logs and areas.",
+        json_schema_extra=form("1-64 letters, digits, '-' or '_'"),
+    )
+    name: str = Field("", alias="Name")
+    video_path: str = Field(
+        ...,
+        alias="VideoPath",
+        description="A video file, a folder of recordings (processed in name order), an "
+        "rtsp://, http(s):// URL, or a local device such as /dev/video0 or 0.",
+    )
+    enabled: bool = Field(True, alias="Enabled", description="Process this camera.")
+    tags: CsvList = Field(default_factory=list, alias="Tags")
+    notify_every_minutes: int = Field(0, alias="NotifyEveryMinutes", ge=0)
+    violation_threshold: int = Field(0, alias="ViolationThreshold", ge=0)
+    emails: CsvList = Field(default_factory=list, alias="Emails")
+    enable_slack_notifications: bool = Field(False, alias="EnableSlackNotifications")
+    daily_report: bool = Field(False, alias="DailyReport")
+    daily_report_time: str = Field(
+        "06:00", alias="DailyReportTime", json_schema_extra=form("HH:MM")
+    )
+    dist_method: DistMethod | None = Field(
+        None,
+        alias="DistMethod",
+        description="Distance method of this camera; empty uses the social_distance "
+        "post-processor's DefaultDistMethod.",
+        json_schema_extra=form(
+            "CalibratedDistance, CenterPointsDistance or FourCornerPointsDistance"
+        ),
+    )
+    live_feed_enabled: bool = Field(True, alias="LiveFeedEnabled")
+    start_time: Annotated[datetime | None, BeforeValidator(_parse_tz_datetime)] = Field(
+        None,
+        alias="StartTime",
+        description="For recordings: the wall-clock time of the first frame. Frame times are "
+        "this plus the video's own clock. Empty uses the file's modification time minus its "
+        "duration. A time without offset is in App TimeZone.",
+        json_schema_extra=form("ISO 8601, for example 2009-03-01T10:00:00+00:00"),
+    )
+    frame_rate: float | None = Field(
+        None,
+        alias="FrameRate",
+        gt=0,
+        description="Frames per second of a recording when its container is wrong "
+        "(vtest.avi says 10, was captured at 7). Empty trusts the container.",
+        json_schema_extra=form("a number > 0, or empty"),
+    )
+    roi: Points = Field(
+        default_factory=list,
+        alias="ROI",
+        description="Region of interest polygon in image pixels; people whose feet are "
+        "outside are ignored. Empty uses the whole image.",
+        json_schema_extra=form("at least 3 points 'x,y; x,y; x,y'"),
+    )
+    calibration_image_points: Points = Field(
+        default_factory=list,
+        alias="CalibrationImagePoints",
+        description="Image points (pixels) on the floor for CalibratedDistance.",
+        json_schema_extra=form("4 or more points 'x,y; x,y; x,y; x,y'"),
+    )
+    calibration_floor_points: Points = Field(
+        default_factory=list,
+        alias="CalibrationFloorPoints",
+        description="The same points on the floor, in metres.",
+        json_schema_extra=form("as many points as CalibrationImagePoints, in metres"),
+    )
+    occupancy_threshold: int = Field(
+        0, alias="OccupancyThreshold", ge=0, description="People above which the camera "
+        "is over capacity; 0 turns it off."
+    )
+
+    _section: str = PrivateAttr("")
+
+    _check = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("daily_report_time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not HHMM_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a time HH:MM")
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if value and len(value) < 3:
+            raise ValueError("a region of interest needs at least 3 points")
+        return value
+
+    @model_validator(mode="after")
+    def _calibration(self) -> SourceConfig:
+        img, floor = self.calibration_image_points, self.calibration_floor_points
+        if img or floor:
+            if len(img) < 4:
+                raise ValueError("CalibrationImagePoints needs at least 4 points")
+            if len(img) != len(floor):
+                raise ValueError(
+                    f"CalibrationImagePoints has {len(img)} points but "
+                    f"CalibrationFloorPoints has {len(floor)}"
+                )
+        return self
+
+    @property
+    def section(self) -> str:
+        return self._section
+
+
+class AreaConfig(StrictModel):
+    """A group of cameras whose occupancy is summed: ``[Area_N]``."""
+
+    id: Annotated[str, BeforeValidator(str)] = Field(
+        ..., alias="Id", json_schema_extra=form("1-64 letters, digits, '-' or '_'")
+    )
+    name: str = Field("", alias="Name")
+    cameras: CsvList = Field(
+        ..., alias="Cameras", description="Ids of the cameras in this area, comma separated."
+    )
+    notify_every_minutes: int = Field(0, alias="NotifyEveryMinutes", ge=0)
+    violation_threshold: int = Field(0, alias="ViolationThreshold", ge=0)
+    emails: CsvList = Field(default_factory=list, alias="Emails")
+    enable_slack_notifications: bool = Field(False, alias="EnableSlackNotifications")
+    occupancy_threshold: int = Field(
+        0,
+        alias="OccupancyThreshold",
+        ge=0,
+        description="People above which the area is over capacity, when no OccupancyRules "
+        "entry covers the time; 0 means no limit.",
+    )
+    occupancy_rules: str = Field(
+        "",
+        alias="OccupancyRules",
+        description="Time-dependent capacity: entries 'days HH:MM-HH:MM limit' separated by "
+        "';', days as Mon..Sun, ranges like Mon-Fri, or lists like Sat,Sun.",
+        json_schema_extra=form("for example 'Mon-Fri 09:00-18:00 50; Sat 10:00-14:00 20'"),
+    )
+    daily_report: bool = Field(False, alias="DailyReport")
+    daily_report_time: str = Field(
+        "06:00", alias="DailyReportTime", json_schema_extra=form("HH:MM")
+    )
+
+    _section: str = PrivateAttr("")
+
+    _check = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("an area needs at least one camera")
+        return value
+
+    @field_validator("occupancy_rules")
+    @classmethod
+    def _rules(cls, value: str) -> str:
+        from libs.config.occupancy_rules import parse_occupancy_rules
+
+        parse_occupancy_rules(value)
+        return value
+
+    @field_validator("daily_report_time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not HHMM_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a time HH:MM")
+        return value
+
+    @property
+    def section(self) -> str:
+        return self._section
+
+
+class PluginConfig(StrictModel):
+    """Base of the sections that name a registered part: trackers, post-processors,
+    loggers and periodic tasks.  Each part subclasses it with its own keys."""
+
+    name: str = Field(..., alias="Name", description="Registered name of the part.")
+    enabled: bool = Field(True, alias="Enabled", description="Run this part.")
+
+    _section: str = PrivateAttr("")
+
+    @property
+    def section(self) -> str:
+        return self._section
+
+
+class TrackerConfig(PluginConfig):
+    """Keys every tracker understands (the IoU tracker's, from the reference system)."""
+
+    max_lost: int = Field(
+        5,
+        alias="MaxLost",
+        ge=0,
+        description="Frames a track may go unmatched before it ends.",
+        json_schema_extra=form("an integer >= 0"),
+    )
+    tracker_iou_threshold: float = Field(
+        0.3,
+        alias="TrackerIOUThreshold",
+        ge=0.0,
+        le=1.0,
+        description="Least IoU between a track's last box and a detection to match them.",
+        json_schema_extra=form("a number from 0 to 1"),
+    )
+
+
+class LookoutConfig(BaseModel):
+    """The whole configuration, with the file it came from."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    path: Path
+    app: AppConfig
+    api: ApiConfig
+    core: CoreConfig
+    detector: DetectorConfig
+    classifier: ClassifierConfig | None = None
+    tracker: TrackerConfig
+    sources: list[SourceConfig]
+    areas: list[AreaConfig]
+    source_post_processors: list[PluginConfig]
+    source_loggers: list[PluginConfig]
+    area_loggers: list[PluginConfig]
+    periodic_tasks: list[PluginConfig]
+
+    ENV_DATA: ClassVar[str] = "LOOKOUT_DATA_DIR"
+    ENV_ASSETS: ClassVar[str] = "LOOKOUT_ASSETS_DIR"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.resolve().parent
+
+    @property
+    def data_dir(self) -> Path:
+        import os
+
+        raw = os.environ.get(self.ENV_DATA) or self.app.data_directory
+        return (self.base_dir / raw).resolve()
+
+    @property
+    def assets_dir(self) -> Path:
+        import os
+
+        raw = os.environ.get(self.ENV_ASSETS) or self.app.assets_directory
+        return (self.base_dir / raw).resolve()
+
+    def data_path(self, value: str) -> Path:
+        """A path for output: relative values are inside the data directory."""
+        return (self.data_dir / value).resolve()
+
+    def asset_path(self, value: str) -> Path:
+        """A path for input: relative values are inside the assets directory."""
+        return (self.assets_dir / value).resolve()
+
+    def source(self, camera_id: str) -> SourceConfig:
+        for src in self.sources:
+            if src.id == camera_id:
+                return src
+        raise KeyError(camera_id)
+
+    def enabled_sources(self) -> list[SourceConfig]:
+        return [s for s in self.sources if s.enabled]

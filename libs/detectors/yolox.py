@@ -1,0 +1,93 @@
+"""YOLOX pre- and post-processing, shared by every backend.
+
+As described in the model card: BGR, raw 0-255 values, letterbox pasted at the top-left and
+filled with 114, NCHW float32.  The output rows are grid cells of strides 8, 16 and 32 in
+row-major order; columns ``tx, ty, tw, th, obj, cls0..cls79`` with sigmoids already applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from libs.frame import Detections
+from libs.geometry import nms
+
+STRIDES = (8, 16, 32)
+PAD_VALUE = 114
+
+
+@dataclass
+class Letterbox:
+    scale: float
+    width: int
+    height: int
+
+
+class YoloxCodec:
+    """Turns images into model input and model output into :class:`Detections`."""
+
+    def __init__(self, input_width: int, input_height: int) -> None:
+        self.input_width = input_width
+        self.input_height = input_height
+        grids = []
+        strides = []
+        for stride in STRIDES:
+            gw, gh = input_width // stride, input_height // stride
+            gy, gx = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+            grids.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
+            strides.append(np.full(gw * gh, stride))
+        self.grid = np.concatenate(grids).astype(np.float32)
+        self.stride = np.concatenate(strides).astype(np.float32)[:, None]
+        self._canvas = np.full((input_height, input_width, 3), PAD_VALUE, np.uint8)
+
+    @property
+    def rows(self) -> int:
+        return len(self.grid)
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """``(1, 3, H, W)`` float32 tensor and the letterbox to map boxes back."""
+        h, w = image.shape[:2]
+        r = min(self.input_height / h, self.input_width / w)
+        nw, nh = max(1, round(w * r)), max(1, round(h * r))
+        canvas = self._canvas
+        canvas[...] = PAD_VALUE
+        interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
+        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+        tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+        return tensor, Letterbox(r, w, h)
+
+    def postprocess(
+        self,
+        output: np.ndarray,
+        letterbox: Letterbox,
+        class_id: int,
+        min_score: float,
+        nms_threshold: float,
+    ) -> Detections:
+        rows = output.reshape(-1, output.shape[-1])
+        if len(rows) != self.rows:
+            raise ValueError(
+                f"model gave {len(rows)} rows; a YOLOX model of input "
+                f"{self.input_width}x{self.input_height} gives {self.rows}"
+            )
+        scores = rows[:, 4] * rows[:, 5 + class_id]
+        keep = scores >= min_score
+        if not keep.any():
+            return Detections()
+        sel = rows[keep]
+        scores = scores[keep]
+        stride = self.stride[keep]
+        centre = (sel[:, 0:2] + self.grid[keep]) * stride
+        size = np.exp(sel[:, 2:4]) * stride
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / letterbox.scale
+        np.clip(boxes[:, 0::2], 0, letterbox.width, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, letterbox.height, out=boxes[:, 1::2])
+        idx = nms(boxes, scores, nms_threshold)
+        return Detections(
+            boxes=boxes[idx],
+            scores=scores[idx],
+            classes=np.full(len(idx), class_id, np.int32),
+        )

@@ -1,0 +1,1 @@
+"""Measuring Lookout against ground truth: MOT-format files and detection matching."""

@@ -1,0 +1,104 @@
+"""The one record that flows through the pipeline.
+
+Every stage takes a :class:`Frame` and returns it, extended.  People are held as numpy
+arrays (one row per person) inside :class:`Detections`, so geometry works on everybody at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+@dataclass
+class Detections:
+    """People in one frame.
+
+    ``boxes`` are ``(N, 4)`` float32 corner boxes ``x1, y1, x2, y2`` in pixels of the frame.
+    ``track_ids`` is ``-1`` until a tracker has assigned an identity.  ``attributes`` holds
+    further per-person arrays whose first dimension is ``N`` (for example ``in_violation`` or
+    ``floor_xy``); :meth:`select` keeps them aligned.
+    """
+
+    boxes: np.ndarray = field(default_factory=lambda: _empty((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: _empty((0,), np.float32))
+    classes: np.ndarray = field(default_factory=lambda: _empty((0,), np.int32))
+    track_ids: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        n = len(self.boxes)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.classes = (
+            np.asarray(self.classes, dtype=np.int32).reshape(n)
+            if len(self.classes) == n
+            else np.zeros(n, np.int32)
+        )
+        self.track_ids = (
+            np.asarray(self.track_ids, dtype=np.int64).reshape(n)
+            if len(self.track_ids) == n
+            else np.full(n, -1, np.int64)
+        )
+        for key, value in self.attributes.items():
+            if len(value) != n:
+                raise ValueError(f"attribute {key!r} has {len(value)} rows for {n} people")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def select(self, index: np.ndarray) -> Detections:
+        """Rows picked by a boolean mask or an integer index array, attributes included."""
+        return Detections(
+            boxes=self.boxes[index],
+            scores=self.scores[index],
+            classes=self.classes[index],
+            track_ids=self.track_ids[index],
+            attributes={k: v[index] for k, v in self.attributes.items()},
+        )
+
+    def foot_points(self) -> np.ndarray:
+        """``(N, 2)`` bottom-centre of each box: where the person stands."""
+        b = self.boxes
+        return np.stack([(b[:, 0] + b[:, 2]) * 0.5, b[:, 3]], axis=1)
+
+    def centers(self) -> np.ndarray:
+        b = self.boxes
+        return np.stack([(b[:, 0] + b[:, 2]) * 0.5, (b[:, 1] + b[:, 3]) * 0.5], axis=1)
+
+    def heights(self) -> np.ndarray:
+        return self.boxes[:, 3] - self.boxes[:, 1]
+
+
+@dataclass
+class Frame:
+    """One image of one camera and everything the stages learned about it.
+
+    ``timestamp`` is time-zone aware: wall clock for a live stream, the video's own clock plus
+    the configured start time for a recording.  ``metrics`` holds per-frame scalars written by
+    post-processors (``people``, ``violating_people``, ``violating_pairs``, ``occupancy``...).
+    ``timings`` holds milliseconds spent per stage for performance logging.
+    """
+
+    camera_id: str
+    index: int
+    timestamp: datetime
+    image: np.ndarray
+    detections: Detections = field(default_factory=Detections)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])

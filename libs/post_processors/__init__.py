@@ -1,0 +1,36 @@
+"""Per-camera post-processing steps, registered by ``[SourcePostProcessor_N] Name``.
+
+A step runs either before the tracker (filtering raw detections) or after it (analytics on
+tracked people); ``phase`` says which.  Steps run in the order of their sections.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from libs.config.models import PluginConfig
+from libs.frame import Frame
+from libs.registry import Registry
+
+if TYPE_CHECKING:
+    from libs.config.models import LookoutConfig, SourceConfig
+
+POST_PROCESSORS: Registry[type[PostProcessor]] = Registry("post-processor", __name__)
+
+
+class PostProcessor(ABC):
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    phase: ClassVar[Literal["before_tracker", "after_tracker"]] = "after_tracker"
+
+    def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
+        self.config = config
+        self.source = source
+        self.app = app
+
+    @abstractmethod
+    def process(self, frame: Frame) -> Frame:
+        """Read and extend the frame record."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources at the end of the camera's run."""

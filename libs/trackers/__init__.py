@@ -1,0 +1,50 @@
+"""Trackers, registered by the INI ``[Tracker] Name``.
+
+A tracker takes the frame's detections and writes ``track_ids``; only confirmed tracks
+reach the analytics (detections the tracker does not vouch for are removed from the frame).
+Tracks carry their box history and first/last-seen timestamps.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+import numpy as np
+
+from libs.config.models import TrackerConfig
+from libs.frame import Frame
+from libs.registry import Registry
+
+TRACKERS: Registry[type[Tracker]] = Registry("tracker", __name__)
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: np.ndarray  # last box x1, y1, x2, y2
+    first_seen: datetime
+    last_seen: datetime
+    first_frame: int
+    last_frame: int
+    history: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=64))
+    hits: int = 1
+    lost: int = 0
+
+
+class Tracker(ABC):
+    Config: ClassVar[type[TrackerConfig]] = TrackerConfig
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def update(self, frame: Frame) -> Frame:
+        """Assign ``frame.detections.track_ids``; drop detections of unconfirmed tracks."""
+
+    @abstractmethod
+    def active_tracks(self) -> list[Track]:
+        """Tracks alive after the last update (matched or within their lost budget)."""

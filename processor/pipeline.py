@@ -1,0 +1,89 @@
+"""One camera's chain of stages: detector, filters, tracker, analytics, loggers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from libs.config.models import LookoutConfig, SourceConfig
+from libs.detectors import Detector, create_detector
+from libs.frame import Frame
+from libs.loggers import SOURCE_LOGGERS, SourceLogger
+from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.trackers import TRACKERS, Tracker
+
+log = logging.getLogger(__name__)
+
+
+class CameraPipeline:
+    """Runs every enabled stage of one camera over a :class:`Frame`, timing each."""
+
+    def __init__(
+        self,
+        config: LookoutConfig,
+        source: SourceConfig,
+        detector: Detector | None = None,
+        with_loggers: bool = True,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self._own_detector = detector is None
+        self.detector = detector if detector is not None else create_detector(config)
+        tracker_cls = TRACKERS.get(config.tracker.name)
+        self.tracker: Tracker = tracker_cls(config.tracker)
+        self.before: list[tuple[str, PostProcessor]] = []
+        self.after: list[tuple[str, PostProcessor]] = []
+        for pp_cfg in config.source_post_processors:
+            if not pp_cfg.enabled:
+                continue
+            cls = POST_PROCESSORS.get(pp_cfg.name)
+            stage = cls(pp_cfg, source, config)
+            (self.before if cls.phase == "before_tracker" else self.after).append(
+                (pp_cfg.name, stage)
+            )
+        self.loggers: list[tuple[str, SourceLogger]] = []
+        if with_loggers:
+            for lg_cfg in config.source_loggers:
+                if lg_cfg.enabled:
+                    self.loggers.append(
+                        (lg_cfg.name, SOURCE_LOGGERS.get(lg_cfg.name)(lg_cfg, source, config))
+                    )
+
+    @staticmethod
+    def _timed(frame: Frame, name: str, fn: Callable[[Frame], Frame]) -> Frame:
+        t0 = time.perf_counter()
+        out = fn(frame)
+        out.timings[name] = (time.perf_counter() - t0) * 1000.0
+        return out
+
+    def process(self, frame: Frame) -> Frame:
+        """Detect people in ``frame.image``, then run every other stage."""
+        t0 = time.perf_counter()
+        frame.detections = self.detector.detect(frame.image)
+        frame.timings["detector"] = (time.perf_counter() - t0) * 1000.0
+        return self.process_detections(frame)
+
+    def process_detections(self, frame: Frame) -> Frame:
+        """Every stage after the detector, on detections already in the frame."""
+        for name, stage in self.before:
+            frame = self._timed(frame, name, stage.process)
+        frame = self._timed(frame, "tracker", self.tracker.update)
+        for name, stage in self.after:
+            frame = self._timed(frame, name, stage.process)
+        t1 = time.perf_counter()
+        for _, logger in self.loggers:
+            logger.log(frame)
+        frame.timings["loggers"] = (time.perf_counter() - t1) * 1000.0
+        return frame
+
+    def close(self) -> None:
+        for name, logger in self.loggers:
+            try:
+                logger.close()
+            except Exception:
+                log.exception("closing logger %s of camera %s failed", name, self.source.id)
+        for _, stage in self.before + self.after:
+            stage.close()
+        if self._own_detector:
+            self.detector.close()

@@ -1,0 +1,218 @@
+"""A worker process: runs the pipelines of its share of the cameras, one thread each.
+
+The worker shares one detector between its cameras (ONNX Runtime sessions are thread-safe
+and release the GIL).  Progress goes to a shared-memory row per camera that the supervisor
+owns, so it survives a crash of the worker and a restarted worker resumes a recording where
+the crashed one stopped.  Occupancy samples for areas go to the supervisor over a queue.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import defaultdict
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+from libs.config import load_config
+from libs.config.models import LookoutConfig, SourceConfig
+from libs.detectors import Detector, create_detector
+from libs.frame import Frame
+from processor.pipeline import CameraPipeline
+from processor.sources import open_source
+
+log = logging.getLogger(__name__)
+
+# Fields of a camera's shared state row (multiprocessing.Array of doubles).
+FRAMES, NEXT_INDEX, TOTAL, FPS, LAST_TS, STATUS, STARTED, RESTARTS = range(8)
+STATE_FIELDS = 8
+IDLE, RUNNING, FINISHED, FAILED, STOPPED = 0.0, 1.0, 2.0, 3.0, 4.0
+STATUS_NAMES = {IDLE: "idle", RUNNING: "running", FINISHED: "finished", FAILED: "failed",
+                STOPPED: "stopped"}
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+class PerformanceLog:
+    """Every ``every`` frames: fps and mean milliseconds per stage, to the log and a CSV."""
+
+    def __init__(self, camera_id: str, every: int, csv_dir: Path | None) -> None:
+        self.camera_id = camera_id
+        self.every = every
+        self.csv_path = csv_dir / f"{camera_id}.csv" if csv_dir else None
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, frame: Frame) -> None:
+        for stage, ms in frame.timings.items():
+            self.sums[stage] += ms
+        self.count += 1
+        if self.count >= self.every:
+            self.emit(frame)
+
+    def emit(self, frame: Frame) -> None:
+        elapsed = time.perf_counter() - self.t0
+        fps = self.count / elapsed if elapsed > 0 else 0.0
+        means = {k: v / self.count for k, v in self.sums.items()}
+        parts = " | ".join(f"{k} {v:.2f} ms" for k, v in means.items())
+        log.info("camera %s: %.1f fps | %s", self.camera_id, fps, parts)
+        if self.csv_path is not None:
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.csv_path.exists()
+            with open(self.csv_path, "a", newline="") as fh:
+                w = csv.writer(fh)
+                if new:
+                    w.writerow(["Timestamp", "Frame", "FPS", *(f"{k}_ms" for k in means)])
+                w.writerow(
+                    [frame.timestamp.isoformat(), frame.index, f"{fps:.2f}",
+                     *(f"{v:.3f}" for v in means.values())]
+                )
+        self.sums.clear()
+        self.count = 0
+        self.t0 = time.perf_counter()
+
+
+class CameraRunner(threading.Thread):
+    def __init__(
+        self,
+        config: LookoutConfig,
+        source: SourceConfig,
+        detector: Detector,
+        state: Any,
+        events: Queue[Any] | None,
+        stop: threading.Event,
+        report_areas: bool,
+    ) -> None:
+        super().__init__(name=f"camera-{source.id}", daemon=True)
+        self.config = config
+        self.source_cfg = source
+        self.detector = detector
+        self.state = state
+        self.events = events
+        self.stop_event = stop
+        self.report_areas = report_areas
+        self.error: str | None = None
+
+    def _send(self, *event: Any) -> None:
+        if self.events is not None:
+            try:
+                self.events.put_nowait(event)
+            except Exception:  # noqa: BLE001 - a full queue must not stop the camera
+                log.warning("event queue full; dropped %s", event[0])
+
+    def run(self) -> None:
+        st = self.state
+        cam = self.source_cfg.id
+        app = self.config.app
+        pipeline = None
+        source = None
+        try:
+            pipeline = CameraPipeline(self.config, self.source_cfg, detector=self.detector)
+            source = open_source(self.config, self.source_cfg, start_index=int(st[NEXT_INDEX]))
+            st[TOTAL] = float(source.total_frames or 0)
+            st[STATUS] = RUNNING
+            st[STARTED] = time.time()
+            perf = None
+            if app.log_performance_metrics:
+                csv_dir = (
+                    self.config.data_path(app.log_performance_metrics_directory)
+                    if app.log_performance_metrics_directory
+                    else None
+                )
+                perf = PerformanceLog(cam, app.log_performance_metrics_every, csv_dir)
+            last_sent: tuple[int, float] | None = None
+            fps_t0, fps_n = time.perf_counter(), 0
+            while not self.stop_event.is_set():
+                sf = source.read(timeout=0.5)
+                if sf is None:
+                    if source.ended:
+                        st[STATUS] = FINISHED
+                        break
+                    continue
+                frame = Frame(cam, sf.index, sf.timestamp, sf.image)
+                frame = pipeline.process(frame)
+                st[FRAMES] += 1
+                st[NEXT_INDEX] = float(sf.index + 1)
+                ts = sf.timestamp.timestamp()
+                st[LAST_TS] = ts
+                fps_n += 1
+                now = time.perf_counter()
+                if now - fps_t0 >= 1.0:
+                    st[FPS] = fps_n / (now - fps_t0)
+                    fps_t0, fps_n = now, 0
+                if perf is not None:
+                    perf.add(frame)
+                if self.report_areas:
+                    occ = int(frame.metrics.get("occupancy", len(frame.detections)))
+                    if last_sent is None or last_sent[0] != occ or ts - last_sent[1] >= 1.0:
+                        self._send("occupancy", cam, sf.timestamp, occ)
+                        last_sent = (occ, ts)
+            else:
+                st[STATUS] = STOPPED
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            st[STATUS] = FAILED
+            log.error("camera %s failed: %s\n%s", cam, self.error, traceback.format_exc())
+            self._send("error", cam, self.error)
+        finally:
+            if pipeline is not None:
+                pipeline.close()
+            if source is not None:
+                source.close()
+
+
+def worker_main(
+    config_path: str,
+    camera_ids: list[str],
+    states: dict[str, Any],
+    events: Queue[Any] | None,
+    stop: Any,
+    log_level: str = "INFO",
+) -> None:
+    """Entry point of a worker process.  Exit code 0: every camera finished or was stopped."""
+    setup_logging(log_level)
+    local_stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("worker %s: signal %s, stopping", os.getpid(), signum)
+        local_stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    config = load_config(config_path)
+    detector = create_detector(config)
+    area_cameras = {c for a in config.areas for c in a.cameras} if config.app.process_areas else set()
+    runners = [
+        CameraRunner(
+            config, config.source(cid), detector, states[cid], events, local_stop,
+            cid in area_cameras,
+        )
+        for cid in camera_ids
+    ]
+    for r in runners:
+        r.start()
+    while any(r.is_alive() for r in runners):
+        if stop.is_set():
+            local_stop.set()
+        for r in runners:
+            r.join(timeout=0.2)
+    detector.close()
+    failed = [r for r in runners if r.error]
+    if events is not None:
+        events.close()
+        events.join_thread()
+    raise SystemExit(1 if failed else 0)
