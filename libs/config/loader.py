@@ -174,12 +174,11 @@ def parse_config_text(
         values = dict(parser.items(section))
         fixed_name = canonical.get(section.lower())
         if fixed_name is not None:
-            model: type[BaseModel] = FIXED_SECTIONS[fixed_name]
+            model: type[BaseModel] | None = FIXED_SECTIONS[fixed_name]
             if fixed_name == "Tracker":
                 model = _plugin_model(registries["Tracker"], values, file, section, problems)
-                if model is None:
-                    continue
-            fixed[fixed_name] = _validate(model, values, file, section, problems)
+            if model is not None:
+                fixed[fixed_name] = _validate(model, values, file, section, problems)
             continue
         m = NUMBERED.match(section)
         if not m:
@@ -195,15 +194,15 @@ def parse_config_text(
             )
             continue
         kind = m["kind"]
+        model = None
         if kind == "Source":
             model = SourceConfig
         elif kind == "Area":
             model = AreaConfig
         else:
-            found = _plugin_model(registries[kind], values, file, section, problems)
-            if found is None:
+            model = _plugin_model(registries[kind], values, file, section, problems)
+            if model is None:
                 continue
-            model = found
         obj = _validate(model, values, file, section, problems)
         if obj is not None:
             lists[kind].append(obj)

@@ -74,6 +74,12 @@ def _empty_to_none(value: Any) -> Any:
     return value
 
 
+def _int_if_digits(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
 CsvList = Annotated[list[str], BeforeValidator(_split_list)]
 Size = Annotated[tuple[int, int], BeforeValidator(_split_size)]
 OptionalSize = Annotated[tuple[int, int] | None, BeforeValidator(_split_size)]
@@ -319,7 +325,7 @@ class DetectorConfig(StrictModel):
         description="IoU above which the detector's own NMS merges boxes.",
         json_schema_extra=form("a number from 0 to 1"),
     )
-    tensorrt_precision: Literal[16, 32] = Field(
+    tensorrt_precision: Annotated[Literal[16, 32], BeforeValidator(_int_if_digits)] = Field(
         32, alias="TensorrtPrecision", json_schema_extra=form("16 or 32")
     )
     device_id: int = Field(0, alias="DeviceId", ge=0, description="Accelerator index.")
@@ -338,7 +344,9 @@ class ClassifierConfig(StrictModel):
     image_size: Size = Field((64, 64), alias="ImageSize", json_schema_extra=form("'w,h'"))
     model_path: str = Field("", alias="ModelPath")
     min_score: float = Field(0.5, alias="MinScore", ge=0.0, le=1.0)
-    tensorrt_precision: Literal[16, 32] = Field(32, alias="TensorrtPrecision")
+    tensorrt_precision: Annotated[Literal[16, 32], BeforeValidator(_int_if_digits)] = Field(
+        32, alias="TensorrtPrecision"
+    )
     min_image_size: int = Field(0, alias="MinImageSize", ge=0)
 
 
@@ -381,7 +389,7 @@ class SourceConfig(StrictModel):
     daily_report_time: str = Field(
         "06:00", alias="DailyReportTime", json_schema_extra=form("HH:MM")
     )
-    dist_method: DistMethod | None = Field(
+    dist_method: Annotated[DistMethod | None, BeforeValidator(_empty_to_none)] = Field(
         None,
         alias="DistMethod",
         description="Distance method of this camera; empty uses the social_distance "
@@ -399,7 +407,7 @@ class SourceConfig(StrictModel):
         "duration. A time without offset is in App TimeZone.",
         json_schema_extra=form("ISO 8601, for example 2009-03-01T10:00:00+00:00"),
     )
-    frame_rate: float | None = Field(
+    frame_rate: Annotated[float | None, BeforeValidator(_empty_to_none)] = Field(
         None,
         alias="FrameRate",
         gt=0,

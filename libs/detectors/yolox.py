@@ -54,8 +54,7 @@ class YoloxCodec:
         nw, nh = max(1, round(w * r)), max(1, round(h * r))
         canvas = self._canvas
         canvas[...] = PAD_VALUE
-        interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
-        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
         tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32)
         return tensor, Letterbox(r, w, h)
 
