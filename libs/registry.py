@@ -55,7 +55,7 @@ class Registry(Generic[T]):
             full = f"{self.package}.{mod.name}"
             try:
                 importlib.import_module(full)
-            except Exception as exc:  # noqa: BLE001 - optional backends may fail in any way
+            except Exception as exc:
                 self._failed[mod.name] = f"{type(exc).__name__}: {exc}"
                 log.info("%s module %s unavailable: %s", self.kind, full, exc)
 

@@ -185,7 +185,7 @@ class RecordingSource(FrameSource):
                 global_index += max(local, info.frames) if info.frames else local
                 file_start += timedelta(seconds=max(local, info.frames) / info.fps)
             self._put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             self._put(exc)
 
     def read(self, timeout: float = 1.0) -> SourceFrame | None:

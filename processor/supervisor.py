@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ class Supervisor:
                 self.tasks.append(TaskRunner(task, t.name))
         self.status_path = self.config.data_path("processor/status.json")
         self.progress = ProgressDisplay(enabled=show_progress)
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self._stopping = False
 
     # -- workers ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class Supervisor:
                 event = slot.events.get_nowait()
             except (queue.Empty, OSError, EOFError, ValueError):
                 return
-            except Exception:  # noqa: BLE001 - a torn message from a killed worker
+            except Exception:
                 log.warning("dropped an unreadable event from worker %d", slot.index)
                 return
             kind = event[0]
@@ -204,7 +204,7 @@ class Supervisor:
         status = {
             "pid": os.getpid(),
             "started": self.started.isoformat(),
-            "updated": datetime.now(timezone.utc).isoformat(),
+            "updated": datetime.now(UTC).isoformat(),
             "workers": [
                 {
                     "index": s.index,

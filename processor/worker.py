@@ -110,7 +110,7 @@ class CameraRunner(threading.Thread):
         if self.events is not None:
             try:
                 self.events.put_nowait(event)
-            except Exception:  # noqa: BLE001 - a full queue must not stop the camera
+            except Exception:
                 log.warning("event queue full; dropped %s", event[0])
 
     def run(self) -> None:
@@ -195,7 +195,9 @@ def worker_main(
 
     config = load_config(config_path)
     detector = create_detector(config)
-    area_cameras = {c for a in config.areas for c in a.cameras} if config.app.process_areas else set()
+    area_cameras = (
+        {c for a in config.areas for c in a.cameras} if config.app.process_areas else set()
+    )
     runners = [
         CameraRunner(
             config, config.source(cid), detector, states[cid], events, local_stop,

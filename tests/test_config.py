@@ -29,7 +29,8 @@ def test_bundled_config_is_valid(x86_config: Path) -> None:
     cfg = load_config(x86_config)
     assert [s.id for s in cfg.sources] == ["pets-view1"]
     assert cfg.sources[0].frame_rate == 7
-    assert cfg.sources[0].start_time is not None and cfg.sources[0].start_time.utcoffset() is not None
+    start = cfg.sources[0].start_time
+    assert start is not None and start.utcoffset() is not None
     assert len(cfg.sources[0].calibration_image_points) == 4
     assert cfg.areas[0].cameras == ["pets-view1"]
     assert cfg.tracker.name == "IOUTracker"
@@ -228,7 +229,7 @@ def test_concurrent_writes_leave_one_valid_write(x86_config: Path) -> None:
         try:
             save_config_changes(x86_config, [ConfigChange("Tracker", {"MaxLost": str(i)})],
                                 check_files=False)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]

@@ -86,7 +86,7 @@ def test_run_processes_whole_clip_and_leaves_logs_and_reports(x86_config: Path) 
     assert log_file.name == "2009-03-01.csv"
     rows = read_csv_strict(log_file)
     assert 220 <= len(rows) <= 230  # 113.4 s of video / 0.5 s
-    assert rows[0]["Timestamp"] == "2009-03-01T10:00:00+00:00"
+    assert rows[0]["Timestamp"] == "2009-03-01T10:00:00.000+00:00"
     assert max(int(r["DetectedObjects"]) for r in rows) >= 6
     assert any(int(r["ViolatingObjects"]) > 0 for r in rows)
 

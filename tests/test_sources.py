@@ -3,6 +3,7 @@ reconnect with backoff.  All on real video files."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -117,7 +118,7 @@ def test_live_source_keeps_only_the_newest_frame(shared: Path) -> None:
             seen.append(sf.index)
             time.sleep(0.05)  # a slow pipeline: the capture thread runs ahead
         assert seen == sorted(seen)
-        assert all(b - a > 1 for a, b in zip(seen, seen[1:], strict=False)), seen
+        assert all(b - a > 1 for a, b in itertools.pairwise(seen)), seen
         assert abs((datetime.now(UTC) - sf.timestamp).total_seconds()) < 5  # wall clock
     finally:
         src.close()

@@ -209,7 +209,7 @@ def parse_config_text(
 
     for name in ("App", "API", "CORE", "Detector"):
         if name not in fixed:
-            if parser.has_section(name) or any(s.lower() == name.lower() for s in parser.sections()):
+            if any(s.lower() == name.lower() for s in parser.sections()):
                 continue  # present but invalid: already reported
             fixed[name] = FIXED_SECTIONS[name]()
     if "Tracker" not in fixed:
@@ -252,7 +252,10 @@ def _plugin_model(
     name = values.get("Name", "").strip()
     if not name:
         problems.append(
-            ConfigProblem(file, section, "Name", "missing required key", f"one of: {', '.join(registry.names())}")
+            ConfigProblem(
+                file, section, "Name", "missing required key",
+                f"one of: {', '.join(registry.names())}",
+            )
         )
         return None
     try:

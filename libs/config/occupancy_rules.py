@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,7 +69,7 @@ def parse_occupancy_rules(text: str) -> list[OccupancyRule]:
         by_day.setdefault(rule.day, []).append(rule)
     for day, day_rules in by_day.items():
         day_rules.sort(key=lambda r: r.start_minute)
-        for a, b in zip(day_rules, day_rules[1:]):
+        for a, b in itertools.pairwise(day_rules):
             if b.start_minute < a.end_minute:
                 raise ValueError(f"rules overlap on {DAYS[day]}")
     return rules
