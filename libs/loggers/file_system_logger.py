@@ -1,0 +1,461 @@
+"""``file_system_logger``: raw CSV logs of cameras and areas, the input of every report.
+
+Camera rows (:class:`SourceFileSystemLogger`), one per ``TimeInterval`` seconds of the
+camera's own clock (video time for recordings), in
+``<LogDirectory>/<camera_id>/objects_log/<YYYY-MM-DD>.csv``::
+
+    Timestamp,Frame,DetectedObjects,ViolatingObjects,ViolatingPairs,Occupancy,
+    EnvironmentScore,Detections,ViolationsIndexes
+
+- ``Timestamp``: ISO 8601 with milliseconds and the UTC offset of App ``TimeZone``
+  (``2024-10-27T01:30:00.000+01:00``).  The file's date is the local date of its rows.
+- ``Frame``: the frame index in the camera's stream.
+- ``DetectedObjects``: people in the frame (after the ROI and tracker);
+  ``ViolatingObjects``: people closer than the distance limit to someone (people, not pairs);
+  ``ViolatingPairs``: pairs closer than the limit; ``Occupancy``: the occupancy count (people
+  when no occupancy post-processor ran).
+- ``EnvironmentScore``: ``1 - ViolatingObjects / DetectedObjects``, 1 when nobody is there.
+- ``Detections``: compact JSON ``[{"id":7,"bbox":[x1,y1,x2,y2],"score":0.91,"violating":false}]``
+  (pixels rounded to integers, ``id`` -1 when untracked); ``ViolationsIndexes``: JSON list of
+  ``[i, j]`` pairs, indexes into ``Detections``.
+
+A row is written for the first frame of each ``TimeInterval`` slot; slots are aligned to the
+Unix epoch, so the same recording always yields the same rows.  With ``ScreenshotPeriod`` > 0
+a JPEG of the frame is written every that many minutes of the camera's clock to
+``<ScreenshotsDirectory>/<camera_id>/<YYYYMMDDTHHMMSS+ZZZZ>.jpg`` (ISO 8601 basic form, local
+time).
+
+Area rows (:class:`AreaFileSystemLogger`), one per ``TimeInterval`` of the area's clock (the
+latest timestamp any member camera reported), in
+``<LogDirectory>/<area_id>/occupancy_log/<YYYY-MM-DD>.csv``::
+
+    Timestamp,Occupancy,Threshold,Violation,Cameras
+
+``Occupancy`` is the sum of the member cameras' latest counts; a camera that has not reported
+for more than :data:`STALE_AFTER` (30 s) of the area clock counts as 0, so a stopped camera
+does not freeze its last count into the area forever.  ``Threshold`` is the limit in force
+(``OccupancyRules`` at the local time, else ``OccupancyThreshold``; 0 = no limit);
+``Violation`` is 1 when a limit is set and exceeded; ``Cameras`` is JSON ``{camera_id: count}``
+with the counts used (0 for stale or silent cameras).
+
+All writing happens on a :class:`~libs.loggers.writer.BackgroundWriter` thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from libs.config.models import PluginConfig, form
+from libs.config.occupancy_rules import occupancy_limit, parse_occupancy_rules
+from libs.frame import Frame
+from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS, AreaLogger, SourceLogger
+from libs.loggers.writer import BackgroundWriter, atomic_write_bytes
+
+if TYPE_CHECKING:
+    from libs.config.models import AreaConfig, LookoutConfig, SourceConfig
+
+log = logging.getLogger(__name__)
+
+NAME = "file_system_logger"
+DEFAULT_SOURCE_LOG_DIRECTORY = "processor/static/data/sources"
+DEFAULT_AREA_LOG_DIRECTORY = "processor/static/data/areas"
+DEFAULT_SCREENSHOTS_DIRECTORY = "processor/static/screenshots"
+SOURCE_LOG_FOLDER = "objects_log"
+AREA_LOG_FOLDER = "occupancy_log"
+SOURCE_LOG_COLUMNS = (
+    "Timestamp",
+    "Frame",
+    "DetectedObjects",
+    "ViolatingObjects",
+    "ViolatingPairs",
+    "Occupancy",
+    "EnvironmentScore",
+    "Detections",
+    "ViolationsIndexes",
+)
+AREA_LOG_COLUMNS = ("Timestamp", "Occupancy", "Threshold", "Violation", "Cameras")
+STALE_AFTER = timedelta(seconds=30)
+SCREENSHOT_JPEG_QUALITY = 90
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+C = TypeVar("C", bound=PluginConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers shared with the metrics and the API
+# ---------------------------------------------------------------------------------------
+
+
+def _logger_directory(sections: Iterable[PluginConfig], default: str) -> str:
+    for section in sections:
+        if section.name == NAME and section.enabled:
+            return str(getattr(section, "log_directory", default))
+    return default
+
+
+def source_log_root(config: LookoutConfig) -> Path:
+    """Folder holding one sub-folder per camera (``<root>/<camera_id>/objects_log/...``)."""
+    return config.data_path(_logger_directory(config.source_loggers, DEFAULT_SOURCE_LOG_DIRECTORY))
+
+
+def area_log_root(config: LookoutConfig) -> Path:
+    """Folder holding one sub-folder per area (``<root>/<area_id>/occupancy_log/...``)."""
+    return config.data_path(_logger_directory(config.area_loggers, DEFAULT_AREA_LOG_DIRECTORY))
+
+
+def screenshots_root(config: LookoutConfig) -> Path:
+    """Folder holding one sub-folder of screenshots per camera."""
+    for section in config.source_loggers:
+        if section.name == NAME and section.enabled:
+            value = getattr(section, "screenshots_directory", DEFAULT_SCREENSHOTS_DIRECTORY)
+            return config.data_path(str(value))
+    return config.data_path(DEFAULT_SCREENSHOTS_DIRECTORY)
+
+
+def format_timestamp(ts: datetime, tz: tzinfo) -> str:
+    """``ts`` as ISO 8601 with milliseconds and its UTC offset in ``tz``."""
+    return ts.astimezone(tz).isoformat(timespec="milliseconds")
+
+
+def aware(ts: datetime, tz: tzinfo) -> datetime:
+    """``ts`` itself when it has a time zone; a naive time is read as local time in ``tz``."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=tz)
+
+
+def csv_line(values: Sequence[object]) -> str:
+    """One CSV record with the quoting the ``csv`` module applies, ending in ``\\n``."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def plugin_settings(model: type[C], config: PluginConfig) -> C:
+    """``config`` as ``model``: itself when the loader built it so, else re-validated."""
+    if isinstance(config, model):
+        return config
+    return model.model_validate(config.model_dump(by_alias=True))
+
+
+class IntervalGate:
+    """Says yes once per slot of ``seconds`` on a grid aligned to the Unix epoch.
+
+    Integer microseconds, so a slot boundary never wobbles with floating point.  A time in
+    another slot than the last accepted one (later or, after a clock jump, earlier) opens it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("interval must be > 0")
+        self.step_us = max(1, round(seconds * 1_000_000))
+        self._last: int | None = None
+
+    def slot(self, ts: datetime) -> int:
+        return ((ts - _EPOCH) // _MICROSECOND) // self.step_us
+
+    def due(self, ts: datetime) -> bool:
+        slot = self.slot(ts)
+        if slot == self._last:
+            return False
+        self._last = slot
+        return True
+
+
+@dataclass(frozen=True)
+class FrameSummary:
+    """The per-frame numbers every logger records, with the fall-backs applied."""
+
+    people: int
+    violating_people: int
+    violating_pairs: int
+    occupancy: int
+    environment_score: float
+    in_violation: np.ndarray
+    pair_indexes: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _metric_int(metrics: dict[str, Any], key: str, default: int) -> int:
+    value = metrics.get(key)
+    if value is None:
+        return default
+    return int(value)
+
+
+def frame_summary(frame: Frame) -> FrameSummary:
+    """People, violations and occupancy of ``frame``.
+
+    Uses the post-processors' ``frame.metrics`` when present; otherwise people are the
+    detections, violations come from the ``in_violation`` attribute (or are 0) and
+    occupancy equals people.
+    """
+    det = frame.detections
+    n = len(det)
+    flags = det.attributes.get("in_violation")
+    in_violation = (
+        np.asarray(flags, dtype=bool).reshape(n) if flags is not None else np.zeros(n, bool)
+    )
+    metrics = frame.metrics
+    raw_pairs = metrics.get("violating_pair_indexes")
+    pairs = [(int(i), int(j)) for i, j in raw_pairs] if raw_pairs is not None else []
+    people = _metric_int(metrics, "people", n)
+    violating = _metric_int(metrics, "violating_people", int(in_violation.sum()))
+    violating_pairs = _metric_int(metrics, "violating_pairs", len(pairs))
+    occupancy = _metric_int(metrics, "occupancy", people)
+    score = 1.0 if people <= 0 else min(1.0, max(0.0, 1.0 - violating / people))
+    return FrameSummary(people, violating, violating_pairs, occupancy, score, in_violation, pairs)
+
+
+def detections_json(frame: Frame, in_violation: np.ndarray) -> str:
+    det = frame.detections
+    items = [
+        {
+            "id": int(det.track_ids[k]),
+            "bbox": [round(float(v)) for v in det.boxes[k]],
+            "score": round(float(det.scores[k]), 3),
+            "violating": bool(in_violation[k]),
+        }
+        for k in range(len(det))
+    ]
+    return json.dumps(items, separators=(",", ":"))
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
+    """Encode ``image`` (BGR) as JPEG and write it atomically."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for {path}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+# ---------------------------------------------------------------------------------------
+# Camera logger
+# ---------------------------------------------------------------------------------------
+
+
+class SourceFileSystemConfig(PluginConfig):
+    time_interval: float = Field(
+        0.5,
+        alias="TimeInterval",
+        gt=0,
+        description="Seconds of the camera's clock (video time for recordings) between two "
+        "rows of the raw log.",
+        json_schema_extra=form("a number of seconds > 0"),
+    )
+    log_directory: str = Field(
+        DEFAULT_SOURCE_LOG_DIRECTORY,
+        alias="LogDirectory",
+        description="Where the per-camera raw logs are written (relative to DataDirectory).",
+    )
+    screenshot_period: float = Field(
+        0,
+        alias="ScreenshotPeriod",
+        ge=0,
+        description="Minutes of the camera's clock between two screenshots; 0 takes none.",
+        json_schema_extra=form("a number of minutes >= 0"),
+    )
+    screenshots_directory: str = Field(
+        DEFAULT_SCREENSHOTS_DIRECTORY,
+        alias="ScreenshotsDirectory",
+        description="Where screenshots are written (relative to DataDirectory).",
+    )
+
+
+@SOURCE_LOGGERS.register(NAME)
+class SourceFileSystemLogger(SourceLogger):
+    """Writes a camera's raw log and screenshots; see the module docstring for the layout.
+
+    ``writer`` lets a worker share one :class:`BackgroundWriter` between its loggers; without
+    it the logger owns a writer and closes it in :meth:`close`.
+    """
+
+    Config: ClassVar[type[PluginConfig]] = SourceFileSystemConfig
+
+    def __init__(
+        self,
+        config: PluginConfig,
+        source: SourceConfig,
+        app: LookoutConfig,
+        writer: BackgroundWriter | None = None,
+    ) -> None:
+        super().__init__(config, source, app)
+        self.settings = plugin_settings(SourceFileSystemConfig, config)
+        self.tz = app.app.tzinfo
+        self.log_dir = app.data_path(self.settings.log_directory) / source.id / SOURCE_LOG_FOLDER
+        self.screenshot_dir = app.data_path(self.settings.screenshots_directory) / source.id
+        self._owns_writer = writer is None
+        self.writer = writer if writer is not None else BackgroundWriter(name=f"log-{source.id}")
+        self._rows = IntervalGate(self.settings.time_interval)
+        period = self.settings.screenshot_period
+        self._shots = IntervalGate(period * 60) if period > 0 else None
+        self._header = csv_line(SOURCE_LOG_COLUMNS)
+        self._closed = False
+
+    def log_path(self, ts: datetime) -> Path:
+        return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
+
+    def screenshot_path(self, ts: datetime) -> Path:
+        stamp = ts.astimezone(self.tz).strftime("%Y%m%dT%H%M%S%z")
+        return self.screenshot_dir / f"{stamp}.jpg"
+
+    def log(self, frame: Frame) -> None:
+        if self._closed:  # a last frame racing a shutdown: nothing to do
+            return
+        ts = aware(frame.timestamp, self.tz)
+        if self._rows.due(ts):
+            self.writer.append_line(self.log_path(ts), self.row(frame, ts), header=self._header)
+        if self._shots is not None and self._shots.due(ts):
+            image = frame.image.copy()
+            path = self.screenshot_path(ts)
+            self.writer.submit(lambda: write_jpeg(path, image, SCREENSHOT_JPEG_QUALITY))
+
+    def row(self, frame: Frame, ts: datetime) -> str:
+        summary = frame_summary(frame)
+        return csv_line(
+            [
+                format_timestamp(ts, self.tz),
+                frame.index,
+                summary.people,
+                summary.violating_people,
+                summary.violating_pairs,
+                summary.occupancy,
+                round(summary.environment_score, 4),
+                detections_json(frame, summary.in_violation),
+                json.dumps([list(p) for p in summary.pair_indexes], separators=(",", ":")),
+            ]
+        )
+
+    def close(self) -> None:
+        self._closed = True
+        if self._owns_writer:
+            self.writer.close()
+        else:
+            self.writer.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# Area logger
+# ---------------------------------------------------------------------------------------
+
+
+class AreaFileSystemConfig(PluginConfig):
+    time_interval: float = Field(
+        1.0,
+        alias="TimeInterval",
+        gt=0,
+        description="Seconds of the area's clock (the member cameras' timestamps) between "
+        "two rows of the area's occupancy log.",
+        json_schema_extra=form("a number of seconds > 0"),
+    )
+    log_directory: str = Field(
+        DEFAULT_AREA_LOG_DIRECTORY,
+        alias="LogDirectory",
+        description="Where the per-area raw logs are written (relative to DataDirectory).",
+    )
+
+
+@dataclass(frozen=True)
+class AreaSnapshot:
+    """The area's state at ``timestamp`` (its clock)."""
+
+    timestamp: datetime
+    occupancy: int
+    threshold: int
+    cameras: dict[str, int]
+
+    @property
+    def violation(self) -> bool:
+        return self.threshold > 0 and self.occupancy > self.threshold
+
+
+@AREA_LOGGERS.register(NAME)
+class AreaFileSystemLogger(AreaLogger):
+    """Writes an area's occupancy log; see the module docstring for the layout."""
+
+    Config: ClassVar[type[PluginConfig]] = AreaFileSystemConfig
+
+    def __init__(
+        self,
+        config: PluginConfig,
+        area: AreaConfig,
+        app: LookoutConfig,
+        writer: BackgroundWriter | None = None,
+    ) -> None:
+        super().__init__(config, area, app)
+        self.settings = plugin_settings(AreaFileSystemConfig, config)
+        self.tz = app.app.tzinfo
+        self.log_dir = app.data_path(self.settings.log_directory) / area.id / AREA_LOG_FOLDER
+        self.rules = parse_occupancy_rules(area.occupancy_rules)
+        self._members = list(dict.fromkeys(area.cameras))
+        self._latest: dict[str, tuple[datetime, int]] = {}
+        self._clock: datetime | None = None
+        self._gate = IntervalGate(self.settings.time_interval)
+        self._owns_writer = writer is None
+        self.writer = writer if writer is not None else BackgroundWriter(name=f"log-{area.id}")
+        self._header = csv_line(AREA_LOG_COLUMNS)
+        self._closed = False
+
+    def log_path(self, ts: datetime) -> Path:
+        return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
+
+    def update(self, camera_id: str, timestamp: datetime, occupancy: int) -> None:
+        if self._closed:
+            return
+        if camera_id not in self._members:
+            log.debug("area %s: ignoring camera %s, not a member", self.area.id, camera_id)
+            return
+        ts = aware(timestamp, self.tz)
+        previous = self._latest.get(camera_id)
+        if previous is None or ts >= previous[0]:
+            self._latest[camera_id] = (ts, int(occupancy))
+        if self._clock is None or ts > self._clock:
+            self._clock = ts
+        if self._gate.due(self._clock):
+            snap = self.snapshot()
+            assert snap is not None
+            self.writer.append_line(self.log_path(snap.timestamp), self.row(snap), self._header)
+
+    def snapshot(self) -> AreaSnapshot | None:
+        """Occupancy at the area clock, or None before any member camera reported."""
+        clock = self._clock
+        if clock is None:
+            return None
+        counts: dict[str, int] = {}
+        for camera_id in self._members:
+            latest = self._latest.get(camera_id)
+            fresh = latest is not None and clock - latest[0] <= STALE_AFTER
+            counts[camera_id] = latest[1] if fresh and latest is not None else 0
+        local = clock.astimezone(self.tz)
+        threshold = occupancy_limit(self.rules, self.area.occupancy_threshold, local)
+        return AreaSnapshot(clock, sum(counts.values()), threshold, counts)
+
+    def row(self, snap: AreaSnapshot) -> str:
+        cameras = json.dumps(dict(sorted(snap.cameras.items())), separators=(",", ":"))
+        return csv_line(
+            [
+                format_timestamp(snap.timestamp, self.tz),
+                snap.occupancy,
+                snap.threshold,
+                int(snap.violation),
+                cameras,
+            ]
+        )
+
+    def close(self) -> None:
+        self._closed = True
+        if self._owns_writer:
+            self.writer.close()
+        else:
+            self.writer.flush()

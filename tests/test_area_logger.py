@@ -1,0 +1,171 @@
+"""file_system_logger for areas: sum of member cameras, rule thresholds, stale cameras."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from libs.config.models import (
+    ApiConfig,
+    AppConfig,
+    AreaConfig,
+    CoreConfig,
+    DetectorConfig,
+    LookoutConfig,
+    PluginConfig,
+    SourceConfig,
+    TrackerConfig,
+)
+from libs.loggers.file_system_logger import (
+    AREA_LOG_COLUMNS,
+    STALE_AFTER,
+    AreaFileSystemLogger,
+)
+
+T0 = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each config's data lives in ``<its folder>/data`` (the default DataDirectory)."""
+    monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
+    return tmp_path / "data"
+
+
+def make_config(tmp_path: Path, area: AreaConfig, tz: str = "UTC") -> LookoutConfig:
+    return LookoutConfig(
+        path=tmp_path / "config.ini",
+        app=AppConfig(TimeZone=tz),
+        api=ApiConfig(),
+        core=CoreConfig(),
+        detector=DetectorConfig(),
+        tracker=TrackerConfig(Name="IOUTracker"),
+        sources=[SourceConfig(Id=c, VideoPath="clip.mp4") for c in ("cam1", "cam2", "cam3")],
+        areas=[area],
+        source_post_processors=[],
+        source_loggers=[],
+        area_loggers=[],
+        periodic_tasks=[],
+    )
+
+
+def area_section(**ini: str) -> PluginConfig:
+    return AreaFileSystemLogger.Config.model_validate({"Name": "file_system_logger", **ini})
+
+
+def make_logger(
+    tmp_path: Path, tz: str = "UTC", interval: str = "1", **area: str
+) -> AreaFileSystemLogger:
+    area_cfg = AreaConfig.model_validate({"Id": "hall", "Cameras": "cam1,cam2", **area})
+    config = make_config(tmp_path, area_cfg, tz)
+    return AreaFileSystemLogger(area_section(TimeInterval=interval), area_cfg, config)
+
+
+def rows_of(logger: AreaFileSystemLogger) -> list[dict[str, str]]:
+    logger.close()
+    out: list[dict[str, str]] = []
+    for path in sorted(logger.log_dir.glob("*.csv")):
+        with open(path, newline="") as f:
+            out += list(csv.DictReader(f))
+    return out
+
+
+def test_occupancy_is_the_sum_of_member_cameras(tmp_path: Path, data_dir: Path) -> None:
+    logger = make_logger(tmp_path)
+    logger.update("cam1", T0, 3)
+    logger.update("cam2", T0 + timedelta(seconds=0.2), 4)  # same slot: no row
+    logger.update("cam1", T0 + timedelta(seconds=1), 5)
+    logger.update("cam2", T0 + timedelta(seconds=2.5), 1)
+    rows = rows_of(logger)
+    assert logger.log_dir == data_dir / "processor/static/data/areas/hall/occupancy_log"
+    assert [(r["Timestamp"], r["Occupancy"]) for r in rows] == [
+        ("2024-03-04T12:00:00.000+00:00", "3"),
+        ("2024-03-04T12:00:01.000+00:00", "9"),
+        ("2024-03-04T12:00:02.500+00:00", "6"),
+    ]
+    assert json.loads(rows[1]["Cameras"]) == {"cam1": 5, "cam2": 4}
+    assert json.loads(rows[0]["Cameras"]) == {"cam1": 3, "cam2": 0}
+    header = next(logger.log_dir.glob("*.csv")).read_text().splitlines()[0]
+    assert header == ",".join(AREA_LOG_COLUMNS)
+
+
+def test_one_row_per_time_interval_of_the_area_clock(tmp_path: Path) -> None:
+    logger = make_logger(tmp_path, interval="1")
+    for k in range(20):  # 4 updates per second over 5 s, alternating cameras
+        logger.update(("cam1", "cam2")[k % 2], T0 + timedelta(seconds=k * 0.25), 1)
+    assert len(rows_of(logger)) == 5
+
+
+def test_threshold_from_rules_and_default(tmp_path: Path) -> None:
+    logger = make_logger(
+        tmp_path,
+        tz="Europe/Paris",
+        interval="60",
+        OccupancyThreshold="10",
+        OccupancyRules="Mon-Fri 09:00-18:00 5",
+    )
+    paris_monday_0858 = datetime(2024, 3, 4, 7, 58, tzinfo=UTC)
+    for minute in range(4):  # 08:58, 08:59, 09:00, 09:01 in Paris
+        logger.update("cam1", paris_monday_0858 + timedelta(minutes=minute), 6)
+    saturday = datetime(2024, 3, 9, 10, 0, tzinfo=UTC)
+    logger.update("cam1", saturday, 6)
+    logger.update("cam1", saturday + timedelta(minutes=1), 11)
+    rows = rows_of(logger)
+    assert [(r["Threshold"], r["Violation"]) for r in rows] == [
+        ("10", "0"),
+        ("10", "0"),
+        ("5", "1"),
+        ("5", "1"),
+        ("10", "0"),
+        ("10", "1"),
+    ]
+    assert rows[2]["Timestamp"] == "2024-03-04T09:00:00.000+01:00"
+
+
+def test_no_threshold_means_no_violation(tmp_path: Path) -> None:
+    logger = make_logger(tmp_path)
+    logger.update("cam1", T0, 500)
+    (row,) = rows_of(logger)
+    assert (row["Threshold"], row["Violation"]) == ("0", "0")
+
+
+def test_a_silent_camera_counts_zero_after_30_seconds(tmp_path: Path) -> None:
+    assert timedelta(seconds=30) == STALE_AFTER
+    logger = make_logger(tmp_path)
+    logger.update("cam2", T0, 4)
+    for second in (1, 30, 31):
+        logger.update("cam1", T0 + timedelta(seconds=second), 2)
+    rows = rows_of(logger)
+    assert [r["Occupancy"] for r in rows] == ["4", "6", "6", "2"]
+    assert json.loads(rows[-1]["Cameras"]) == {"cam1": 2, "cam2": 0}
+    snap = logger.snapshot()
+    assert snap is not None and snap.occupancy == 2
+
+
+def test_non_members_and_late_updates(tmp_path: Path) -> None:
+    logger = make_logger(tmp_path)
+    assert logger.snapshot() is None
+    logger.update("cam3", T0, 100)  # not in the area
+    assert logger.snapshot() is None
+    logger.update("cam1", T0 + timedelta(seconds=5), 2)
+    logger.update("cam1", T0 + timedelta(seconds=4), 9)  # older than what cam1 said: ignored
+    logger.update("cam2", T0 + timedelta(seconds=3), 1)  # behind the clock but fresh: counted
+    snap = logger.snapshot()
+    assert snap is not None
+    assert snap.cameras == {"cam1": 2, "cam2": 1}
+    assert snap.timestamp == T0 + timedelta(seconds=5)
+    rows = rows_of(logger)
+    assert [r["Occupancy"] for r in rows] == ["2"]  # the clock never entered another slot
+
+
+def test_rows_split_by_local_date(tmp_path: Path) -> None:
+    logger = make_logger(tmp_path, tz="Asia/Tokyo", interval="60")
+    start = datetime(2024, 3, 4, 14, 59, tzinfo=UTC)  # 23:59 in Tokyo
+    logger.update("cam1", start, 1)
+    logger.update("cam1", start + timedelta(minutes=1), 2)
+    logger.close()
+    assert sorted(p.name for p in logger.log_dir.iterdir()) == ["2024-03-04.csv", "2024-03-05.csv"]
