@@ -32,8 +32,22 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  assets directory: {cfg.assets_dir}")
     print(f"  detector:         {cfg.detector.device} / {cfg.detector.name}")
     print(f"  tracker:          {cfg.tracker.name}")
+    from libs.calibration import CalibrationError, FloorCalibration
+
     for s in cfg.sources:
         print(f"  camera {s.id}: {s.video_path}{'' if s.enabled else ' (disabled)'}")
+        if s.calibration_image_points:
+            try:
+                cal = FloorCalibration.from_points(
+                    s.calibration_image_points, s.calibration_floor_points
+                )
+            except CalibrationError as exc:
+                print(f"    calibration unusable: {exc}")
+            else:
+                print(
+                    f"    calibration: {len(s.calibration_image_points)} points, reprojection "
+                    f"error {cal.reprojection_error_m:.3f} m RMS, {cal.max_error_m:.3f} m max"
+                )
     for a in cfg.areas:
         print(f"  area {a.id}: cameras {', '.join(a.cameras)}")
     return 0

@@ -179,3 +179,4 @@ def test_check_config_command(x86_config: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert "camera pets-view1: data/pets09_s2l1/vtest.avi" in res.stdout
+    assert "calibration: 4 points, reprojection error 0.000 m RMS" in res.stdout

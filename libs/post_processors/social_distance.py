@@ -28,6 +28,7 @@ two people, or when no pair's distance is known) and ``dist_method``.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -41,6 +42,8 @@ from libs.post_processors import POST_PROCESSORS, PostProcessor
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
+
+log = logging.getLogger(__name__)
 
 CALIBRATED: Final = "CalibratedDistance"
 CENTER: Final = "CenterPointsDistance"
@@ -121,6 +124,12 @@ class SocialDistance(PostProcessor):
         self.calibration: FloorCalibration | None = (
             calibration_of(source) if self.method == CALIBRATED else None
         )
+        if self.calibration is not None:
+            log.info(
+                "camera %s: CalibratedDistance from %d points, reprojection error %.3f m RMS, "
+                "%.3f m max", source.id, len(source.calibration_image_points),
+                self.calibration.reprojection_error_m, self.calibration.max_error_m,
+            )
 
     def distances_cm(self, frame: Frame) -> np.ndarray:
         """``(N, N)`` distances in centimetres between the frame's people (diagonal 0).
