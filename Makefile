@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[api,dev]'
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	touch $(STAMP)
 
 install: $(STAMP)
