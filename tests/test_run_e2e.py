@@ -90,6 +90,13 @@ def test_run_processes_whole_clip_and_leaves_logs_and_reports(x86_config: Path) 
     assert max(int(r["DetectedObjects"]) for r in rows) >= 6
     assert any(int(r["ViolatingObjects"]) > 0 for r in rows)
 
+    # Every line crossing is an event row.
+    events = read_csv_strict(
+        data / "processor/static/data/sources/pets-view1/line_crossings/2009-03-01.csv")
+    assert len(events) >= 20
+    assert {e["Line"] for e in events} == {"x384"}
+    assert {e["Direction"] for e in events} == {"in", "out"}
+
     # Reports recomputed from the raw logs.
     reports = data / "processor/static/data/sources/pets-view1/reports"
     hourly = read_csv_strict(reports / "social-distancing" / "hourly_2009-03-01.csv")

@@ -68,6 +68,29 @@ def _split_points(value: Any) -> Any:
     return value
 
 
+LINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _split_lines(value: Any) -> Any:
+    """``"door: 384,0 384,576; exit: 10,20 30,40"`` -> ``[{"name": ..., "points": ...}]``."""
+    if not isinstance(value, str):
+        return value
+    lines = []
+    for chunk in value.split(";"):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        if ":" not in chunk:
+            raise ValueError(f"line {chunk!r} is not 'name: x1,y1 x2,y2'")
+        name, coords = (c.strip() for c in chunk.split(":", 1))
+        ends = coords.split()
+        if len(ends) != 2 or any(len(e.split(",")) != 2 for e in ends):
+            raise ValueError(f"line {chunk!r} is not 'name: x1,y1 x2,y2'")
+        (x1, y1), (x2, y2) = (e.split(",") for e in ends)
+        lines.append({"name": name, "start": (x1, y1), "end": (x2, y2)})
+    return lines
+
+
 def _empty_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
@@ -116,6 +139,8 @@ def ini_value(value: Any) -> str:
     """Write a Python value in the INI form the models parse back."""
     if value is None:
         return ""
+    if isinstance(value, list) and value and isinstance(value[0], CountingLine):
+        return "; ".join(line.to_ini() for line in value)
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, datetime):
@@ -143,6 +168,35 @@ def _check_id(value: str) -> str:
             "ids are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return value
+
+
+class CountingLine(BaseModel):
+    """A named line people are counted across, in image pixels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    start: tuple[float, float]
+    end: tuple[float, float]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not LINE_NAME.match(value):
+            raise ValueError(f"line name {value!r} is not 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _length(self) -> CountingLine:
+        if self.start == self.end:
+            raise ValueError(f"line {self.name!r} has zero length")
+        return self
+
+    def to_ini(self) -> str:
+        return f"{self.name}: {ini_value(self.start)} {ini_value(self.end)}"
+
+
+CountingLines = Annotated[list[CountingLine], BeforeValidator(_split_lines)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -438,10 +492,27 @@ class SourceConfig(StrictModel):
         0, alias="OccupancyThreshold", ge=0, description="People above which the camera "
         "is over capacity; 0 turns it off."
     )
+    counting_lines: CountingLines = Field(
+        default_factory=list,
+        alias="CountingLines",
+        description="Named lines people are counted across (line_crossing post-processor). "
+        "'in' is a crossing from the left to the right of someone walking the line from its "
+        "first point to its second, as drawn on the image.",
+        json_schema_extra=form("'name: x1,y1 x2,y2; name2: x1,y1 x2,y2'"),
+    )
 
     _section: str = PrivateAttr("")
 
     _check = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("counting_lines")
+    @classmethod
+    def _unique_lines(cls, value: list[CountingLine]) -> list[CountingLine]:
+        names = [line.name for line in value]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"line names must be unique, repeated: {', '.join(sorted(dup))}")
+        return value
 
     @field_validator("daily_report_time")
     @classmethod

@@ -166,5 +166,5 @@ def score_tracks(seq: Sequence, tracks: np.ndarray) -> dict[str, float]:
         "FN": int(clear["CLR_FN"]),
         "Frag": int(clear["Frag"]),
         "GT_IDs": int(ident.get("GT_IDs", 0)) if "GT_IDs" in ident else 0,
-        "IDs": int(len(np.unique(tracks[:, 1]))) if len(tracks) else 0,
+        "IDs": len(np.unique(tracks[:, 1])) if len(tracks) else 0,
     }

@@ -19,6 +19,13 @@ camera's own clock (video time for recordings), in
   (pixels rounded to integers, ``id`` -1 when untracked); ``ViolationsIndexes``: JSON list of
   ``[i, j]`` pairs, indexes into ``Detections``.
 
+Every line crossing (``line_crossing`` post-processor) is an event row in
+``<LogDirectory>/<camera_id>/line_crossings/<YYYY-MM-DD>.csv``::
+
+    Timestamp,Frame,Line,TrackId,Direction
+
+with ``Direction`` ``in`` or ``out`` (see :mod:`libs.post_processors.line_crossing`).
+
 A row is written for the first frame of each ``TimeInterval`` slot; slots are aligned to the
 Unix epoch, so the same recording always yields the same rows.  With ``ScreenshotPeriod`` > 0
 a JPEG of the frame is written every that many minutes of the camera's clock to
@@ -74,6 +81,8 @@ DEFAULT_AREA_LOG_DIRECTORY = "processor/static/data/areas"
 DEFAULT_SCREENSHOTS_DIRECTORY = "processor/static/screenshots"
 SOURCE_LOG_FOLDER = "objects_log"
 AREA_LOG_FOLDER = "occupancy_log"
+LINE_EVENTS_FOLDER = "line_crossings"
+LINE_EVENT_COLUMNS = ("Timestamp", "Frame", "Line", "TrackId", "Direction")
 SOURCE_LOG_COLUMNS = (
     "Timestamp",
     "Frame",
@@ -301,10 +310,15 @@ class SourceFileSystemLogger(SourceLogger):
         period = self.settings.screenshot_period
         self._shots = IntervalGate(period * 60) if period > 0 else None
         self._header = csv_line(SOURCE_LOG_COLUMNS)
+        self._events_header = csv_line(LINE_EVENT_COLUMNS)
         self._closed = False
 
     def log_path(self, ts: datetime) -> Path:
         return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
+
+    def events_path(self, ts: datetime) -> Path:
+        day = ts.astimezone(self.tz).date().isoformat()
+        return self.log_dir.parent / LINE_EVENTS_FOLDER / f"{day}.csv"
 
     def screenshot_path(self, ts: datetime) -> Path:
         stamp = ts.astimezone(self.tz).strftime("%Y%m%dT%H%M%S%z")
@@ -316,6 +330,14 @@ class SourceFileSystemLogger(SourceLogger):
         ts = aware(frame.timestamp, self.tz)
         if self._rows.due(ts):
             self.writer.append_line(self.log_path(ts), self.row(frame, ts), header=self._header)
+        for event in frame.metrics.get("line_events", ()):
+            ets = aware(event["timestamp"], self.tz)
+            self.writer.append_line(
+                self.events_path(ets),
+                csv_line([format_timestamp(ets, self.tz), event["frame"], event["line"],
+                          event["track_id"], event["direction"]]),
+                header=self._events_header,
+            )
         if self._shots is not None and self._shots.due(ts):
             image = frame.image.copy()
             path = self.screenshot_path(ts)

@@ -1,0 +1,123 @@
+"""Line crossing: direction from the signed side, hysteresis against jitter, segment extent,
+any angle; and the reference rule that produces the shared ground-truth counts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from libs.config import parse_config_text
+from libs.config.models import CountingLine, SourceConfig
+from libs.evaluation.crossings import reference_crossings
+from libs.evaluation.mot import load_mot
+from libs.frame import Detections, Frame
+from libs.post_processors import POST_PROCESSORS
+from tests.conftest import PETS, TUD
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make(lines: str, hysteresis: float = 5.0, point: str = "foot"):
+    cls = POST_PROCESSORS.get("line_crossing")
+    cfg = cls.Config(Name="line_crossing", Hysteresis=hysteresis, Point=point)
+    src = SourceConfig(Id="cam", VideoPath="x", CountingLines=lines)
+    return cls(cfg, src, None)  # type: ignore[arg-type]
+
+
+def step(pp, index: int, people: dict[int, tuple[float, float]]) -> Frame:
+    """People as track id -> foot point; boxes 20 px wide, 60 px tall above the foot."""
+    ids = list(people)
+    boxes = [[x - 10, y - 60, x + 10, y] for x, y in people.values()]
+    dets = Detections(boxes=np.array(boxes, np.float32).reshape(-1, 4),
+                      scores=np.ones(len(ids), np.float32),
+                      track_ids=np.array(ids, np.int64))
+    frame = Frame("cam", index, T0 + timedelta(seconds=index), np.zeros((1, 1, 3), np.uint8),
+                  dets)
+    return pp.process(frame)
+
+
+def walk(pp, xs: list[float], y: float = 100.0, tid: int = 1) -> list[dict]:
+    events = []
+    for i, x in enumerate(xs):
+        events += step(pp, i, {tid: (x, y)}).metrics["line_events"]
+    return events
+
+
+@pytest.mark.parametrize(
+    "xs,expected",
+    [
+        ([10, 20, 40, 60, 80], ["out"]),          # left of screen to right: walker's left->right
+        ([80, 60, 40, 20, 10], ["in"]),
+        ([10, 48, 52, 48, 53, 47, 90], ["out"]),  # jitter inside the band: counted once
+        ([10, 30, 56, 44, 56, 44, 56], ["out", "in", "out", "in", "out"]),  # beyond the band
+        ([10, 30, 48, 52, 49, 20], []),           # touched the line, went back
+        ([50, 51, 49, 90], []),                   # born on the line: no side until it leaves
+    ],
+)
+def test_vertical_line_directions_and_hysteresis(xs: list[float], expected: list[str]) -> None:
+    pp = make("door: 50,0 50,200")  # walking down the screen: its left is screen-right
+    assert [e["direction"] for e in walk(pp, xs)] == expected
+
+
+def test_counts_events_and_multiple_people() -> None:
+    pp = make("door: 50,0 50,200")
+    step(pp, 0, {1: (10, 100), 2: (90, 100), 3: (10, 150)})
+    frame = step(pp, 1, {1: (90, 100), 2: (10, 100), 3: (20, 150)})
+    events = frame.metrics["line_events"]
+    assert sorted((e["track_id"], e["direction"]) for e in events) == [(1, "out"), (2, "in")]
+    assert events[0]["timestamp"] == T0 + timedelta(seconds=1) and events[0]["line"] == "door"
+    assert frame.metrics["line_counts"] == {"door": {"in": 1, "out": 1}}
+
+
+def test_segment_extent_and_any_angle() -> None:
+    pp = make("diag: 0,0 100,100")
+    # Crossing the diagonal inside the segment...
+    assert len(walk(pp, [80, 20], y=50.0, tid=1)) == 1
+    # ...and beyond its end (x=y=200 is past the second point): not counted.
+    pp2 = make("diag: 0,0 100,100")
+    events = []
+    for i, (x, y) in enumerate([(230, 190), (170, 210)]):
+        events += step(pp2, i, {7: (x, y)}).metrics["line_events"]
+    assert events == []
+
+
+def test_untracked_people_never_count() -> None:
+    pp = make("door: 50,0 50,200")
+    assert walk(pp, [10, 90], tid=-1) == []
+
+
+def test_center_point_option() -> None:
+    pp = make("h: 0,100 200,100", point="center")  # horizontal line at y=100
+    events = []
+    for i, y in enumerate([60, 190]):  # centres at y-30: 30 then 160
+        events += step(pp, i, {1: (100, y)}).metrics["line_events"]
+    assert [e["direction"] for e in events] == ["in"]
+
+
+@pytest.mark.parametrize("seq,x,total,ins", [(PETS, 384, 32, 18), (TUD, 320, 5, 1)])
+def test_reference_rule_reproduces_shared_counts(shared, seq, x, total, ins) -> None:
+    gt = load_mot(seq / "gt" / "gt.txt")
+    height = 576 if seq == PETS else 480
+    crossings = reference_crossings(gt, CountingLine(name="l", start=(x, 0), end=(x, height)))
+    ref = json.loads((seq / f"line_crossings_x{x}.json").read_text())
+    assert len(crossings) == ref["events_total"] == total
+    # Walking down the screen, "in" is right-to-left.
+    assert sum(c.direction == "in" for c in crossings) == ref["events_R_to_L"] == ins
+    assert [(c.frame, c.track_id) for c in crossings] == sorted(
+        (e["frame"], e["id"]) for e in ref["events"])
+
+
+def test_lines_in_ini(tmp_path) -> None:
+    text = ("[Source_0]\nId = c\nVideoPath = v.mp4\nCountingLines = a: 1,2 3,4; b: 0,0 0,9\n\n"
+            "[SourcePostProcessor_0]\nName = line_crossing\nHysteresis = 4\n")
+    cfg = parse_config_text(text, tmp_path / "c.ini", check_files=False)
+    assert [line.name for line in cfg.sources[0].counting_lines] == ["a", "b"]
+    assert cfg.sources[0].to_ini()["CountingLines"] == "a: 1,2 3,4; b: 0,0 0,9"
+    from libs.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no camera has CountingLines"):
+        parse_config_text("[Source_0]\nId = c\nVideoPath = v\n\n[SourcePostProcessor_0]\n"
+                          "Name = line_crossing\n", tmp_path / "c.ini", check_files=False)
