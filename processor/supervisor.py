@@ -1,5 +1,10 @@
-"""The supervisor: spreads cameras over worker processes, restarts crashed workers,
-feeds the area loggers, runs the periodic tasks, shows progress and shuts down cleanly.
+"""The supervisor: spreads cameras over worker processes, restarts crashed workers and
+cameras, applies configuration changes to the cameras they affect only, feeds the area
+loggers, runs the periodic tasks, shows progress and shuts down cleanly.
+
+Other threads (the API) talk to it through :meth:`Supervisor.submit`: a command runs on the
+supervisor's own loop and its result comes back through a future, so the supervisor's state
+is only ever touched by one thread.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from libs.config import load_config
-from libs.config.models import LookoutConfig
+from libs.config.models import LookoutConfig, SourceConfig
 from libs.loggers import AREA_LOGGERS, AreaLogger
 from libs.periodic_tasks import PERIODIC_TASKS, PeriodicTask
 from processor import worker as W
@@ -28,15 +35,19 @@ from processor.progress import ProgressDisplay
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+CAMERA_SLOTS = 64  # cameras one run can hold (shared-memory state rows made at start)
+CAMERA_RETRY_SECONDS = 2.0
+
 
 @dataclass
 class WorkerSlot:
     index: int
-    cameras: list[str]
+    cameras: set[str] = field(default_factory=set)
     process: SpawnProcess | None = None
+    commands: Any = None
     events: Any = None
     restarts: int = 0
-    done: bool = False
     failed: bool = False
     exit_codes: list[int | None] = field(default_factory=list)
 
@@ -72,71 +83,145 @@ class TaskRunner(threading.Thread):
         self.wake.set()
 
 
+def _camera_key(src: SourceConfig) -> dict[str, Any]:
+    return src.model_dump()
+
+
+def _pipeline_key(cfg: LookoutConfig) -> Any:
+    """Everything outside [Source_N] that a camera's pipeline depends on."""
+    app = cfg.app.model_dump(exclude={"has_been_configured", "max_processes",
+                                      "max_thread_restarts", "process_areas"})
+    return (app, cfg.detector.model_dump(), cfg.tracker.model_dump(),
+            [p.model_dump() for p in cfg.source_post_processors],
+            [p.model_dump() for p in cfg.source_loggers],
+            cfg.classifier.model_dump() if cfg.classifier else None,
+            sorted({c for a in cfg.areas for c in a.cameras}), cfg.app.process_areas)
+
+
 class Supervisor:
     def __init__(self, config_path: str | Path, log_level: str = "INFO",
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, exit_when_done: bool = True) -> None:
         self.config_path = str(config_path)
         self.config: LookoutConfig = load_config(self.config_path)
         self.log_level = log_level
+        self.exit_when_done = exit_when_done
         self.ctx = mp.get_context("spawn")
         self.stop_event = self.ctx.Event()
-        self.cameras = [s.id for s in self.config.enabled_sources()]
-        self.states: dict[str, Any] = {
-            cid: self.ctx.Array("d", W.STATE_FIELDS, lock=False) for cid in self.cameras
-        }
+        self.slots = [self.ctx.Array("d", W.STATE_FIELDS, lock=False)
+                      for _ in range(max(CAMERA_SLOTS, 2 * len(self.config.sources)))]
+        self.free_slots = list(range(len(self.slots) - 1, -1, -1))
+        self.camera_slot: dict[str, int] = {}
+        self.paused: set[str] = set()  # stopped through the API (not persisted)
+        self.camera_retries: dict[str, int] = {}
+        self.retry_at: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}
-        n = min(self.config.app.max_processes, max(1, len(self.cameras)))
-        buckets: list[list[str]] = [[] for _ in range(n)]
-        for i, cid in enumerate(self.cameras):
-            buckets[i % n].append(cid)
-        self.slots = [WorkerSlot(i, b) for i, b in enumerate(buckets) if b]
+        n = max(1, self.config.app.max_processes)
+        self.workers = [WorkerSlot(i) for i in range(n)]
         self.area_loggers: list[AreaLogger] = []
-        if self.config.app.process_areas:
-            for area in self.config.areas:
-                for lg in self.config.area_loggers:
-                    if lg.enabled:
-                        self.area_loggers.append(AREA_LOGGERS.get(lg.name)(lg, area, self.config))
         self.tasks: list[TaskRunner] = []
-        for t in self.config.periodic_tasks:
-            if t.enabled:
-                task = PERIODIC_TASKS.get(t.name)(t, self.config)
-                self.tasks.append(TaskRunner(task, t.name))
         self.status_path = self.config.data_path("processor/status.json")
         self.progress = ProgressDisplay(enabled=show_progress)
         self.started = datetime.now(UTC)
-        self._stopping = False
+        self._commands: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        self._stop_requested = threading.Event()
+        self._loop_thread: threading.Thread | None = None
+        self.running = False
+
+    # -- commands from other threads -------------------------------------------------------
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the supervisor loop; its result or exception comes in the future."""
+        fut: Future[T] = Future()
+        if self._stop_requested.is_set():
+            fut.set_exception(RuntimeError("the processor is stopping"))
+            return fut
+        self._commands.put((fn, fut))
+        return fut
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, fut = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
 
     # -- workers ---------------------------------------------------------------------------
-    def _start(self, slot: WorkerSlot) -> None:
-        slot.events = self.ctx.Queue(10000)
+    def _spawn(self, worker: WorkerSlot) -> None:
+        worker.commands = self.ctx.Queue()
+        worker.events = self.ctx.Queue(10000)
+        assignments = {
+            c: self.camera_slot[c] for c in sorted(worker.cameras)
+            if c not in self.paused and self.slots[self.camera_slot[c]][W.STATUS]
+            not in (W.FINISHED, W.STOPPED)
+        }
         proc = self.ctx.Process(
             target=W.worker_main,
-            args=(
-                self.config_path,
-                slot.cameras,
-                {c: self.states[c] for c in slot.cameras},
-                slot.events,
-                self.stop_event,
-                self.log_level,
-            ),
-            name=f"lookout-worker-{slot.index}",
+            args=(self.config_path, self.slots, assignments, worker.commands, worker.events,
+                  self.stop_event, self.log_level),
+            name=f"lookout-worker-{worker.index}",
             daemon=False,
         )
         proc.start()
-        slot.process = proc
-        log.info("worker %d (pid %s) started for cameras %s", slot.index, proc.pid,
-                 ", ".join(slot.cameras))
+        worker.process = proc
+        log.info("worker %d (pid %s) started for cameras %s", worker.index, proc.pid,
+                 ", ".join(sorted(assignments)) or "none yet")
 
-    def _drain(self, slot: WorkerSlot) -> None:
-        if slot.events is None:
+    def _worker_of(self, camera_id: str) -> WorkerSlot | None:
+        for w in self.workers:
+            if camera_id in w.cameras:
+                return w
+        return None
+
+    def _send(self, worker: WorkerSlot, command: tuple[Any, ...]) -> None:
+        if worker.commands is not None and worker.process is not None \
+                and worker.process.is_alive():
+            worker.commands.put(command)
+
+    def _start_camera(self, camera_id: str, reset: bool) -> None:
+        worker = self._worker_of(camera_id)
+        if worker is None:  # a new camera: the least loaded worker takes it
+            worker = min(self.workers, key=lambda w: (w.failed, len(w.cameras)))
+            worker.cameras.add(camera_id)
+        if camera_id not in self.camera_slot:
+            if not self.free_slots:
+                raise RuntimeError(f"no state slot left for camera {camera_id}")
+            self.camera_slot[camera_id] = self.free_slots.pop()
+            reset = True
+        slot = self.camera_slot[camera_id]
+        if reset:
+            self.slots[slot][W.RESTARTS] = 0.0
+        self.slots[slot][W.STATUS] = W.IDLE
+        self.last_errors.pop(camera_id, None)
+        self._send(worker, ("start", camera_id, slot, reset))
+
+    def _stop_camera(self, camera_id: str, forget: bool = False) -> None:
+        worker = self._worker_of(camera_id)
+        if worker is not None:
+            self._send(worker, ("stop", camera_id))
+            if forget:
+                worker.cameras.discard(camera_id)
+        slot = self.camera_slot.get(camera_id)
+        if slot is not None:
+            self.slots[slot][W.STATUS] = W.STOPPED
+            if forget:
+                del self.camera_slot[camera_id]
+                self.free_slots.append(slot)
+
+    def _drain(self, worker: WorkerSlot) -> None:
+        if worker.events is None:
             return
         while True:
             try:
-                event = slot.events.get_nowait()
+                event = worker.events.get_nowait()
             except (queue.Empty, OSError, EOFError, ValueError):
                 return
             except Exception:
-                log.warning("dropped an unreadable event from worker %d", slot.index)
+                log.warning("dropped an unreadable event from worker %d", worker.index)
                 return
             kind = event[0]
             if kind == "occupancy":
@@ -148,132 +233,303 @@ class Supervisor:
                 _, cam, msg = event
                 self.last_errors[cam] = msg
 
-    def _check(self, slot: WorkerSlot) -> None:
-        proc = slot.process
-        if proc is None or slot.done or proc.is_alive():
+    def _check_worker(self, worker: WorkerSlot) -> None:
+        proc = worker.process
+        if proc is None or worker.failed or proc.is_alive():
             return
-        self._drain(slot)
+        self._drain(worker)
         code = proc.exitcode
-        slot.exit_codes.append(code)
-        if code == 0 or self._stopping:
-            slot.done = True
+        worker.exit_codes.append(code)
+        worker.process = None
+        if self._stop_requested.is_set():
             return
-        unfinished = [
-            c for c in slot.cameras if self.states[c][W.STATUS] not in (W.FINISHED, W.STOPPED)
-        ]
-        if not unfinished:
-            slot.done = True
-            return
-        if slot.restarts >= self.config.app.max_thread_restarts:
+        if worker.restarts >= self.config.app.max_thread_restarts:
             log.error("worker %d exited with %s; restart budget (%d) spent, giving up on %s",
-                      slot.index, code, self.config.app.max_thread_restarts,
-                      ", ".join(slot.cameras))
-            slot.done = slot.failed = True
-            for c in slot.cameras:
-                if self.states[c][W.STATUS] != W.FINISHED:
-                    self.states[c][W.STATUS] = W.FAILED
+                      worker.index, code, self.config.app.max_thread_restarts,
+                      ", ".join(sorted(worker.cameras)))
+            worker.failed = True
+            for c in worker.cameras:
+                if self.slots[self.camera_slot[c]][W.STATUS] != W.FINISHED:
+                    self.slots[self.camera_slot[c]][W.STATUS] = W.FAILED
             return
-        slot.restarts += 1
-        for c in slot.cameras:
-            self.states[c][W.RESTARTS] = slot.restarts
+        worker.restarts += 1
+        for c in worker.cameras:
+            self.slots[self.camera_slot[c]][W.RESTARTS] += 1
             if code is not None and code < 0:
-                self.last_errors.setdefault(c, f"worker killed by signal {-code}")
-        log.warning("worker %d exited with %s; restarting (%d/%d)", slot.index, code,
-                    slot.restarts, self.config.app.max_thread_restarts)
-        self._start(slot)
+                self.last_errors[c] = f"worker killed by signal {-code}"
+            elif code:
+                self.last_errors.setdefault(c, f"worker exited with {code}")
+        log.warning("worker %d exited with %s; restarting (%d/%d)", worker.index, code,
+                    worker.restarts, self.config.app.max_thread_restarts)
+        self._spawn(worker)
+
+    def _retry_failed_cameras(self) -> None:
+        """A camera whose thread failed (source gone, bad file) is retried with backoff."""
+        now = time.monotonic()
+        for cid, slot in list(self.camera_slot.items()):
+            st = self.slots[slot]
+            if st[W.STATUS] != W.FAILED or cid in self.paused:
+                continue
+            worker = self._worker_of(cid)
+            if worker is None or worker.failed or worker.process is None:
+                continue
+            tries = self.camera_retries.get(cid, 0)
+            if tries >= self.config.app.max_thread_restarts:
+                continue
+            due = self.retry_at.setdefault(cid, now + CAMERA_RETRY_SECONDS * 2 ** tries)
+            if now >= due:
+                self.camera_retries[cid] = tries + 1
+                self.retry_at.pop(cid, None)
+                st[W.RESTARTS] += 1
+                log.warning("camera %s failed (%s); restarting it (%d/%d)", cid,
+                            self.last_errors.get(cid), tries + 1,
+                            self.config.app.max_thread_restarts)
+                self._start_camera(cid, reset=False)
+
+    # -- configuration ---------------------------------------------------------------------
+    def _build_area_loggers(self) -> None:
+        for lg in self.area_loggers:
+            lg.close()
+        self.area_loggers = []
+        if self.config.app.process_areas:
+            for area in self.config.areas:
+                for section in self.config.area_loggers:
+                    if section.enabled:
+                        self.area_loggers.append(
+                            AREA_LOGGERS.get(section.name)(section, area, self.config))
+
+    def _build_tasks(self) -> None:
+        for t in self.tasks:
+            t.stop()
+        self.tasks = []
+        for section in self.config.periodic_tasks:
+            if section.enabled:
+                task = PERIODIC_TASKS.get(section.name)(section, self.config)
+                runner = TaskRunner(task, section.name)
+                self.tasks.append(runner)
+                if self.running:
+                    runner.start()
+
+    def reload(self) -> dict[str, list[str]]:
+        """Re-read the configuration file and restart only the cameras it changed.
+
+        Returns which cameras were started, restarted and stopped.  Must run on the loop
+        (use ``submit(sup.reload)`` from other threads).
+        """
+        new = load_config(self.config_path)
+        old = self.config
+        old_src = {s.id: s for s in old.sources}
+        new_src = {s.id: s for s in new.sources}
+        everything = _pipeline_key(old) != _pipeline_key(new)
+        started, restarted, stopped = [], [], []
+        self.config = new
+        for cid in old_src.keys() - new_src.keys():
+            self._stop_camera(cid, forget=True)
+            stopped.append(cid)
+        for cid, src in new_src.items():
+            before = old_src.get(cid)
+            if before is None:
+                if src.enabled:
+                    self._start_camera(cid, reset=True)
+                    started.append(cid)
+                continue
+            if not src.enabled:
+                if before.enabled:
+                    self._stop_camera(cid)
+                    stopped.append(cid)
+                continue
+            if everything or _camera_key(before) != _camera_key(src) or not before.enabled:
+                reset = before.video_path != src.video_path or not before.enabled
+                self.paused.discard(cid)
+                self._start_camera(cid, reset=reset)
+                restarted.append(cid)
+        if [a.model_dump() for a in old.areas] != [a.model_dump() for a in new.areas] or \
+                [a.model_dump() for a in old.area_loggers] != \
+                [a.model_dump() for a in new.area_loggers]:
+            self._build_area_loggers()
+        if [t.model_dump() for t in old.periodic_tasks] != \
+                [t.model_dump() for t in new.periodic_tasks]:
+            self._build_tasks()
+        log.info("configuration reloaded: started %s, restarted %s, stopped %s",
+                 started or "none", restarted or "none", stopped or "none")
+        return {"started": started, "restarted": restarted, "stopped": stopped}
+
+    def pause_camera(self, camera_id: str) -> None:
+        self.config.source(camera_id)  # KeyError for an unknown camera
+        self.paused.add(camera_id)
+        self._stop_camera(camera_id)
+
+    def resume_camera(self, camera_id: str) -> None:
+        src = self.config.source(camera_id)
+        self.paused.discard(camera_id)
+        if src.enabled:
+            self._start_camera(camera_id, reset=False)
+
+    def pause_all(self) -> bool:
+        running = [c for c in self.camera_slot if c not in self.paused]
+        for c in running:
+            self.pause_camera(c)
+        return bool(running)
+
+    def resume_all(self) -> bool:
+        paused = list(self.paused)
+        for c in paused:
+            self.resume_camera(c)
+        return bool(paused)
 
     # -- status ----------------------------------------------------------------------------
     def camera_status(self) -> dict[str, dict[str, Any]]:
         out = {}
-        for cid, st in self.states.items():
+        for src in self.config.sources:
+            cid = src.id
+            slot = self.camera_slot.get(cid)
+            if slot is None:
+                out[cid] = {"status": "disabled" if not src.enabled else "idle", "frames": 0,
+                            "next_index": 0, "total_frames": None, "fps": 0.0,
+                            "last_frame_time": None, "restarts": 0,
+                            "last_error": self.last_errors.get(cid)}
+                continue
+            st = self.slots[slot]
             last = st[W.LAST_TS]
+            status = W.STATUS_NAMES.get(st[W.STATUS], "unknown")
+            if cid in self.paused:
+                status = "paused"
+            elif not src.enabled:
+                status = "disabled"
             out[cid] = {
-                "status": W.STATUS_NAMES.get(st[W.STATUS], "unknown"),
+                "status": status,
                 "frames": int(st[W.FRAMES]),
                 "next_index": int(st[W.NEXT_INDEX]),
                 "total_frames": int(st[W.TOTAL]) or None,
-                "fps": round(st[W.FPS], 2),
-                "last_frame_time": datetime.fromtimestamp(last, self.config.app.tzinfo).isoformat()
-                if last else None,
+                "fps": round(st[W.FPS], 2) if status == "running" else 0.0,
+                "last_frame_time": datetime.fromtimestamp(last, self.config.app.tzinfo)
+                .isoformat() if last else None,
                 "restarts": int(st[W.RESTARTS]),
                 "last_error": self.last_errors.get(cid),
             }
         return out
 
-    def write_status(self) -> None:
-        status = {
+    def status(self) -> dict[str, Any]:
+        return {
             "pid": os.getpid(),
             "started": self.started.isoformat(),
             "updated": datetime.now(UTC).isoformat(),
             "workers": [
                 {
-                    "index": s.index,
-                    "pid": s.process.pid if s.process else None,
-                    "alive": bool(s.process and s.process.is_alive()),
-                    "cameras": s.cameras,
-                    "restarts": s.restarts,
-                    "exit_codes": s.exit_codes,
+                    "index": w.index,
+                    "pid": w.process.pid if w.process else None,
+                    "alive": bool(w.process and w.process.is_alive()),
+                    "cameras": sorted(w.cameras),
+                    "restarts": w.restarts,
+                    "exit_codes": w.exit_codes,
                 }
-                for s in self.slots
+                for w in self.workers
             ],
             "cameras": self.camera_status(),
         }
+
+    def write_status(self) -> None:
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
+        tmp.write_text(json.dumps(self.status(), indent=1))
         os.replace(tmp, self.status_path)
+
+    def _all_done(self) -> bool:
+        if not self.camera_slot:
+            return False
+        done = (W.FINISHED, W.STOPPED)
+        for cid, slot in self.camera_slot.items():
+            st = self.slots[slot][W.STATUS]
+            if cid in self.paused or st in done:
+                continue
+            if st == W.FAILED:
+                worker = self._worker_of(cid)
+                gave_up = (worker is None or worker.failed or
+                           self.camera_retries.get(cid, 0)
+                           >= self.config.app.max_thread_restarts)
+                if gave_up:
+                    continue
+            return False
+        return True
 
     # -- main loop -------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
-        if not self._stopping:
-            log.info("stopping (signal %s): letting cameras finish their frame and flush",
-                     signum)
-        self._stopping = True
+        if not self._stop_requested.is_set():
+            log.info("stopping%s: letting cameras finish their frame and flush",
+                     f" (signal {signum})" if signum else "")
+        self._stop_requested.set()
         self.stop_event.set()
 
-    def run(self) -> int:
-        if not self.cameras:
-            log.error("no enabled [Source_N] in %s", self.config_path)
-            return 2
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        for slot in self.slots:
-            self._start(slot)
-        for t in self.tasks:
-            t.start()
+    def start(self) -> None:
+        """Start workers, area loggers and periodic tasks (on the calling thread)."""
+        self.running = True
+        self._build_area_loggers()
+        self._build_tasks()
+        enabled = [s.id for s in self.config.enabled_sources()]
+        for i, cid in enumerate(enabled):
+            self.workers[i % len(self.workers)].cameras.add(cid)
+            self.camera_slot[cid] = self.free_slots.pop()
+        for w in self.workers:
+            self._spawn(w)
+
+    def loop(self) -> int:
+        """Run until stopped (or, with ``exit_when_done``, until every recording is done)."""
         last_status = 0.0
         try:
-            while not all(s.done for s in self.slots):
-                for slot in self.slots:
-                    self._drain(slot)
-                    self._check(slot)
+            while not self._stop_requested.is_set():
+                self._run_commands()
+                for w in self.workers:
+                    self._drain(w)
+                    self._check_worker(w)
+                self._retry_failed_cameras()
                 now = time.monotonic()
                 if now - last_status >= 1.0:
                     self.write_status()
                     self.progress.update(self.camera_status())
                     last_status = now
-                time.sleep(0.1)
+                if self.exit_when_done and self._all_done():
+                    break
+                time.sleep(0.05)
         finally:
             self._shutdown()
         self.progress.update(self.camera_status(), final=True)
-        failed = any(s.failed for s in self.slots)
+        failed = any(self.slots[s][W.STATUS] == W.FAILED for s in self.camera_slot.values())
         return 1 if failed else 0
 
+    def run(self) -> int:
+        """Start and loop on this (main) thread, with SIGINT/SIGTERM stopping cleanly."""
+        if not self.config.enabled_sources() and self.exit_when_done:
+            log.error("no enabled [Source_N] in %s", self.config_path)
+            return 2
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.start()
+        return self.loop()
+
+    def run_in_thread(self) -> threading.Thread:
+        """Start and loop on a background thread (when another server owns the main one)."""
+        self.start()
+        self._loop_thread = threading.Thread(target=self.loop, name="supervisor", daemon=True)
+        self._loop_thread.start()
+        return self._loop_thread
+
     def _shutdown(self) -> None:
+        self._stop_requested.set()
         self.stop_event.set()
+        self._run_commands()  # answer what is queued (they see a stopping processor)
         deadline = time.monotonic() + 30
-        for slot in self.slots:
-            proc = slot.process
+        for w in self.workers:
+            proc = w.process
             if proc is None:
                 continue
             while proc.is_alive() and time.monotonic() < deadline:
-                self._drain(slot)
+                self._drain(w)
                 proc.join(timeout=0.1)
             if proc.is_alive():
-                log.warning("worker %d did not stop in time; terminating", slot.index)
+                log.warning("worker %d did not stop in time; terminating", w.index)
                 proc.terminate()
                 proc.join(5)
-            self._drain(slot)
+            self._drain(w)
         for lg in self.area_loggers:
             try:
                 lg.close()
@@ -286,12 +542,11 @@ class Supervisor:
                 t.join(timeout=60)
             t.run_once()  # final reports include everything logged
         self.write_status()
+        self.running = False
 
 
-def run(config_path: str | Path, log_level: str = "INFO", show_progress: bool | None = None) -> int:
+def run(config_path: str | Path, log_level: str = "INFO", show_progress: bool = True) -> int:
     W.setup_logging(log_level)
-    if show_progress is None:
-        show_progress = True
     sup = Supervisor(config_path, log_level=log_level, show_progress=show_progress)
     code = sup.run()
     sys.stderr.flush()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -174,15 +175,92 @@ class CameraRunner(threading.Thread):
                 source.close()
 
 
+class WorkerCameras:
+    """The cameras one worker runs, started and stopped one at a time on command."""
+
+    def __init__(self, config_path: str, slots: list[Any], events: Queue[Any] | None) -> None:
+        self.config_path = config_path
+        self.slots = slots
+        self.events = events
+        self.config = load_config(config_path)
+        self.detector = create_detector(self.config)
+        self.runners: dict[str, tuple[CameraRunner, threading.Event]] = {}
+
+    def _refresh_config(self) -> None:
+        """Re-read the file; a changed [Detector] gets a new detector for new runners."""
+        config = load_config(self.config_path)
+        if config.detector != self.config.detector:
+            self.detector = create_detector(config)
+        self.config = config
+
+    def start(self, camera_id: str, slot: int, reset: bool) -> None:
+        self.stop(camera_id)
+        st = self.slots[slot]
+        if reset:
+            for i in range(STATE_FIELDS):
+                if i != RESTARTS:
+                    st[i] = 0.0
+        try:
+            self._refresh_config()
+            source = self.config.source(camera_id)
+        except KeyError:
+            log.warning("camera %s is not in %s any more", camera_id, self.config_path)
+            st[STATUS] = STOPPED
+            return
+        except Exception as exc:  # an invalid file: keep what runs, report the error
+            log.error("cannot start camera %s: %s", camera_id, exc)
+            st[STATUS] = FAILED
+            if self.events is not None:
+                self.events.put_nowait(("error", camera_id, str(exc)))
+            return
+        if not source.enabled:
+            st[STATUS] = STOPPED
+            return
+        areas = self.config.areas if self.config.app.process_areas else []
+        report_areas = any(camera_id in a.cameras for a in areas)
+        stop = threading.Event()
+        runner = CameraRunner(self.config, source, self.detector, st, self.events, stop,
+                              report_areas)
+        self.runners[camera_id] = (runner, stop)
+        runner.start()
+        log.info("camera %s started (slot %d, from frame %d)", camera_id, slot,
+                 int(st[NEXT_INDEX]))
+
+    def stop(self, camera_id: str, timeout: float = 30.0) -> None:
+        entry = self.runners.pop(camera_id, None)
+        if entry is None:
+            return
+        runner, stop = entry
+        stop.set()
+        runner.join(timeout)
+        if runner.is_alive():
+            log.warning("camera %s did not stop within %.0f s", camera_id, timeout)
+
+    def stop_all(self) -> None:
+        for _, stop in self.runners.values():
+            stop.set()
+        for cid in list(self.runners):
+            self.stop(cid)
+        self.detector.close()
+
+
 def worker_main(
     config_path: str,
-    camera_ids: list[str],
-    states: dict[str, Any],
+    slots: list[Any],
+    assignments: dict[str, int],
+    commands: Queue[Any],
     events: Queue[Any] | None,
     stop: Any,
     log_level: str = "INFO",
 ) -> None:
-    """Entry point of a worker process.  Exit code 0: every camera finished or was stopped."""
+    """Entry point of a worker process.
+
+    Starts the cameras of ``assignments`` (camera id -> state slot), then obeys
+    ``commands``: ``("start", camera_id, slot, reset)`` (re)starts a camera with the
+    configuration file as it is now, ``("stop", camera_id)`` stops one.  Runs until ``stop``
+    is set or it receives SIGTERM/SIGINT; every camera then finishes its frame and flushes
+    its loggers.
+    """
     setup_logging(log_level)
     local_stop = threading.Event()
 
@@ -193,28 +271,24 @@ def worker_main(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    config = load_config(config_path)
-    detector = create_detector(config)
-    area_cameras = (
-        {c for a in config.areas for c in a.cameras} if config.app.process_areas else set()
-    )
-    runners = [
-        CameraRunner(
-            config, config.source(cid), detector, states[cid], events, local_stop,
-            cid in area_cameras,
-        )
-        for cid in camera_ids
-    ]
-    for r in runners:
-        r.start()
-    while any(r.is_alive() for r in runners):
-        if stop.is_set():
-            local_stop.set()
-        for r in runners:
-            r.join(timeout=0.2)
-    detector.close()
-    failed = [r for r in runners if r.error]
+    cams = WorkerCameras(config_path, slots, events)
+    for cid, slot in assignments.items():
+        cams.start(cid, slot, reset=False)
+    while not local_stop.is_set() and not stop.is_set():
+        try:
+            command = commands.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        except (EOFError, OSError):
+            break
+        kind = command[0]
+        if kind == "start":
+            _, cid, slot, reset = command
+            cams.start(cid, slot, reset)
+        elif kind == "stop":
+            cams.stop(command[1])
+    cams.stop_all()
     if events is not None:
         events.close()
         events.join_thread()
-    raise SystemExit(1 if failed else 0)
+    raise SystemExit(0)
