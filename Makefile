@@ -5,7 +5,7 @@ VENV ?= .venv
 CONFIG ?= config-x86.ini
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench bench-trackers clean
 
 $(STAMP): pyproject.toml requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/pipeline_benchmark.py
+
+# Peer trackers for the side-by-side benchmark, installed without their declared
+# requirements (see requirements/bench-peers.txt): they would replace opencv-python-headless.
+bench-trackers: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/bench-peers.txt
+	$(VENV)/bin/python benchmarks/tracker_benchmark.py
 
 clean:
 	rm -rf $(VENV) data

@@ -39,6 +39,8 @@ def test_bundled_config_is_valid(x86_config: Path) -> None:
     assert cfg.sources[0].section == "Source_0"
 
 
+ROI = "ROI = 0,150; 768,150; 768,576; 0,576"
+
 # (old text, new text, section, key, words in the message, words in the expected form)
 BAD = [
     pytest.param("MinScore = 0.35", "MinScore = 1.7", "Detector", "MinScore",
@@ -53,9 +55,9 @@ BAD = [
                  "DistMethod", "Input should be", "CalibratedDistance", id="bad-enum"),
     pytest.param("StartTime = 2009-03-01T10:00:00+00:00", "StartTime = yesterday", "Source_0",
                  "StartTime", "ISO 8601", "ISO 8601", id="bad-datetime"),
-    pytest.param("ROI = 0,150; 768,150; 768,576; 0,576", "ROI = 1,2; 3,4", "Source_0", "ROI", "at least 3 points",
+    pytest.param(ROI, "ROI = 1,2; 3,4", "Source_0", "ROI", "at least 3 points",
                  "at least 3 points", id="short-roi"),
-    pytest.param("ROI = 0,150; 768,150; 768,576; 0,576", "ROI = 1,2,3; 3,4; 5,6", "Source_0", "ROI", "is not 'x,y'",
+    pytest.param(ROI, "ROI = 1,2,3; 3,4; 5,6", "Source_0", "ROI", "is not 'x,y'",
                  "at least 3 points", id="bad-point"),
     pytest.param("CalibrationFloorPoints = -7.207,3.425; 1.894,-9.392; -13.597,-14.155; "
                  "-17.316,-7.817", "CalibrationFloorPoints = 0,0; 1,0; 1,1", "Source_0", None,

@@ -321,8 +321,40 @@ class ApiConfig(StrictModel):
         True, alias="UseAuthToken", description="Require an OAuth2 bearer token."
     )
     ssl_enabled: bool = Field(False, alias="SSLEnabled", description="Serve HTTPS.")
-    ssl_certificate_file: str = Field("", alias="SSLCertificateFile")
-    ssl_key_file: str = Field("", alias="SSLKeyFile")
+    ssl_certificate_file: str = Field(
+        "", alias="SSLCertificateFile",
+        description="PEM certificate (chain); relative paths are inside DataDirectory.",
+    )
+    ssl_key_file: str = Field(
+        "", alias="SSLKeyFile", description="PEM private key; relative to DataDirectory."
+    )
+    token_expire_minutes: int = Field(
+        60,
+        alias="TokenExpireMinutes",
+        ge=1,
+        le=60 * 24 * 30,
+        description="Lifetime of an access token.",
+        json_schema_extra=form("minutes, 1 to 43200"),
+    )
+    cors_origins: CsvList = Field(
+        default_factory=list,
+        alias="CorsOrigins",
+        description="Web origins (scheme://host[:port]) allowed to call the API from a "
+        "browser, comma separated. Empty allows none; '*' is refused because requests carry "
+        "credentials.",
+        json_schema_extra=form("comma-separated origins such as https://dashboard.example"),
+    )
+    enabled: bool = Field(
+        True, alias="Enabled", description="Start the API together with the processor."
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+$", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://host:port")
+        return value
 
     @model_validator(mode="after")
     def _ssl_files(self) -> ApiConfig:

@@ -114,8 +114,10 @@ def _post_processors(config: LookoutConfig, source: SourceConfig,
                      lines: bool) -> tuple[list[PostProcessor], list[PostProcessor]]:
     sections: list[PluginConfig] = [p for p in config.source_post_processors if p.enabled]
     if lines and not any(p.name == "line_crossing" for p in sections):
-        sections.append(POST_PROCESSORS.get("line_crossing").Config(Name="line_crossing"))
-    before, after = [], []
+        sections.append(
+            POST_PROCESSORS.get("line_crossing").Config.model_validate({"Name": "line_crossing"}))
+    before: list[PostProcessor] = []
+    after: list[PostProcessor] = []
     for section in sections:
         cls = POST_PROCESSORS.get(section.name)
         stage = cls(section, source, config)
@@ -139,7 +141,7 @@ def evaluate_sequence(
     lines = source.counting_lines
     tracker_cfg = (
         config.tracker if tracker_name in (None, config.tracker.name)
-        else TRACKERS.get(tracker_name).Config(Name=tracker_name)
+        else TRACKERS.get(tracker_name).Config.model_validate({"Name": tracker_name})
     )
     tracker = make_tracker(tracker_cfg)
     before, after = _post_processors(config, source, bool(lines))
@@ -175,10 +177,10 @@ def evaluate_sequence(
     for frame_no in range(1, seq.length + 1):
         if images is not None:
             assert detector is not None
-            got = next(images, None)
-            if got is None:
+            item = next(images, None)
+            if item is None:
                 break
-            image = got[1]
+            image = item[1]
             dets = detector.detect(image)
         else:
             assert given is not None and blank is not None

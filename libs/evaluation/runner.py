@@ -45,10 +45,10 @@ def iter_images(seq: Sequence) -> Iterator[tuple[int, np.ndarray]]:
         files = sorted(p for p in Path(seq.frames_path).iterdir()
                        if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         for i, path in enumerate(files[: seq.length], start=1):
-            image = cv2.imread(str(path))
-            if image is None:
+            read = cv2.imread(str(path))
+            if read is None:
                 raise ValueError(f"cannot read {path}")
-            yield i, image
+            yield i, read
 
 
 def detect_sequence(detector: Detector, seq: Sequence) -> MotBoxes:

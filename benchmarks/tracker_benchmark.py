@@ -1,0 +1,661 @@
+"""Lookout's trackers against the trackers people would otherwise pick, on the same detections.
+
+    .venv/bin/python benchmarks/tracker_benchmark.py [--repeats 5] [--out docs/benchmarks.md]
+
+Needs the peers: ``.venv/bin/python -m pip install --no-deps -r requirements/bench-peers.txt``
+(see the header of that file for why ``--no-deps``).
+
+In one process, every tracker registered in ``libs.trackers`` (``TRACKERS.names()``) and the
+peers (SORT, ByteTrack and OC-SORT from Roboflow's ``trackers`` package, and ``norfair``) run
+over:
+
+* PETS09-S2L1 and TUD-Campus with their public ``det/det.txt`` (Faster R-CNN, scores >= 0.5);
+* PETS09-S2L1 with Lookout's YOLOX-nano detections (the ``x86`` detector run once at
+  MinScore 0.1 and cached as ``.npz``; each tracker then gets the score range it is designed
+  for, see :data:`LOW_SCORE` / :data:`DEFAULT_SCORE`).
+
+Each run is scored with :func:`libs.evaluation.tracking.score_tracks` (TrackEval HOTA, CLEAR,
+Identity) and timed on the tracker's own update call only (input conversion and output reading
+are outside the clock); the time is the median over ``--repeats`` runs, taken in rounds through
+all trackers, which must give the same tracks.  Results are printed, written as a Markdown
+report (``docs/benchmarks.md``) and as JSON beside it (``docs/benchmarks.json``), which
+``tests/test_tracker_benchmark_doc.py`` checks against each other.
+
+:func:`score_tracker` scores any tracker factory on a sequence and is meant for reuse (for
+example by ``lookout evaluate``); the peer adapters live in this file only and are never
+imported by the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from libs.config.models import DetectorConfig, TrackerConfig  # noqa: E402
+from libs.detectors import DETECTORS  # noqa: E402
+from libs.evaluation.mot import MotBoxes  # noqa: E402
+from libs.evaluation.runner import detect_sequence, make_tracker, track_detections  # noqa: E402
+from libs.evaluation.tracking import Sequence, load_sequence, score_tracks  # noqa: E402
+from libs.trackers import TRACKERS, Tracker  # noqa: E402
+
+MODEL_FILE = "models/person_yolox_nano_416.onnx"
+SEQUENCES = {"PETS09-S2L1": "data/pets09_s2l1", "TUD-Campus": "data/tud_campus"}
+YOLOX_SEQUENCES = ("PETS09-S2L1",)
+
+#: YOLOX detections are computed once at this score and filtered per tracker.
+DETECT_SCORE = 0.1
+#: Detections given to trackers that split high/low scores themselves (ByteTrack's design).
+LOW_SCORE = 0.1
+#: Detections given to the others: Lookout's default detector MinScore.
+DEFAULT_SCORE = DetectorConfig.model_fields["min_score"].default
+#: Lookout trackers that take low-score detections and split them themselves.
+OURS_WITH_OWN_SCORE_SPLIT = frozenset({"KalmanTracker"})
+#: Shipped settings (config-*.ini) that differ from, or pin, a Config class's defaults.
+OURS_SETTINGS: dict[str, dict[str, Any]] = {
+    "IOUTracker": {"MaxLost": 5, "TrackerIOUThreshold": 0.3},
+}
+#: norfair's IoU distance is ``1 - IoU``; 0.7 is the bounding-box threshold of norfair's own
+#: YOLO demos (``DISTANCE_THRESHOLD_BBOX``), i.e. a match needs IoU >= 0.3.
+NORFAIR_IOU_DISTANCE_THRESHOLD = 0.7
+
+METRIC_COLUMNS = ("HOTA", "IDF1", "MOTA")
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("LOOKOUT_ASSETS_DIR")
+    return Path(env).resolve() if env else (REPO.parent / "shared").resolve()
+
+
+# ---------------------------------------------------------------------------------------
+# Running and scoring one tracker
+# ---------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class PeerTracker(Protocol):
+    """A third-party tracker behind three steps, so only its own update call is timed."""
+
+    def prepare(self, boxes: np.ndarray, scores: np.ndarray) -> Any:
+        """One frame's corner boxes ``(N, 4)`` and scores in the peer's input type."""
+
+    def update(self, prepared: Any) -> Any:
+        """The peer's update call on ``prepare``'s output (the only timed step)."""
+
+    def tracked(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, corner boxes)`` of what the peer reports as tracked in this frame."""
+
+
+TrackerFactory = Callable[[Sequence], Tracker | PeerTracker]
+
+
+@dataclass
+class TrackerRun:
+    scores: dict[str, float]
+    ms_per_frame: float
+    ms_runs: list[float]
+    rows: np.ndarray = field(repr=False)
+
+
+def run_peer(tracker: PeerTracker, seq: Sequence, det: MotBoxes) -> tuple[np.ndarray, float]:
+    """MOT rows ``frame, id, left, top, width, height`` and mean ms per update call."""
+    rows: list[np.ndarray] = []
+    spent = 0.0
+    for frame in range(1, seq.length + 1):
+        d = det.at(frame)
+        prepared = tracker.prepare(d.boxes.astype(np.float32), d.conf.astype(np.float32))
+        t0 = time.perf_counter()
+        result = tracker.update(prepared)
+        spent += time.perf_counter() - t0
+        ids, boxes = tracker.tracked(result)
+        if len(ids):
+            b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            rows.append(np.column_stack([np.full(len(b), frame), ids, b[:, 0], b[:, 1],
+                                         b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]]))
+    out = np.concatenate(rows) if rows else np.zeros((0, 6))
+    return out, 1000.0 * spent / max(1, seq.length)
+
+
+def run_tracker(tracker: Tracker | PeerTracker, seq: Sequence, det: MotBoxes
+                ) -> tuple[np.ndarray, float]:
+    """Rows of the tracked objects (ids >= 0 only) and the tracker's ms per frame."""
+    if isinstance(tracker, Tracker):
+        rows, ms, _ = track_detections(tracker, seq, det)
+        rows = rows[:, :6]
+    else:
+        rows, ms = run_peer(tracker, seq, det)
+    return rows[rows[:, 1] >= 0], ms
+
+
+def score_tracker(make: TrackerFactory, seq: Sequence, det: MotBoxes, repeats: int = 1
+                  ) -> TrackerRun:
+    """Run a fresh tracker from ``make(seq)`` over ``det`` ``repeats`` times and score it.
+
+    ``make`` returns a Lookout :class:`~libs.trackers.Tracker` (run by
+    :func:`libs.evaluation.runner.track_detections`) or a :class:`PeerTracker`.  The scores
+    are TrackEval's (:func:`~libs.evaluation.tracking.score_tracks`); ``ms_per_frame`` is the
+    median over the repeats of the mean time of the tracker's update call.  Every repeat must
+    give the same tracks.
+    """
+    first: np.ndarray | None = None
+    ms_runs: list[float] = []
+    for _ in range(max(1, repeats)):
+        rows, ms = run_tracker(make(seq), seq, det)
+        ms_runs.append(ms)
+        if first is None:
+            first = rows
+        elif not np.array_equal(first, rows):
+            raise RuntimeError("tracker output differs between repeats: not deterministic")
+    assert first is not None
+    return TrackerRun(score_tracks(seq, first), statistics.median(ms_runs), ms_runs, first)
+
+
+# ---------------------------------------------------------------------------------------
+# Peer adapters (benchmark only)
+# ---------------------------------------------------------------------------------------
+
+
+class RoboflowAdapter:
+    """``trackers`` (Roboflow): ``update(sv.Detections) -> sv.Detections`` whose rows with
+    ``tracker_id >= 0`` are the confirmed tracks matched in this frame (boxes as detected)."""
+
+    def __init__(self, tracker: Any) -> None:
+        import supervision as sv
+
+        self._sv = sv
+        self.tracker = tracker
+
+    def prepare(self, boxes: np.ndarray, scores: np.ndarray) -> Any:
+        return self._sv.Detections(xyxy=boxes.reshape(-1, 4), confidence=scores)
+
+    def update(self, prepared: Any) -> Any:
+        return self.tracker.update(prepared)
+
+    def tracked(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(result.tracker_id, dtype=np.int64)
+        keep = ids >= 0
+        return ids[keep], np.asarray(result.xyxy)[keep]
+
+
+class NorfairAdapter:
+    """``norfair``: ``Tracker.update(list[Detection]) -> list[TrackedObject]``, the active
+    (initialized, not expired) objects, each written with its ``.estimate`` box, as norfair's
+    own MOTChallenge evaluation (``norfair.metrics``) writes them."""
+
+    def __init__(self, tracker: Any) -> None:
+        import norfair
+
+        self._detection = norfair.Detection
+        self.tracker = tracker
+
+    def prepare(self, boxes: np.ndarray, scores: np.ndarray) -> Any:
+        make = self._detection
+        return [make(points=b.reshape(2, 2), scores=np.array([s, s]))
+                for b, s in zip(boxes, scores, strict=True)]
+
+    def update(self, prepared: Any) -> Any:
+        return self.tracker.update(detections=prepared)
+
+    def tracked(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not result:
+            return np.zeros(0, np.int64), np.zeros((0, 4))
+        ids = np.array([obj.id for obj in result], dtype=np.int64)
+        boxes = np.array([np.asarray(obj.estimate).reshape(4) for obj in result])
+        return ids, boxes
+
+
+def _scalar_defaults(func: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """Keyword defaults of ``func`` that are plain values (what a user leaves as is)."""
+    out: dict[str, Any] = {}
+    for name, param in inspect.signature(func).parameters.items():
+        if name in skip or param.default is inspect.Parameter.empty:
+            continue
+        if param.default is None or isinstance(param.default, bool | int | float | str):
+            out[name] = param.default
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The contenders
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    name: str
+    library: str
+    make: TrackerFactory
+    settings: dict[str, Any]
+    own_score_split: bool  # gets YOLOX detections down to LOW_SCORE
+    note: str = ""
+
+
+def version_of(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def our_contenders() -> list[Contender]:
+    out = []
+    for name in TRACKERS.names():
+        cls = TRACKERS.get(name)
+        config: TrackerConfig = cls.Config.model_validate(
+            {"Name": name, **OURS_SETTINGS.get(name, {})}
+        )
+        settings = config.model_dump(by_alias=True, exclude={"name", "enabled"})
+
+        def make(seq: Sequence, config: TrackerConfig = config) -> Tracker:
+            return make_tracker(config)
+
+        note = ("shipped settings" if name in OURS_SETTINGS else "defaults of its Config class")
+        out.append(Contender(name, f"lookout {version_of('lookout')}", make, settings,
+                             name in OURS_WITH_OWN_SCORE_SPLIT, note))
+    return out
+
+
+def peer_contenders() -> list[Contender]:
+    import norfair
+    from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
+
+    lib = f"trackers {version_of('trackers')}"
+    out = []
+    for label, cls, own_split, note in (
+        ("SORT", SORTTracker, False, "defaults + frame_rate"),
+        ("ByteTrack", ByteTrackTracker, True,
+         "defaults + frame_rate; splits high/low scores itself"),
+        ("OC-SORT", OCSORTTracker, True,
+         "defaults + frame_rate; drops scores < high_conf_det_threshold itself"),
+    ):
+        settings = _scalar_defaults(cls.__init__, skip=("self", "iou"))
+        settings["frame_rate"] = "seqinfo.ini frameRate"
+
+        def make(seq: Sequence, cls: Any = cls) -> PeerTracker:
+            return RoboflowAdapter(cls(frame_rate=seq.frame_rate))
+
+        out.append(Contender(label, lib, make, settings, own_split, note))
+
+    nf_kwargs: dict[str, Any] = {"distance_function": "iou",
+                                 "distance_threshold": NORFAIR_IOU_DISTANCE_THRESHOLD}
+    nf_settings = {**nf_kwargs, **_scalar_defaults(norfair.Tracker.__init__,
+                                                    skip=("self", *nf_kwargs))}
+
+    def make_norfair(seq: Sequence) -> PeerTracker:
+        return NorfairAdapter(norfair.Tracker(**nf_kwargs))
+
+    out.append(Contender("norfair", f"norfair {version_of('norfair')}", make_norfair,
+                         nf_settings, False, "IoU distance, defaults otherwise (no frame rate)"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Detections
+# ---------------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def yolox_detections(seq: Sequence, model: Path, cache_dir: Path | None
+                     ) -> tuple[MotBoxes, bool]:
+    """The x86 YOLOX detector over ``seq`` at :data:`DETECT_SCORE`, cached by model hash;
+    and whether they came from the cache."""
+    cache: Path | None = None
+    if cache_dir is not None:
+        key = f"{seq.name}-{file_sha256(model)[:16]}-{file_sha256(seq.frames_path)[:12]}"
+        cache = cache_dir / f"yolox-{key}-s{DETECT_SCORE:g}.npz"
+        if cache.exists():
+            data = np.load(cache)
+            print(f"YOLOX detections for {seq.name} from cache {cache}", flush=True)
+            return MotBoxes(data["frames"], np.full(len(data["frames"]), -1), data["boxes"],
+                            data["conf"]), True
+    detector = DETECTORS.get("x86")(DetectorConfig.model_validate({"MinScore": DETECT_SCORE}),
+                                    model)
+    t0 = time.perf_counter()
+    try:
+        det = detect_sequence(detector, seq)
+    finally:
+        detector.close()
+    print(f"YOLOX over {seq.name}: {len(det)} boxes in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, frames=det.frames, boxes=det.boxes, conf=det.conf)
+        tmp.replace(cache)
+    return det, False
+
+
+def at_least(det: MotBoxes, score: float) -> MotBoxes:
+    keep = det.conf >= score
+    return MotBoxes(det.frames[keep], det.ids[keep], det.boxes[keep], det.conf[keep])
+
+
+@dataclass
+class DetectionSet:
+    title: str  # the Markdown heading of its table
+    sequence: Sequence
+    source: str  # "public" or "yolox"
+    det: MotBoxes
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """Short HEAD commit, with a mark when the tracker or evaluation code has uncommitted
+    changes (read-only: no index refresh)."""
+    git = ["git", "--no-optional-locks", "-C", str(REPO)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "libs/trackers", "libs/evaluation",
+             "benchmarks"], capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} + uncommitted changes" if dirty else head
+
+
+def machine_info() -> dict[str, Any]:
+    packages = ("numpy", "scipy", "opencv-python-headless", "onnxruntime", "trackeval",
+                "trackers", "supervision", "norfair", "filterpy")
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": affinity,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": {p: version_of(p) for p in packages},
+        "lookout_commit": git_commit(),
+    }
+
+
+def command_line(argv: list[str]) -> str:
+    def rel(p: str) -> str:
+        path = Path(p)
+        try:
+            return str(path.absolute().relative_to(REPO))
+        except ValueError:
+            return p
+
+    return shlex.join([rel(sys.executable), rel(argv[0]), *argv[1:]])
+
+
+def fmt_pct(value: float) -> str:
+    return f"{100.0 * value:.1f}"
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def given_label(res: dict[str, Any]) -> str:
+    return "all" if res["min_score"] is None else f">= {res['min_score']:g}"
+
+
+TABLE_HEADER = ("| Tracker | Library | Detections given | HOTA | IDF1 | MOTA | ID switches "
+                "| ms/frame |\n|---|---|---|---:|---:|---:|---:|---:|")
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"| {r['tracker']} | {r['library']} | {given_label(r)} | {fmt_pct(r['HOTA'])} "
+        f"| {fmt_pct(r['IDF1'])} | {fmt_pct(r['MOTA'])} | {r['IDSW']} "
+        f"| {fmt_ms(r['ms_per_frame'])} |"
+        for r in results
+    ]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    pk = m["packages"]
+    lines = [
+        "# Tracker benchmark",
+        "",
+        "Generated by `benchmarks/tracker_benchmark.py`; do not edit by hand: re-run the "
+        "command below, which rewrites this file and `docs/benchmarks.json` (the same "
+        "figures, unrounded, which `tests/test_tracker_benchmark_doc.py` checks this file "
+        "against).",
+        "",
+        f"* Command: `{report['command']}` (in the repository root, after "
+        "`.venv/bin/python -m pip install --no-deps -r requirements/bench-peers.txt`)",
+        f"* Date: {report['date']}",
+        f"* Machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['os']}",
+        f"* Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
+        + f"; lookout at commit {m['lookout_commit']}",
+        f"* Load average (1 min) when it started: {m['load_average_1min_at_start']:.2f}",
+        f"* Tracker time: median of {report['repeats']} runs in this one process, taken in "
+        "rounds through all trackers so a passing load hits them alike. Whole run "
+        f"{report['runtime_s']:.0f} s"
+        + (" (YOLOX detections from the cache)" if report["yolox_from_cache"]
+           else " (YOLOX detector included)") + ".",
+        "",
+        "HOTA, IDF1 and MOTA are percentages from TrackEval (MOTChallenge devkit settings, "
+        "IoU 0.5 for CLEAR and Identity; flag-0 ground truth ignored, as "
+        "`libs/evaluation/tracking.py` scores it). ms/frame is the mean time of the tracker's "
+        "own update call per frame; building its input (a `Frame`, `sv.Detections` or "
+        "norfair `Detection` objects) and reading its output are not timed.",
+        "",
+    ]
+    for title in report["tables"]:
+        rows = [r for r in report["results"] if r["table"] == title]
+        lines += [f"## {title}", "", TABLE_HEADER, *table_rows(rows), ""]
+    lines += [
+        "## Detections each tracker gets",
+        "",
+        "* Public `det/det.txt` (Faster R-CNN from the SORT authors, every score >= 0.5): every "
+        "tracker gets every box.",
+        f"* YOLOX-nano (`{MODEL_FILE}`, Lookout's `x86` detector): run once at MinScore "
+        f"{DETECT_SCORE:g}; trackers that split high and low scores themselves "
+        f"({', '.join(report['own_score_split'])}) get every box >= {LOW_SCORE:g}; the others "
+        f"get boxes >= {DEFAULT_SCORE:g}, Lookout's default detector MinScore. NMS keeps a box "
+        "only if no higher-scoring box overlaps it, so the boxes >= "
+        f"{DEFAULT_SCORE:g} of the {DETECT_SCORE:g} run are exactly those of a run at "
+        f"{DEFAULT_SCORE:g}.",
+        "",
+        "## Settings",
+        "",
+        "| Tracker | Library | Settings | Note |",
+        "|---|---|---|---|",
+    ]
+    for c in report["contenders"]:
+        settings = ", ".join(f"{k}={v}" for k, v in c["settings"].items())
+        lines.append(f"| {c['name']} | {c['library']} | {settings} | {c['note']} |")
+    lines += ["", "## Notes", ""]
+    lines += [f"* {note}" for note in report["notes"]]
+    unavailable = report.get("unavailable_trackers") or {}
+    if unavailable:
+        lines.append("* Lookout tracker modules that failed to import (not benchmarked): "
+                     + "; ".join(f"{k} ({v})" for k, v in unavailable.items()))
+    lines.append("")
+    return "\n".join(lines)
+
+
+NOTES = [
+    "Output compared: for `trackers` (SORT, ByteTrack, OC-SORT), the returned detections "
+    "with `tracker_id >= 0` (tracks past `minimum_consecutive_frames`, matched in this "
+    "frame), with the detected box; for norfair, every object `Tracker.update` returns "
+    "(initialized and not expired, including ones coasting without a detection this "
+    "frame) with its `.estimate` box, as norfair's own MOTChallenge evaluation writes it; "
+    "for Lookout trackers, the frame's detections after `update` (unconfirmed ones removed).",
+    "`trackers` counts `lost_track_buffer` in 30-fps frames and scales it by `frame_rate`: "
+    "30 means 1 s, so 7 frames on PETS09-S2L1 (7 fps) and 25 on TUD-Campus (25 fps).",
+    "This OC-SORT has no low-score association stage: boxes below its "
+    "`high_conf_det_threshold` (0.6) are ignored, so on YOLOX it sees only >= 0.6.",
+    "norfair has no frame-rate setting: `hit_counter_max` 15 and `initialization_delay` "
+    "(default `hit_counter_max / 2` = 7) are in frames whatever the rate. Its distance "
+    f"threshold {NORFAIR_IOU_DISTANCE_THRESHOLD:g} on `1 - IoU` (norfair's YOLO demos' box "
+    "threshold) means IoU >= 0.3, the IOUTracker's TrackerIOUThreshold.",
+    "norfair written the other way (only objects matched in the frame, with the detected "
+    "box, like the others) loses its coasting false positives: a higher MOTA, HOTA within "
+    "about a point. The table keeps norfair's own way.",
+    "TUD-Campus is 71 frames: one ID switch moves IDF1 and HOTA by several points there.",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def build_detection_sets(shared: Path, cache_dir: Path | None
+                         ) -> tuple[list[DetectionSet], bool]:
+    """The detection sets, and whether every YOLOX set came from the cache."""
+    sets: list[DetectionSet] = []
+    all_cached = True
+    sequences = {name: load_sequence(shared / rel) for name, rel in SEQUENCES.items()}
+    for name, seq in sequences.items():
+        if seq.det is None:
+            raise FileNotFoundError(f"{seq.root}/det/det.txt not found")
+        sets.append(DetectionSet(f"{name}, public det.txt (Faster R-CNN)", seq, "public",
+                                 seq.det))
+    for name in YOLOX_SEQUENCES:
+        seq = sequences[name]
+        det, cached = yolox_detections(seq, shared / MODEL_FILE, cache_dir)
+        all_cached = all_cached and cached
+        sets.append(DetectionSet(f"{name}, Lookout YOLOX-nano detections", seq, "yolox", det))
+    return sets, all_cached
+
+
+def bytetrack_note(det_sets: list[DetectionSet]) -> str:
+    from trackers import ByteTrackTracker
+
+    defaults = _scalar_defaults(ByteTrackTracker.__init__)
+    high = defaults["high_conf_det_threshold"]
+    shares = ", ".join(
+        f"{100.0 * float(np.mean(ds.det.conf < high)):.0f} % on {ds.sequence.name}"
+        for ds in det_sets if ds.source == "public"
+    )
+    return (
+        f"ByteTrack's defaults (`high_conf_det_threshold` {high:g}, "
+        f"`track_activation_threshold` {defaults['track_activation_threshold']:g}) sit above "
+        f"most of det.txt's scores (all >= 0.5; below {high:g}: {shares}), so on det.txt its "
+        "low-score stage has little to work with."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="runs per tracker and detection set; the time is their median")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md",
+                    help="Markdown report; the JSON goes beside it with suffix .json")
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path(tempfile.gettempdir()) / "lookout-bench-cache",
+                    help="where the YOLOX detections are cached")
+    ap.add_argument("--no-cache", action="store_true", help="run the detector again")
+    args = ap.parse_args(argv[1:])
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+
+    t_start = time.perf_counter()
+    shared = shared_dir()
+    contenders = our_contenders() + peer_contenders()
+    det_sets, cached = build_detection_sets(shared,
+                                            None if args.no_cache else args.cache_dir)
+
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    results: list[dict[str, Any]] = []
+    for ds in det_sets:
+        print(f"\n## {ds.title}", flush=True)
+        given: list[tuple[float | None, MotBoxes]] = []
+        for c in contenders:
+            if ds.source == "yolox":
+                score = LOW_SCORE if c.own_score_split else DEFAULT_SCORE
+                given.append((score, at_least(ds.det, score)))
+            else:
+                given.append((None, ds.det))
+        # Round 1 scores every tracker; later rounds only time it.  Rounds go through all
+        # trackers in turn, so a passing load on the machine hits them alike.
+        runs = [score_tracker(c.make, ds.sequence, det) for c, (_, det) in
+                zip(contenders, given, strict=True)]
+        for _ in range(args.repeats - 1):
+            for c, (_, det), run in zip(contenders, given, runs, strict=True):
+                rows, ms = run_tracker(c.make(ds.sequence), ds.sequence, det)
+                if not np.array_equal(rows, run.rows):
+                    raise RuntimeError(f"{c.name}: output differs between runs")
+                run.ms_runs.append(ms)
+        for c, (min_score, det), run in zip(contenders, given, runs, strict=True):
+            s = run.scores
+            res = {
+                "table": ds.title, "sequence": ds.sequence.name, "detections": ds.source,
+                "tracker": c.name, "library": c.library, "min_score": min_score,
+                "frames": ds.sequence.length, "boxes_given": len(det),
+                "HOTA": s["HOTA"], "IDF1": s["IDF1"], "MOTA": s["MOTA"], "IDSW": s["IDSW"],
+                "DetA": s["DetA"], "AssA": s["AssA"], "IDP": s["IDP"], "IDR": s["IDR"],
+                "FP": s["FP"], "FN": s["FN"], "Frag": s["Frag"], "IDs": s["IDs"],
+                "ms_per_frame": statistics.median(run.ms_runs), "ms_runs": run.ms_runs,
+            }
+            results.append(res)
+            print(table_rows([res])[0], flush=True)
+
+    report = {
+        "command": command_line(argv),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {**machine_info(), "load_average_1min_at_start": load_at_start},
+        "repeats": args.repeats,
+        "own_score_split": [c.name for c in contenders if c.own_score_split],
+        "tables": [ds.title for ds in det_sets],
+        "contenders": [{"name": c.name, "library": c.library, "settings": c.settings,
+                        "own_score_split": c.own_score_split, "note": c.note}
+                       for c in contenders],
+        "unavailable_trackers": TRACKERS.unavailable(),
+        "notes": [*NOTES[:2], bytetrack_note(det_sets), *NOTES[2:]],
+        "results": results,
+        "yolox_from_cache": cached,
+        "runtime_s": round(time.perf_counter() - t_start, 1),
+    }
+    out_md: Path = args.out
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(render_markdown(report))
+    out_md.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out_md} and {out_md.with_suffix('.json')} "
+          f"({report['runtime_s']} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
