@@ -1,0 +1,1 @@
+"""One module per sub-API; each exposes ``router``."""

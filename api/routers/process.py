@@ -1,0 +1,58 @@
+"""Process control: start and stop processing, and each camera's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from api.deps import Admin, Context, Viewer
+
+router = APIRouter(tags=["Process"])
+
+
+class CameraStatus(BaseModel):
+    status: str
+    frames: int
+    next_index: int
+    total_frames: int | None
+    fps: float
+    last_frame_time: str | None
+    restarts: int
+    last_error: str | None
+
+
+@router.get("/health", tags=["Health"], summary="Liveness (public)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/status", response_model=dict[str, CameraStatus],
+            summary="Every camera: status, fps, last frame time, restarts, last error")
+async def status(ctx: Context, _: Viewer) -> dict[str, Any]:
+    result: dict[str, Any] = await ctx.on_supervisor(lambda s: s.camera_status())
+    return result
+
+
+@router.get("/status/{camera_id}", response_model=CameraStatus, summary="One camera's status")
+async def camera_status(ctx: Context, _: Viewer, camera_id: str) -> dict[str, Any]:
+    cams: dict[str, Any] = await ctx.on_supervisor(lambda s: s.camera_status())
+    if camera_id not in cams:
+        raise HTTPException(404, f"no camera {camera_id!r}")
+    result: dict[str, Any] = cams[camera_id]
+    return result
+
+
+@router.put("/start-process-video", response_model=bool,
+            summary="Resume processing of every paused camera (true if any was paused)")
+async def start_process(ctx: Context, _: Admin) -> bool:
+    result: bool = await ctx.on_supervisor(lambda s: s.resume_all())
+    return result
+
+
+@router.put("/stop-process-video", response_model=bool,
+            summary="Pause processing of every camera (true if any was running)")
+async def stop_process(ctx: Context, _: Admin) -> bool:
+    result: bool = await ctx.on_supervisor(lambda s: s.pause_all())
+    return result
