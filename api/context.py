@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from api.auth import LoginLimiter, TokenIssuer, UserStore, load_secret
 from libs.config import ConfigChange, load_config, save_config_changes
-from libs.config.writer import replace_config_text
 from libs.config.models import LookoutConfig
+from libs.config.writer import replace_config_text
 
 if TYPE_CHECKING:
     from processor.supervisor import Supervisor

@@ -9,15 +9,98 @@ from collections.abc import Sequence
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from libs.config import ConfigError
+    from libs.config import ConfigError, load_config
     from processor import supervisor
 
     try:
-        return supervisor.run(args.config, log_level=args.log_level,
-                              show_progress=not args.no_progress)
+        config = load_config(args.config)
+        if args.no_api or not config.api.enabled:
+            return supervisor.run(args.config, log_level=args.log_level,
+                                  show_progress=not args.no_progress)
+        return _run_with_api(args)
     except ConfigError as exc:
         print(f"lookout: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, OSError) as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_with_api(args: argparse.Namespace) -> int:
+    """The processor on a background thread, the API server on this one."""
+    import logging
+    import threading
+
+    from api.server import build_server, url_of
+    from processor.supervisor import Supervisor
+    from processor.worker import setup_logging
+
+    setup_logging(args.log_level)
+    log = logging.getLogger("lookout")
+    sup = Supervisor(args.config, log_level=args.log_level, show_progress=not args.no_progress,
+                     exit_when_done=False)
+    server = build_server(args.config, sup, args.log_level)
+    thread = sup.run_in_thread()
+    url = url_of(args.config)
+
+    def announce_when_done() -> None:
+        sup.all_done.wait()
+        log.info("all recordings processed; the API is still serving at %s/docs "
+                 "(Ctrl-C to stop)", url)
+
+    threading.Thread(target=announce_when_done, daemon=True).start()
+    log.info("API at %s/docs; create a user with: lookout create-user --config %s NAME",
+             url, args.config)
+    try:
+        server.run()  # returns on SIGINT/SIGTERM
+    finally:
+        sup.request_stop()
+        thread.join(120)
+    return 0
+
+
+def _cmd_create_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from api.auth import UserError, UserStore
+    from libs.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, check_files=False)
+    except ConfigError as exc:
+        print(f"lookout: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("lookout: the passwords differ", file=sys.stderr)
+            return 2
+    store = UserStore(config.data_path("auth") / "users.json")
+    try:
+        user = store.add(args.username, password, args.role, replace=args.replace)
+    except UserError as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {user.username} ({user.role}) saved in {store.path}")
+    return 0
+
+
+def _cmd_make_certs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from api.certs import make_processor_certificate
+
+    try:
+        cert, key = make_processor_certificate(Path(args.out), args.host)
+    except ValueError as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return 2
+    print(f"CA certificate (import into browsers): {Path(args.out) / 'ca' / 'ca.pem'}")
+    print(f"processor certificate: {cert}\nprocessor key:         {key}")
+    print("set [API] SSLEnabled = True, SSLCertificateFile and SSLKeyFile to these paths")
+    return 0
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -96,7 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default="config-x86.ini", help="INI file (default: %(default)s)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--no-progress", action="store_true", help="do not show the progress line")
+    run.add_argument("--no-api", action="store_true",
+                     help="process only, without the API; exit when every recording is done")
     run.set_defaults(func=_cmd_run)
+
+    cu = sub.add_parser("create-user", help="add an API user (or replace one's password)")
+    cu.add_argument("username")
+    cu.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    cu.add_argument("--config", default="config-x86.ini")
+    cu.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of standard input")
+    cu.add_argument("--replace", action="store_true", help="replace an existing user")
+    cu.set_defaults(func=_cmd_create_user)
+
+    mc = sub.add_parser("make-certs",
+                        help="make a self-signed CA and a certificate for this processor")
+    mc.add_argument("--host", required=True, help="IP address or host name of the processor")
+    mc.add_argument("--out", default="data/certs", help="output folder (default: %(default)s)")
+    mc.set_defaults(func=_cmd_make_certs)
 
     ev = sub.add_parser(
         "evaluate",

@@ -125,6 +125,7 @@ class Supervisor:
         self._commands: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
         self._stop_requested = threading.Event()
         self._loop_thread: threading.Thread | None = None
+        self.all_done = threading.Event()  # every recording finished (live cameras never)
         self.running = False
 
     # -- commands from other threads -------------------------------------------------------
@@ -487,8 +488,10 @@ class Supervisor:
                     self.write_status()
                     self.progress.update(self.camera_status())
                     last_status = now
-                if self.exit_when_done and self._all_done():
-                    break
+                if not self.all_done.is_set() and self._all_done():
+                    self.all_done.set()
+                    if self.exit_when_done:
+                        break
                 time.sleep(0.05)
         finally:
             self._shutdown()

@@ -22,7 +22,8 @@ TOTAL = 795
 def start(config: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "processor.cli", "run", "--config", str(config), *extra],
+        [sys.executable, "-m", "processor.cli", "run", "--config", str(config), "--no-api",
+         *extra],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
