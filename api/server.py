@@ -21,17 +21,19 @@ def build_server(config_path: str | Path, supervisor: Supervisor | None,
                  log_level: str = "info") -> uvicorn.Server:
     config = load_config(config_path, check_files=False)
     api = config.api
-    kwargs: dict[str, object] = {}
+    certfile: str | None = None
+    keyfile: str | None = None
     if api.ssl_enabled:
         cert = config.data_path(api.ssl_certificate_file)
         key = config.data_path(api.ssl_key_file)
         for what, path in (("SSLCertificateFile", cert), ("SSLKeyFile", key)):
             if not path.exists():
                 raise FileNotFoundError(f"[API] {what}: no such file {path}")
-        kwargs = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        certfile, keyfile = str(cert), str(key)
     app = create_app(config_path, supervisor)
     cfg = uvicorn.Config(app, host=api.host, port=api.port, log_level=log_level.lower(),
-                         access_log=False, proxy_headers=False, server_header=False, **kwargs)
+                         access_log=False, proxy_headers=False, server_header=False,
+                         ssl_certfile=certfile, ssl_keyfile=keyfile)
     return uvicorn.Server(cfg)
 
 

@@ -1,0 +1,692 @@
+"""``/cameras``: camera CRUD with stable ids, calibration, ROI, counting lines, images and the
+live preview.
+
+A camera is a ``[Source_<Id>]`` section.  Its ``Id`` is its identity in URLs, logs and areas:
+the section's name is chosen once at creation and never renumbered, and deleting a camera
+touches no other section.  Images from a camera are grabbed in a thread of their own with a
+time limit, so a dead RTSP URL never blocks the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.context import ApiContext
+from api.deps import Admin, Context, Viewer
+from api.routers.entities import (
+    ID_REGEX,
+    PROBE_LIMIT,
+    STREAM_LIMIT,
+    CameraId,
+    Snapshot,
+    current_config,
+    edit,
+    problem,
+    slots,
+    slug,
+    unique_id,
+    update_entity,
+    validate_fields,
+)
+from libs.calibration import CalibrationError, FloorCalibration
+from libs.config import ConfigChange
+from libs.config.loader import is_device, is_stream_url
+from libs.config.models import LookoutConfig, SourceConfig, ini_value
+from libs.loggers.video_logger import NAME as VIDEO_LOGGER
+from libs.loggers.video_logger import preview_path
+from processor.sources import VIDEO_SUFFIXES, SourceError, list_recordings
+
+router = APIRouter(prefix="/cameras", tags=["Cameras"])
+
+T = TypeVar("T")
+
+GRAB_TIMEOUT_S = 10.0  # the API answers within this even when OpenCV hangs
+OPEN_TIMEOUT_MS = 8000  # asked of OpenCV (FFmpeg backend) for opening and reading
+STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"}
+DEVICE = re.compile(r"^(\d{1,3}|/dev/video\d{1,3})$")
+STREAM_KEEPALIVE_S = 10.0
+STREAM_CONFIG_CHECK_S = 2.0
+BOUNDARY = "lookoutframe"
+READ_ONLY = frozenset({"section", "status"})
+
+Coord = Annotated[float, Field(allow_inf_nan=False, ge=-1e7, le=1e7)]
+Point = tuple[Coord, Coord]
+
+
+# ---------------------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------------------
+
+
+class CalibrationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_points: list[Point] = Field(
+        min_length=4, max_length=100, description="Floor points clicked in the image (pixels)."
+    )
+    floor_points_m: list[Point] = Field(
+        min_length=4, max_length=100, description="The same points on the floor, in metres."
+    )
+
+
+class CalibrationOut(BaseModel):
+    camera_id: str
+    image_points: list[tuple[float, float]]
+    floor_points_m: list[tuple[float, float]]
+    reprojection_error_m: float | None = Field(
+        description="RMS distance between the points mapped to the floor and their given "
+        "positions (~0 with exactly four points)."
+    )
+    max_error_m: float | None
+    homography: list[list[float]] | None = Field(description="Image pixels -> floor metres.")
+    dist_method: str | None = Field(description="The camera's DistMethod (empty = default).")
+    error: str | None = Field(None, description="Why the stored points give no mapping.")
+
+
+class CalibrationWritten(CalibrationOut):
+    reload: dict[str, list[str]]
+
+
+class RoiIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[Point] = Field(min_length=3, max_length=256,
+                                description="Polygon in image pixels.")
+
+
+class RoiOut(BaseModel):
+    camera_id: str
+    points: list[tuple[float, float]]
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=ID_REGEX, description="1-64 letters, digits, '-' or '_'.")
+    start: Point
+    end: Point
+
+
+class LinesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[LineIn] = Field(
+        max_length=32,
+        description="'in' is a crossing from the left to the right of someone walking the line "
+        "from start to end, as drawn on the image.",
+    )
+
+
+class LinesOut(BaseModel):
+    camera_id: str
+    lines: list[dict[str, Any]]
+
+
+class Toggle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class StreamCheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    video_path: str = Field(
+        min_length=1, max_length=2048,
+        description="A URL (rtsp, http...), a device (0, /dev/video0), or a video file or "
+        "folder inside AssetsDirectory or DataDirectory.",
+    )
+
+
+class StreamCheckOut(BaseModel):
+    ok: bool
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    error: str | None = None
+
+
+CAMERA_BODY = Body(
+    description="Camera fields by INI key (VideoPath) or field name (video_path); see "
+    "[Source_N] in the README. `section` and `status` are read-only and ignored.",
+    examples=[{"Name": "Entrance", "VideoPath": "rtsp://10.0.0.5/stream1", "Tags": "door"}],
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+def find_camera(config: LookoutConfig, camera_id: str) -> SourceConfig:
+    try:
+        return config.source(camera_id)
+    except KeyError:
+        raise HTTPException(404, f"no camera with Id {camera_id}") from None
+
+
+def camera_out(src: SourceConfig, status: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": src.id, "section": src.section}
+    out.update(src.model_dump(mode="json"))
+    out["status"] = status
+    return out
+
+
+async def _statuses(ctx: ApiContext) -> dict[str, Any]:
+    if ctx.supervisor is None:
+        return {}
+    result: dict[str, Any] = await ctx.on_supervisor(lambda s: s.camera_status())
+    return result
+
+
+async def _written(ctx: ApiContext, camera_id: str, reload: dict[str, Any]) -> dict[str, Any]:
+    config = await current_config(ctx)
+    src = find_camera(config, camera_id)
+    out = camera_out(src, (await _statuses(ctx)).get(camera_id))
+    out["reload"] = reload
+    return out
+
+
+async def update_camera(ctx: ApiContext, camera_id: str,
+                        body: dict[str, Any]) -> tuple[SourceConfig, dict[str, Any]]:
+    """Set the fields in ``body`` on the camera, keep the others."""
+    src, reload = await update_entity(ctx, find_camera, SourceConfig, camera_id, body,
+                                      READ_ONLY)
+    return src, reload
+
+
+@dataclass
+class Probe:
+    ok: bool
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    error: str | None = None
+    image: np.ndarray | None = None
+
+
+def _capture_target(config: LookoutConfig, video_path: str) -> str | int:
+    """What OpenCV opens for a VideoPath, resolved like the processor does."""
+    if is_stream_url(video_path):
+        return video_path
+    if is_device(video_path):
+        return int(video_path) if video_path.isdigit() else video_path
+    path = config.asset_path(video_path)
+    if path.is_dir():
+        try:
+            path = list_recordings(path)[0]
+        except SourceError as exc:
+            raise problem(None, "VideoPath", str(exc)) from exc
+    return str(path)
+
+
+def grab(target: str | int) -> Probe:
+    """Open ``target``, read one frame, close.  Runs in a probe thread."""
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
+    cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+    try:
+        if not cap.isOpened():
+            return Probe(False, error="cannot open the source")
+        ok, image = cap.read()
+        if not ok or image is None:
+            return Probe(False, error="the source opened but gave no frame")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        height, width = image.shape[:2]
+        return Probe(True, int(width), int(height), fps if fps > 0 else None, None, image)
+    finally:
+        cap.release()
+
+
+async def run_probe(request: Request, work: Callable[[], T]) -> T:
+    """Run ``work`` (opening a camera) in a thread of its own, at most PROBE_LIMIT at once,
+    and wait at most GRAB_TIMEOUT_S.  A thread that outlives the wait still holds its slot
+    until OpenCV gives up, so hung sources cannot pile up threads."""
+    probes = slots(request.app.state, "camera_probes", PROBE_LIMIT)
+    if not probes.take():
+        raise HTTPException(503, "too many camera probes are running; try again shortly",
+                            headers={"Retry-After": "5"})
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def run() -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = work()
+        except BaseException as exc:
+            error = exc
+        finally:
+            probes.give()
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name="camera-probe", daemon=True).start()
+    return await asyncio.wait_for(future, GRAB_TIMEOUT_S)
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise HTTPException(500, "JPEG encoding failed")
+    data: bytes = buf.tobytes()
+    return data
+
+
+async def _frame_jpeg(ctx: ApiContext, request: Request, camera_id: str,
+                      check_live: bool) -> Response:
+    config = await current_config(ctx)
+    src = find_camera(config, camera_id)
+    if check_live and not src.live_feed_enabled:
+        raise HTTPException(403, f"the live feed of camera {camera_id} is disabled "
+                            "(LiveFeedEnabled = False)")
+
+    def work() -> bytes | str:
+        probe = grab(_capture_target(config, src.video_path))
+        if not probe.ok or probe.image is None:
+            return probe.error or "no frame"
+        return _jpeg(probe.image)
+
+    try:
+        result = await run_probe(request, work)
+    except TimeoutError:
+        raise HTTPException(504, f"camera {camera_id} gave no frame within "
+                            f"{GRAB_TIMEOUT_S:g} s") from None
+    if isinstance(result, str):
+        raise HTTPException(502, f"camera {camera_id}: {result}")
+    return Response(result, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def _calibration_out(src: SourceConfig) -> CalibrationOut:
+    img, flr = src.calibration_image_points, src.calibration_floor_points
+    base: dict[str, Any] = {"camera_id": src.id, "image_points": img, "floor_points_m": flr,
+                            "dist_method": src.dist_method}
+    try:
+        cal = FloorCalibration.from_points(img, flr)
+    except CalibrationError as exc:
+        return CalibrationOut(**base, reprojection_error_m=None, max_error_m=None,
+                              homography=None, error=str(exc))
+    return CalibrationOut(**base, reprojection_error_m=cal.reprojection_error_m,
+                          max_error_m=cal.max_error_m, homography=cal.homography.tolist())
+
+
+def _calibration_key(message: str) -> str:
+    """Which of the two keys a calibration error is about (the first one it names)."""
+    img = message.find("CalibrationImagePoints")
+    flr = message.find("CalibrationFloorPoints")
+    if flr >= 0 and (img < 0 or flr < img):
+        return "CalibrationFloorPoints"
+    return "CalibrationImagePoints"
+
+
+def _preview_file(config: LookoutConfig, camera_id: str) -> Path:
+    """The preview JPEG of a camera whose id was validated; never outside its folder."""
+    path = preview_path(config, camera_id)
+    root = path.parent.parent.resolve()
+    if path.parent.name != camera_id or not path.resolve().is_relative_to(root):
+        raise HTTPException(404, f"no preview for camera {camera_id}")
+    return path
+
+
+def _no_preview(config: LookoutConfig, camera_id: str) -> HTTPException:
+    if not any(p.name == VIDEO_LOGGER and p.enabled for p in config.source_loggers):
+        return HTTPException(404, f"no preview of camera {camera_id}: the video_logger source "
+                             "logger is not enabled, so the processor writes none")
+    return HTTPException(404, f"no preview of camera {camera_id} yet: the processor writes one "
+                         "(video_logger) once the camera is running")
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _part(data: bytes) -> bytes:
+    head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode()
+    return head + data + b"\r\n"
+
+
+def _check_video_path(config: LookoutConfig, video_path: str) -> str | int:
+    """A VideoPath from a request, checked before anything opens it: URLs of stream schemes,
+    video devices, or video files and folders inside AssetsDirectory or DataDirectory."""
+    if re.search(r"[\x00-\x1f\x7f]", video_path):
+        raise problem(None, "video_path", "contains a control character")
+    if is_stream_url(video_path):
+        scheme = video_path.split(":", 1)[0].lower()
+        if scheme not in STREAM_SCHEMES:
+            raise problem(None, "video_path", f"URL scheme {scheme!r} is not allowed",
+                          ", ".join(sorted(STREAM_SCHEMES)))
+        return video_path
+    if is_device(video_path) or video_path.startswith("/dev/"):
+        if not DEVICE.match(video_path):
+            raise problem(None, "video_path", "not a video device", "0 or /dev/video0")
+        return int(video_path) if video_path.isdigit() else video_path
+    path = config.asset_path(video_path)
+    roots = (config.assets_dir, config.data_dir)
+    if not any(path.is_relative_to(root) for root in roots):
+        raise problem(None, "video_path", "local files must be inside AssetsDirectory or "
+                      "DataDirectory")
+    if path.is_dir():
+        try:
+            return str(list_recordings(path)[0])
+        except SourceError as exc:
+            raise problem(None, "video_path", str(exc)) from exc
+    if not path.is_file():
+        raise problem(None, "video_path", "no such video file or folder")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise problem(None, "video_path", f"{path.suffix or 'no suffix'} is not a video file",
+                      ", ".join(sorted(VIDEO_SUFFIXES)))
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------
+# Collection
+# ---------------------------------------------------------------------------------------
+
+
+@router.get("", summary="Every camera, with its processing status when the processor runs")
+async def list_cameras(ctx: Context, _user: Viewer) -> list[dict[str, Any]]:
+    config = await current_config(ctx)
+    statuses = await _statuses(ctx)
+    return [camera_out(src, statuses.get(src.id)) for src in config.sources]
+
+
+@router.post(
+    "", status_code=201, summary="Add a camera",
+    description="`Id` is assigned from `Name` when not given and never changes. VideoPath is "
+    "checked like at start-up: a local file or folder must exist; URLs and devices are "
+    "accepted. The new camera starts; no other camera restarts.",
+)
+async def create_camera(ctx: Context, _admin: Admin,
+                        body: Annotated[dict[str, Any], CAMERA_BODY]) -> dict[str, Any]:
+    def build(snap: Snapshot) -> tuple[list[ConfigChange], str]:
+        taken = {s.id for s in snap.config.sources}
+        given = body.get("Id", body.get("id"))
+        if given is None:
+            name = body.get("Name", body.get("name"))
+            camera_id = unique_id(slug(name if isinstance(name, str) else "", "camera"), taken)
+        else:
+            camera_id = str(given)
+        fields = {"Id": camera_id, **{k: v for k, v in body.items() if k not in ("id", "Id")}}
+        _, values = validate_fields(SourceConfig, None, fields, ignore=READ_ONLY)
+        if camera_id in taken:
+            raise HTTPException(409, f"a camera with Id {camera_id} exists")
+        return [ConfigChange(snap.free_section("Source", camera_id), values)], camera_id
+
+    camera_id, reload = await edit(ctx, build)
+    return await _written(ctx, camera_id, reload)
+
+
+@router.post("/check_stream", response_model=StreamCheckOut,
+             summary="Try to open a video source and read one frame",
+             description="Runs in a thread with a time limit: a dead URL answers "
+             f"ok=false within {GRAB_TIMEOUT_S:g} s.")
+async def check_stream(ctx: Context, _admin: Admin, request: Request,
+                       body: StreamCheckIn) -> StreamCheckOut:
+    config = await current_config(ctx)
+    target = await ctx.in_thread(_check_video_path, config, body.video_path)
+    try:
+        probe = await run_probe(request, lambda: grab(target))
+    except TimeoutError:
+        return StreamCheckOut(ok=False, error=f"no frame within {GRAB_TIMEOUT_S:g} s")
+    return StreamCheckOut(ok=probe.ok, width=probe.width, height=probe.height, fps=probe.fps,
+                          error=probe.error)
+
+
+# ---------------------------------------------------------------------------------------
+# One camera
+# ---------------------------------------------------------------------------------------
+
+
+@router.get("/{camera_id}", summary="One camera")
+async def get_camera(ctx: Context, _user: Viewer, camera_id: CameraId) -> dict[str, Any]:
+    src = find_camera(await current_config(ctx), camera_id)
+    return camera_out(src, (await _statuses(ctx)).get(camera_id))
+
+
+@router.put("/{camera_id}", summary="Change a camera",
+            description="Fields given change; fields left out keep their value (send an empty "
+            "value to clear one). The Id cannot change. Only this camera restarts.")
+async def put_camera(ctx: Context, _admin: Admin, camera_id: CameraId,
+                     body: Annotated[dict[str, Any], CAMERA_BODY]) -> dict[str, Any]:
+    _, reload = await update_camera(ctx, camera_id, body)
+    return await _written(ctx, camera_id, reload)
+
+
+@router.delete("/{camera_id}", summary="Remove a camera",
+               description="Other cameras keep their ids and sections. Refused (409) while an "
+               "area includes the camera.")
+async def delete_camera(ctx: Context, _admin: Admin, camera_id: CameraId) -> dict[str, Any]:
+    def build(snap: Snapshot) -> tuple[list[ConfigChange], str]:
+        src = find_camera(snap.config, camera_id)
+        areas = [a.id for a in snap.config.areas if camera_id in a.cameras]
+        if areas:
+            raise HTTPException(409, f"camera {camera_id} belongs to area(s) "
+                                f"{', '.join(areas)}; remove it from them first")
+        return [ConfigChange(src.section, remove=True)], src.section
+
+    section, reload = await edit(ctx, build)
+    return {"deleted": camera_id, "section": section, "reload": reload}
+
+
+@router.put("/{camera_id}/enable", summary="Process this camera (persisted: Enabled = True)")
+async def enable_camera(ctx: Context, _admin: Admin, camera_id: CameraId) -> dict[str, Any]:
+    _, reload = await update_camera(ctx, camera_id, {"Enabled": True})
+    if ctx.supervisor is not None and camera_id not in reload["restarted"] + reload["started"]:
+        await ctx.on_supervisor(lambda s: s.resume_camera(camera_id))
+    return await _written(ctx, camera_id, reload)
+
+
+@router.put("/{camera_id}/disable", summary="Stop processing this camera (Enabled = False)")
+async def disable_camera(ctx: Context, _admin: Admin, camera_id: CameraId) -> dict[str, Any]:
+    _, reload = await update_camera(ctx, camera_id, {"Enabled": False})
+    return await _written(ctx, camera_id, reload)
+
+
+@router.put("/{camera_id}/live_feed", summary="Allow or forbid the live preview",
+            description="LiveFeedEnabled: when false, /image, /snapshot and /stream answer 403.")
+async def put_live_feed(ctx: Context, _admin: Admin, camera_id: CameraId,
+                        body: Toggle) -> dict[str, Any]:
+    _, reload = await update_camera(ctx, camera_id, {"LiveFeedEnabled": body.enabled})
+    return await _written(ctx, camera_id, reload)
+
+
+# -- images ---------------------------------------------------------------------------------
+
+
+@router.get("/{camera_id}/image", summary="A frame from the camera now (JPEG)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+async def camera_image(ctx: Context, _user: Viewer, request: Request,
+                       camera_id: CameraId) -> Response:
+    return await _frame_jpeg(ctx, request, camera_id, check_live=True)
+
+
+@router.get("/{camera_id}/calibration_image",
+            summary="A raw frame to click calibration points on (JPEG)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+async def calibration_image(ctx: Context, _admin: Admin, request: Request,
+                            camera_id: CameraId) -> Response:
+    return await _frame_jpeg(ctx, request, camera_id, check_live=False)
+
+
+@router.get("/{camera_id}/snapshot", summary="The latest annotated preview (JPEG)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+async def snapshot(ctx: Context, _user: Viewer, camera_id: CameraId) -> Response:
+    config = await current_config(ctx)
+    src = find_camera(config, camera_id)
+    if not src.live_feed_enabled:
+        raise HTTPException(403, f"the live feed of camera {camera_id} is disabled")
+    data = await ctx.in_thread(_read_or_none, _preview_file(config, camera_id))
+    if data is None:
+        raise _no_preview(config, camera_id)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/{camera_id}/stream", summary="The annotated preview as an MJPEG stream",
+    description="multipart/x-mixed-replace: a part each time the processor writes a new "
+    "preview. Ends when the client goes, the camera is removed or its live feed is disabled.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}},
+)
+async def stream(ctx: Context, _user: Viewer, request: Request, camera_id: CameraId,
+                 max_fps: Annotated[float, Query(gt=0, le=30)] = 10.0) -> StreamingResponse:
+    config = await current_config(ctx)
+    src = find_camera(config, camera_id)
+    if not src.live_feed_enabled:
+        raise HTTPException(403, f"the live feed of camera {camera_id} is disabled")
+    path = _preview_file(config, camera_id)
+    streams = slots(request.app.state, "live_streams", STREAM_LIMIT)
+    if streams.used >= streams.limit:
+        raise HTTPException(503, "too many live streams are open", headers={"Retry-After": "10"})
+
+    async def still_allowed() -> bool:
+        cfg = await current_config(ctx)
+        return any(s.id == camera_id and s.live_feed_enabled for s in cfg.sources)
+
+    async def frames() -> AsyncIterator[bytes]:
+        if not streams.take():
+            return
+        try:
+            last_key: tuple[int, int] | None = None
+            last_sent = last_check = time.monotonic()
+            while not await request.is_disconnected():
+                now = time.monotonic()
+                if now - last_check >= STREAM_CONFIG_CHECK_S:
+                    last_check = now
+                    if not await still_allowed():
+                        return
+                key = await ctx.in_thread(_stat_key, path)
+                if key is not None and (key != last_key or now - last_sent >= STREAM_KEEPALIVE_S):
+                    data = await ctx.in_thread(_read_or_none, path)
+                    if data:
+                        last_key, last_sent = key, now
+                        yield _part(data)
+                await asyncio.sleep(1.0 / max_fps)
+        finally:
+            streams.give()
+
+    return StreamingResponse(
+        frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+# -- calibration, ROI, lines -----------------------------------------------------------------
+
+
+@router.get("/{camera_id}/calibration", response_model=CalibrationOut,
+            summary="The floor calibration and its reprojection error")
+async def get_calibration(ctx: Context, _user: Viewer, camera_id: CameraId) -> CalibrationOut:
+    src = find_camera(await current_config(ctx), camera_id)
+    if not src.calibration_image_points:
+        raise HTTPException(404, f"camera {camera_id} has no calibration")
+    return await ctx.in_thread(_calibration_out, src)
+
+
+@router.put(
+    "/{camera_id}/calibration", response_model=CalibrationWritten,
+    summary="Calibrate the floor from >= 4 image/floor point pairs",
+    description="Fits the image-to-floor mapping; degenerate points (repeated, three in a "
+    "row, orders that do not match) are refused with 422 and the reason. Saves the points "
+    "(CalibrationImagePoints, CalibrationFloorPoints) and returns the reprojection error.",
+)
+async def put_calibration(ctx: Context, _admin: Admin, camera_id: CameraId,
+                          body: CalibrationIn) -> CalibrationWritten:
+    def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
+        src = find_camera(snap.config, camera_id)
+        try:
+            FloorCalibration.from_points(body.image_points, body.floor_points_m)
+        except CalibrationError as exc:
+            raise problem(src.section, _calibration_key(str(exc)), str(exc),
+                          "4 or more floor points spread over the image, no three in a row, "
+                          "listed in the same order in both lists") from exc
+        values = {"CalibrationImagePoints": ini_value(body.image_points),
+                  "CalibrationFloorPoints": ini_value(body.floor_points_m)}
+        return [ConfigChange(src.section, values)], None
+
+    _, reload = await edit(ctx, build)
+    src = find_camera(await current_config(ctx), camera_id)
+    out = await ctx.in_thread(_calibration_out, src)
+    return CalibrationWritten(**out.model_dump(), reload=reload)
+
+
+@router.delete("/{camera_id}/calibration", summary="Remove the floor calibration",
+               description="Refused (422) while the camera measures distances with "
+               "CalibratedDistance.")
+async def delete_calibration(ctx: Context, _admin: Admin, camera_id: CameraId) -> dict[str, Any]:
+    src, reload = await update_camera(
+        ctx, camera_id, {"CalibrationImagePoints": "", "CalibrationFloorPoints": ""}
+    )
+    return {"camera_id": src.id, "reload": reload}
+
+
+@router.get("/{camera_id}/roi", response_model=RoiOut, summary="The region of interest")
+async def get_roi(ctx: Context, _user: Viewer, camera_id: CameraId) -> RoiOut:
+    src = find_camera(await current_config(ctx), camera_id)
+    return RoiOut(camera_id=src.id, points=src.roi)
+
+
+@router.put("/{camera_id}/roi", summary="Set the region of interest (a polygon in pixels)")
+async def put_roi(ctx: Context, _admin: Admin, camera_id: CameraId,
+                  body: RoiIn) -> dict[str, Any]:
+    src, reload = await update_camera(ctx, camera_id, {"ROI": body.points})
+    return {**RoiOut(camera_id=src.id, points=src.roi).model_dump(), "reload": reload}
+
+
+@router.delete("/{camera_id}/roi", summary="Remove the region of interest (whole image)")
+async def delete_roi(ctx: Context, _admin: Admin, camera_id: CameraId) -> dict[str, Any]:
+    src, reload = await update_camera(ctx, camera_id, {"ROI": ""})
+    return {**RoiOut(camera_id=src.id, points=src.roi).model_dump(), "reload": reload}
+
+
+def _lines_out(src: SourceConfig) -> LinesOut:
+    return LinesOut(camera_id=src.id,
+                    lines=[line.model_dump(mode="json") for line in src.counting_lines])
+
+
+@router.get("/{camera_id}/lines", response_model=LinesOut,
+            summary="The named lines people are counted in and out across")
+async def get_lines(ctx: Context, _user: Viewer, camera_id: CameraId) -> LinesOut:
+    return _lines_out(find_camera(await current_config(ctx), camera_id))
+
+
+@router.put("/{camera_id}/lines", summary="Replace the counting lines")
+async def put_lines(ctx: Context, _admin: Admin, camera_id: CameraId,
+                    body: LinesIn) -> dict[str, Any]:
+    lines = [line.model_dump() for line in body.lines]
+    src, reload = await update_camera(ctx, camera_id, {"CountingLines": lines})
+    return {**_lines_out(src).model_dump(), "reload": reload}

@@ -1,0 +1,542 @@
+"""``/metrics``: reports of cameras and areas, line crossings and heatmaps, as JSON.
+
+Routes are made from a table, not written per kind: every entry of :data:`METRICS` (a
+:class:`ReportMetric` for report files of :mod:`libs.metrics`, or any object with the
+:class:`Metric` shape) gets ``GET /metrics/<cameras|areas>/<kind>/<period>`` for each of its
+periods.  A new kind (dwell, facemask, audience...) is one more entry::
+
+    ReportMetric("dwell", CAMERAS, DWELL)   # DWELL: its libs.metrics ReportKind
+
+Periods and their query values (all checked: ids against the id pattern and the
+configuration, dates ``YYYY-MM-DD``, ``from_date <= to_date``, at most 366 days):
+
+- ``live``: the ``live.csv`` report (the newest ``LiveInterval`` of data).
+- ``hourly?date=``: the hours of one local date; default today in ``[App] TimeZone``.
+- ``daily?from_date=&to_date=``: default the 7 days ending today (or ending ``to_date``).
+- ``weekly?from_date=&to_date=``: weeks (``Week`` = their Monday) from the week holding
+  ``from_date`` to the one holding ``to_date``; default the 4 weeks ending this week.
+
+"Today" is taken per request in the app's time zone.  The entity filter is ``cameras`` or
+``areas``: comma-separated ids, all configured ones when absent (an empty value selects none).
+
+Every answer names its ``time_zone`` and period, and holds per entity its ``rows`` (one per
+hour, date or week that has data, with explicit ``Hour``/``Date``/``Week`` keys and numbers as
+numbers) and, except for ``live``, the ``totals`` over those rows.  A day without data is no
+row, never an error.  Line crossings are counted from the camera's ``line_crossings`` event
+logs (``In``/``Out`` per line per hour or date); repeated events (same instant, line, track
+and direction: a restarted worker re-logging video) count once.
+"""
+
+# No ``from __future__ import annotations`` here: the handlers made in ``_endpoint`` carry
+# ``Annotated`` types built inside that function, which FastAPI must see as objects (string
+# annotations would be looked up in the module's globals and not be found).
+
+import csv
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
+
+from api.deps import Context, Viewer
+from api.params import (
+    DateRange,
+    area_ids,
+    camera_ids,
+    check_id,
+    check_ids,
+    date_range,
+    days_back,
+    parse_date,
+    split_ids,
+    today_in,
+)
+from libs.config.models import LookoutConfig
+from libs.loggers.file_system_logger import LINE_EVENTS_FOLDER, SOURCE_LOG_FOLDER
+from libs.loggers.video_logger import preview_path
+from libs.metrics import (
+    AREA_OCCUPANCY,
+    CAMERA_OCCUPANCY,
+    SOCIAL_DISTANCING,
+    ReportKind,
+    area_dir,
+    camera_dir,
+    hourly_path,
+    read_report,
+    reports_dir,
+)
+from libs.metrics.heatmap import choose_image_size, compute_heatmap, local_day_bounds
+from libs.metrics.reports import Totals, hour_start
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/metrics", tags=["Metrics"])
+
+Period = Literal["live", "hourly", "daily", "weekly"]
+ALL_PERIODS: tuple[Period, ...] = ("live", "hourly", "daily", "weekly")
+DAILY_DEFAULT_DAYS = 7
+WEEKLY_DEFAULT_WEEKS = 4
+KEY_COLUMNS = {"live": ("From", "To"), "hourly": ("Hour",), "daily": ("Date",),
+               "weekly": ("Week",)}
+
+
+# ---------------------------------------------------------------------------------------
+# What can be asked for
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityType:
+    """Cameras or areas: the URL segment (also the query parameter), how to list the
+    configured ids and where an entity's data folder is."""
+
+    name: str
+    plural: str
+    ids: Callable[[LookoutConfig], list[str]]
+    folder: Callable[[LookoutConfig, str], Path]
+
+
+CAMERAS = EntityType("camera", "cameras", camera_ids, camera_dir)
+AREAS = EntityType("area", "areas", area_ids, area_dir)
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """A checked request: the period and, except for ``live``, its local dates."""
+
+    period: Period
+    span: DateRange | None
+    tz: tzinfo
+
+
+class Metric(Protocol):
+    """One kind of metric of one entity type: what a table entry must provide."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def entity(self) -> EntityType: ...
+
+    @property
+    def periods(self) -> tuple[Period, ...]: ...
+
+    @property
+    def description(self) -> str: ...
+
+    def columns(self, period: Period) -> list[str]:
+        """The keys of each row, in order."""
+        ...
+
+    def read(self, config: LookoutConfig, entity_id: str, req: MetricQuery) -> dict[str, Any]:
+        """``{"rows": [...], "totals": {...} | None}`` of one entity (runs in a thread)."""
+        ...
+
+
+def _number(text: str | None) -> int | float | None:
+    """A report cell as a JSON number; None for an empty or unreadable cell."""
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True)
+class ReportMetric:
+    """A metric read from the report files (``reports/<folder>/``) of :mod:`libs.metrics`."""
+
+    name: str
+    entity: EntityType
+    report: ReportKind
+    description: str = ""
+    periods: tuple[Period, ...] = ALL_PERIODS
+
+    def columns(self, period: Period) -> list[str]:
+        return self.report.header(KEY_COLUMNS[period])
+
+    def folder(self, config: LookoutConfig, entity_id: str) -> Path:
+        return reports_dir(self.entity.folder(config, entity_id)) / self.report.folder
+
+    def read(self, config: LookoutConfig, entity_id: str, req: MetricQuery) -> dict[str, Any]:
+        entity = self.entity.folder(config, entity_id)
+        folder = self.folder(config, entity_id)
+        span = req.span
+        records: list[dict[str, str]]
+        if req.period == "live":
+            records = _records(folder / "live.csv")
+        elif req.period == "hourly":
+            assert span is not None
+            records = _records(hourly_path(entity, self.report, span.first))
+        elif req.period == "daily":
+            assert span is not None
+            records = [r for r in _records(folder / "daily.csv")
+                       if _record_date(r, "Date") in span]
+        else:
+            assert span is not None
+            weeks = DateRange(_monday(span.first), span.last)
+            records = [r for r in _records(folder / "weekly.csv")
+                       if _record_date(r, "Week") in weeks]
+        keys = KEY_COLUMNS[req.period]
+        rows = [_row(r, keys) for r in records]
+        totals = None if req.period == "live" else self._totals(records)
+        return {"rows": rows, "totals": totals}
+
+    def _totals(self, records: Iterable[dict[str, str]]) -> dict[str, Any]:
+        kind = self.report
+        total = Totals(len(kind.measures), len(kind.counters))
+        for record in records:
+            try:
+                total.merge(Totals.from_record(kind, record))
+            except (KeyError, ValueError, TypeError):
+                log.warning("%s report of %s: unreadable row %r", kind.folder, self.name, record)
+        names = kind.header(())
+        return {name: _number(cell) for name, cell in zip(names, total.cells(), strict=True)}
+
+
+def _records(path: Path) -> list[dict[str, str]]:
+    """A report's rows; an unreadable file (not UTF-8, a folder, no permission) reads as
+    empty and is logged, so one damaged file never fails the whole answer."""
+    try:
+        return read_report(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        log.warning("%s: unreadable report (%s)", path, exc)
+        return []
+
+
+def _record_date(record: dict[str, str], key: str) -> date | None:
+    try:
+        return date.fromisoformat(record.get(key) or "")
+    except ValueError:
+        return None
+
+
+def _row(record: dict[str, str], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: (v if k in keys else _number(v)) for k, v in record.items() if k is not None}
+
+
+# ---------------------------------------------------------------------------------------
+# Line crossings, counted from the event logs
+# ---------------------------------------------------------------------------------------
+
+Event = tuple[datetime, str, str, str]  # instant, line, track id, direction
+
+
+def read_line_events(path: Path) -> list[Event]:
+    """The crossing events of one ``line_crossings/<date>.csv``; torn or malformed lines
+    (and a missing file) are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.warning("%s: unreadable event log (%s)", path, exc)
+        return []
+    lines = text.splitlines(keepends=True)
+    if not lines or not lines[0].endswith("\n"):
+        return []
+    header = next(csv.reader([lines[0]]), [])
+    try:
+        at = [header.index(c) for c in ("Timestamp", "Line", "TrackId", "Direction")]
+    except ValueError:
+        log.warning("%s: header %r lacks line crossing columns", path, header)
+        return []
+    events: list[Event] = []
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            continue
+        parts = next(csv.reader([line]), [])
+        try:
+            ts = datetime.fromisoformat(parts[at[0]])
+            name, track, direction = parts[at[1]], parts[at[2]], parts[at[3]]
+        except (ValueError, IndexError):
+            continue
+        if ts.tzinfo is None or not name or direction not in ("in", "out"):
+            continue
+        events.append((ts, name, track, direction))
+    return events
+
+
+@dataclass(frozen=True)
+class LineCrossingMetric:
+    """``In``/``Out`` per counting line, per local hour or date, from the event logs."""
+
+    name: str = "line-crossings"
+    entity: EntityType = CAMERAS
+    description: str = "People crossing each counting line, in and out."
+    periods: tuple[Period, ...] = ("hourly", "daily")
+
+    def columns(self, period: Period) -> list[str]:
+        return [*KEY_COLUMNS[period], "Line", "In", "Out"]
+
+    def read(self, config: LookoutConfig, entity_id: str, req: MetricQuery) -> dict[str, Any]:
+        span, tz = req.span, req.tz
+        assert span is not None
+        folder = camera_dir(config, entity_id) / LINE_EVENTS_FOLDER
+        seen: set[Event] = set()
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for day in span.around():
+            for event in read_line_events(folder / f"{day.isoformat()}.csv"):
+                ts, line, _, direction = event
+                local = ts.astimezone(tz)
+                if local.date() not in span or event in seen:
+                    continue
+                seen.add(event)
+                if req.period == "hourly":
+                    key = hour_start(ts, tz).astimezone(tz).isoformat()
+                else:
+                    key = local.date().isoformat()
+                cell = counts.setdefault((key, line), {"in": 0, "out": 0})
+                cell[direction] += 1
+        column = KEY_COLUMNS[req.period][0]
+        rows = [
+            {column: key, "Line": line, "In": c["in"], "Out": c["out"]}
+            for (key, line), c in sorted(counts.items(), key=_instant_then_line)
+        ]
+        try:
+            configured = [ln.name for ln in config.source(entity_id).counting_lines]
+        except KeyError:
+            configured = []
+        per_line = {name: {"In": 0, "Out": 0} for name in configured}
+        for (_, line), c in counts.items():
+            item = per_line.setdefault(line, {"In": 0, "Out": 0})
+            item["In"] += c["in"]
+            item["Out"] += c["out"]
+        totals = {
+            "In": sum(v["In"] for v in per_line.values()),
+            "Out": sum(v["Out"] for v in per_line.values()),
+            "Lines": dict(sorted(per_line.items())),
+        }
+        return {"rows": rows, "totals": totals}
+
+
+def _instant_then_line(item: tuple[tuple[str, str], dict[str, int]]) -> tuple[datetime, str]:
+    """Hours in time order (their text does not sort across a DST change), then lines."""
+    (key, line), _ = item
+    return datetime.fromisoformat(key), line
+
+
+# ---------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------
+
+METRICS: tuple[Metric, ...] = (
+    ReportMetric(
+        "social-distancing", CAMERAS, SOCIAL_DISTANCING,
+        "People, violating people (closer than the distance limit to someone) and "
+        "violating pairs per camera.",
+    ),
+    ReportMetric("occupancy", CAMERAS, CAMERA_OCCUPANCY, "People counted per camera."),
+    ReportMetric(
+        "occupancy", AREAS, AREA_OCCUPANCY,
+        "Occupancy of an area (sum of its cameras) and samples over its capacity.",
+    ),
+    LineCrossingMetric(),
+)
+
+
+def report_metrics(entity: EntityType) -> list[ReportMetric]:
+    """The report-file kinds of an entity type (the export packs their folders)."""
+    return [m for m in METRICS if isinstance(m, ReportMetric) and m.entity == entity]
+
+
+# ---------------------------------------------------------------------------------------
+# Answering
+# ---------------------------------------------------------------------------------------
+
+
+def _weekly_default_from(last: date) -> date:
+    try:
+        return _monday(last) - timedelta(weeks=WEEKLY_DEFAULT_WEEKS - 1)
+    except OverflowError:
+        return date.min
+
+
+_daily_default_from = days_back(DAILY_DEFAULT_DAYS)
+
+
+async def answer(
+    ctx: Context,
+    metric: Metric,
+    period: Period,
+    ids_value: str | None,
+    day_value: str | None = None,
+    from_value: str | None = None,
+    to_value: str | None = None,
+) -> dict[str, Any]:
+    config = await ctx.in_thread(ctx.config)
+    tz = config.app.tzinfo
+    today = today_in(tz)
+    entity = metric.entity
+    ids = check_ids(entity.plural, split_ids(ids_value), entity.ids(config), entity.name)
+    body: dict[str, Any] = {
+        "kind": metric.name,
+        "entity_type": entity.name,
+        "period": period,
+        "time_zone": config.app.time_zone,
+    }
+    span: DateRange | None = None
+    if period == "hourly":
+        day = parse_date("date", day_value) or today
+        span = DateRange(day, day)
+        body["date"] = day.isoformat()
+    elif period in ("daily", "weekly"):
+        default_from = _daily_default_from if period == "daily" else _weekly_default_from
+        span = date_range(from_value, to_value, today, default_from)
+        body["from_date"] = span.first.isoformat()
+        body["to_date"] = span.last.isoformat()
+    body["columns"] = metric.columns(period)
+    req = MetricQuery(period, span, tz)
+
+    def read_all() -> list[dict[str, Any]]:
+        return [{"id": i, **metric.read(config, i, req)} for i in ids]
+
+    body["entities"] = await ctx.in_thread(read_all)
+    return body
+
+
+IDS_HELP = "Comma-separated {} ids; every configured one when absent."
+
+
+def _endpoint(metric: Metric, period: Period) -> Callable[..., Any]:
+    """A handler with the query parameters of ``period`` (FastAPI reads its signature)."""
+    plural = metric.entity.plural
+    Ids = Annotated[str | None, Query(alias=plural, max_length=4096,
+                                      description=IDS_HELP.format(metric.entity.name))]
+    FromDate = Annotated[str | None, Query(max_length=40, description="First date, YYYY-MM-DD.")]
+    ToDate = Annotated[str | None, Query(max_length=40,
+                                         description="Last date, YYYY-MM-DD; default today.")]
+
+    if period == "live":
+        async def live(ctx: Context, _: Viewer, ids: Ids = None) -> dict[str, Any]:
+            return await answer(ctx, metric, period, ids)
+
+        return live
+    if period == "hourly":
+        Day = Annotated[str | None, Query(alias="date", max_length=40,
+                                          description="Local date, YYYY-MM-DD; default today.")]
+
+        async def hourly(ctx: Context, _: Viewer, ids: Ids = None,
+                         day: Day = None) -> dict[str, Any]:
+            return await answer(ctx, metric, period, ids, day_value=day)
+
+        return hourly
+
+    async def ranged(ctx: Context, _: Viewer, ids: Ids = None, from_date: FromDate = None,
+                     to_date: ToDate = None) -> dict[str, Any]:
+        return await answer(ctx, metric, period, ids, from_value=from_date, to_value=to_date)
+
+    return ranged
+
+
+PERIOD_HELP = {
+    "live": "the newest LiveInterval of data",
+    "hourly": "per hour of one local date",
+    "daily": "per local date",
+    "weekly": "per week (Week = its Monday)",
+}
+
+
+def add_metric_routes(target: APIRouter, metric: Metric) -> None:
+    """``GET /<entities>/<kind>/<period>`` for each period of ``metric``."""
+    for period in metric.periods:
+        target.add_api_route(
+            f"/{metric.entity.plural}/{metric.name}/{period}",
+            _endpoint(metric, period),
+            methods=["GET"],
+            name=f"metrics-{metric.entity.plural}-{metric.name}-{period}",
+            summary=f"{metric.name} of {metric.entity.plural}, {PERIOD_HELP[period]}",
+            description=metric.description,
+        )
+
+
+@router.get("/kinds", summary="The metric kinds, their entity types, periods and columns")
+async def kinds(_: Viewer) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": m.name,
+            "entity_type": m.entity.name,
+            "path": f"/metrics/{m.entity.plural}/{m.name}",
+            "periods": list(m.periods),
+            "columns": {p: m.columns(p) for p in m.periods},
+            "description": m.description,
+        }
+        for m in METRICS
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# Heatmaps
+# ---------------------------------------------------------------------------------------
+
+
+def heatmap_body(config: LookoutConfig, camera_id: str, span: DateRange) -> dict[str, Any]:
+    """The heatmap answer of one camera (file work: run it in a thread)."""
+    tz = config.app.tzinfo
+    columns, rows = config.app.heatmap_resolution
+    size, source = choose_image_size(config.app.resolution, preview_path(config, camera_id))
+    raw = camera_dir(config, camera_id) / SOURCE_LOG_FOLDER
+    files = [raw / f"{d.isoformat()}.csv" for d in span.around()]
+    start, end = local_day_bounds(span.first, span.last, tz)
+    hm = compute_heatmap(files, start, end, columns, rows, size, source)
+    return {
+        "camera_id": camera_id,
+        "time_zone": config.app.time_zone,
+        "from_date": span.first.isoformat(),
+        "to_date": span.last.isoformat(),
+        "columns": hm.columns,
+        "rows": hm.rows,
+        "shape": [hm.rows, hm.columns],
+        "image_size": (
+            {"width": hm.image_size[0], "height": hm.image_size[1]} if hm.image_size else None
+        ),
+        "image_size_source": hm.image_size_source,
+        "samples": hm.samples,
+        "detections": hm.detections,
+        "violating_detections": hm.violating_detections,
+        "heatmap": hm.presence.tolist(),
+        "violations": hm.violations.tolist(),
+    }
+
+
+@router.get(
+    "/cameras/{camera_id}/heatmap",
+    summary="Where people stood (foot points) and where violations were, on a grid",
+    description="Grid of HeatmapResolution columns x rows over the image: presence counts "
+    "(`heatmap`, one per person per raw-log row) and counts of violating people "
+    "(`violations`), `heatmap[row][column]`. The image size used is the App Resolution "
+    "when set, else the camera's preview JPEG size, else the largest box extents seen "
+    "(`image_size_source` says which). Dates are local dates in the app time zone; the "
+    "default is the last 7 days ending today.",
+)
+async def heatmap(
+    ctx: Context,
+    _: Viewer,
+    camera_id: Annotated[str, PathParam(max_length=200)],
+    from_date: Annotated[str | None, Query(max_length=40)] = None,
+    to_date: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    config = await ctx.in_thread(ctx.config)
+    camera = check_id(camera_id, CAMERAS.ids(config), CAMERAS.name, "camera_id")
+    span = date_range(from_date, to_date, today_in(config.app.tzinfo), _daily_default_from)
+    result: dict[str, Any] = await ctx.in_thread(heatmap_body, config, camera, span)
+    return result
+
+
+for _metric in METRICS:
+    add_metric_routes(router, _metric)
