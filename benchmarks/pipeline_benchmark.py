@@ -118,10 +118,12 @@ def main() -> int:
         ms = statistics.median(run[stage] for run in stage_runs)
         print(f"  {stage:<20} {ms:8.3f}")
 
-    synth = time_tracker_and_postprocessing(n_people=100, frames=300)
-    print("synthetic scene, 100 people (tracker + post-processing):")
-    for key, value in synth.items():
-        print(f"  {key:<40} {value:8.3f}")
+    for name in (config.tracker.name, "IOUTracker") if config.tracker.name != "IOUTracker" \
+            else ("IOUTracker",):
+        synth = time_tracker_and_postprocessing(n_people=100, frames=300, tracker_name=name)
+        print(f"synthetic scene, 100 people (tracker {name} + post-processing):")
+        for key, value in synth.items():
+            print(f"  {key:<40} {value:8.3f}")
     return 0
 
 

@@ -152,14 +152,14 @@ def _stages() -> dict[str, PostProcessor]:
 
 
 def time_tracker_and_postprocessing(
-    n_people: int = 100, frames: int = 300, seed: int = 0
+    n_people: int = 100, frames: int = 300, seed: int = 0, tracker_name: str = "IOUTracker"
 ) -> dict[str, float]:
     """Milliseconds per frame of each stage: ``<stage>_median_ms`` and ``<stage>_mean_ms``
     for every stage of :data:`STAGES` and ``total``; also ``people_mean`` (people per frame
     after filtering) and ``tracks_started`` (ids handed out)."""
     scene = make_scene(n_people, frames, seed)
     stages = _stages()
-    tracker = TRACKERS.get("IOUTracker")(TrackerConfig.model_validate({"Name": "IOUTracker"}))
+    tracker = TRACKERS.get(tracker_name)(TrackerConfig.model_validate({"Name": tracker_name}))
     image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (HEIGHT, WIDTH, 3))
     start = datetime(2024, 1, 1, tzinfo=UTC)
     times = {name: np.zeros(frames) for name in STAGES}

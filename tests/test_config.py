@@ -33,7 +33,7 @@ def test_bundled_config_is_valid(x86_config: Path) -> None:
     assert start is not None and start.utcoffset() is not None
     assert len(cfg.sources[0].calibration_image_points) == 4
     assert cfg.areas[0].cameras == ["pets-view1"]
-    assert cfg.tracker.name == "IOUTracker"
+    assert cfg.tracker.name == "KalmanTracker"
     assert [p.name for p in cfg.source_post_processors] == [
         "objects_filtering", "social_distance", "occupancy", "line_crossing"]
     assert cfg.sources[0].section == "Source_0"
@@ -43,7 +43,7 @@ ROI = "ROI = 0,150; 768,150; 768,576; 0,576"
 
 # (old text, new text, section, key, words in the message, words in the expected form)
 BAD = [
-    pytest.param("MinScore = 0.35", "MinScore = 1.7", "Detector", "MinScore",
+    pytest.param("MinScore = 0.1", "MinScore = 1.7", "Detector", "MinScore",
                  "less than or equal to 1", "a number from 0 to 1", id="out-of-range"),
     pytest.param("MaxProcesses = 1", "MaxProcesses = two", "App", "MaxProcesses",
                  "valid integer", "an integer from 1 to 64", id="not-a-number"),
@@ -75,7 +75,7 @@ BAD = [
                  "is not a time HH:MM", "HH:MM", id="hhmm"),
     pytest.param("Id = pets-view1", "Id = pets view 1", "Source_0", "Id", "ids are 1-64",
                  "letters, digits", id="bad-id"),
-    pytest.param("[Tracker]\nName = IOUTracker", "[Tracker]\nName = DeepMagic", "Tracker",
+    pytest.param("Name = KalmanTracker", "Name = DeepMagic", "Tracker",
                  "Name", "unknown tracker 'DeepMagic'", None, id="unknown-tracker"),
     pytest.param("Name = occupancy", "Name = occupancy\nLimit = 3", "SourcePostProcessor_2",
                  "Limit", "unknown key", "Name, Enabled", id="unknown-plugin-key"),
@@ -129,7 +129,7 @@ def test_duplicate_section_and_key(x86_config: Path) -> None:
 
 
 def test_duplicate_key(x86_config: Path) -> None:
-    edit(x86_config, "MaxLost = 5", "MaxLost = 5\nMaxLost = 6")
+    edit(x86_config, "MaxLost = 60", "MaxLost = 60\nMaxLost = 6")
     with pytest.raises(ConfigError) as info:
         load_config(x86_config)
     (problem,) = info.value.problems
@@ -165,8 +165,8 @@ def test_missing_required_key(x86_config: Path) -> None:
 
 
 def test_every_problem_reported_at_once(x86_config: Path) -> None:
-    edit(x86_config, "MinScore = 0.35", "MinScore = 2")
-    edit(x86_config, "MaxLost = 5", "MaxLost = -1")
+    edit(x86_config, "MinScore = 0.1", "MinScore = 2")
+    edit(x86_config, "MaxLost = 60", "MaxLost = -1")
     with pytest.raises(ConfigError) as info:
         load_config(x86_config)
     keys = {(p.section, p.key) for p in info.value.problems}

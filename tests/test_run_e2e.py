@@ -170,7 +170,7 @@ def test_sigterm_stops_cleanly_with_logs_flushed(x86_config: Path) -> None:
 
 
 def test_bad_config_stops_start_with_a_clear_message(x86_config: Path) -> None:
-    text = x86_config.read_text().replace("MinScore = 0.35", "MinScore = high")
+    text = x86_config.read_text().replace("MinScore = 0.1", "MinScore = high")
     x86_config.write_text(text)
     proc = start(x86_config)
     out, _ = proc.communicate(timeout=60)

@@ -36,7 +36,7 @@ FORGET_AFTER_FRAMES = 900  # a track unseen this long is forgotten (its side is 
 
 class LineCrossingConfig(PluginConfig):
     hysteresis: float = Field(
-        8.0,
+        1.0,
         alias="Hysteresis",
         ge=0.0,
         description="Pixels beyond the line a person must reach before their side changes.",
