@@ -20,6 +20,7 @@ from starlette.responses import Response
 from api.context import ApiContext
 from api.routers import auth, process
 from api.routers.data import include_routers as include_data_routers
+from api.routers.entities import include_routers as include_entity_routers
 from libs.config import ConfigError
 
 if TYPE_CHECKING:
@@ -81,4 +82,5 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
     app.include_router(auth.router)
     app.include_router(process.router)
     include_data_routers(app)
+    include_entity_routers(app)
     return app
