@@ -29,6 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_with_api(args: argparse.Namespace) -> int:
     """The processor on a background thread, the API server on this one."""
     import logging
+    import signal
     import threading
 
     from api.server import build_server, url_of
@@ -51,6 +52,15 @@ def _run_with_api(args: argparse.Namespace) -> int:
     threading.Thread(target=announce_when_done, daemon=True).start()
     log.info("API at %s/docs; create a user with: lookout create-user --config %s NAME",
              url, args.config)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        server.should_exit = True
+        sup.request_stop(signum)
+
+    # uvicorn handles the signals while it serves and raises them again once it has stopped;
+    # these handlers then stop the processor instead of killing the process mid-flush.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         server.run()  # returns on SIGINT/SIGTERM
     finally:

@@ -29,7 +29,7 @@ class CameraPipeline:
         self.config = config
         self.source = source
         self._own_detector = detector is None
-        self.detector = detector if detector is not None else create_detector(config)
+        self.detector = detector if detector is not None else create_detector(config, source)
         tracker_cls = TRACKERS.get(config.tracker.name)
         self.tracker: Tracker = tracker_cls(config.tracker)
         self.before: list[tuple[str, PostProcessor]] = []

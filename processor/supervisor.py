@@ -492,6 +492,8 @@ class Supervisor:
                     self.all_done.set()
                     if self.exit_when_done:
                         break
+                    for t in self.tasks:  # reports of the finished recordings, now
+                        t.wake.set()
                 time.sleep(0.05)
         finally:
             self._shutdown()

@@ -23,7 +23,7 @@ from typing import Any
 
 from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
-from libs.detectors import Detector, create_detector
+from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
 from libs.frame import Frame
 from processor.pipeline import CameraPipeline
 from processor.sources import open_source
@@ -183,14 +183,22 @@ class WorkerCameras:
         self.slots = slots
         self.events = events
         self.config = load_config(config_path)
-        self.detector = create_detector(self.config)
+        # One detector per distinct effective [Detector] (cameras may choose their model).
+        self.detectors: dict[str, Detector] = {}
         self.runners: dict[str, tuple[CameraRunner, threading.Event]] = {}
 
+    def _detector_for(self, source: SourceConfig) -> Detector:
+        det_cfg = detector_config_for(self.config, source)
+        key = det_cfg.model_dump_json() + str(resolve_model_path(self.config, source))
+        if key not in self.detectors:
+            self.detectors[key] = create_detector(self.config, source)
+        return self.detectors[key]
+
     def _refresh_config(self) -> None:
-        """Re-read the file; a changed [Detector] gets a new detector for new runners."""
+        """Re-read the file; new runners get detectors of the settings now in force."""
         config = load_config(self.config_path)
-        if config.detector != self.config.detector:
-            self.detector = create_detector(config)
+        if config.detector != self.config.detector or config.app != self.config.app:
+            self.detectors.clear()  # running cameras keep theirs until restarted
         self.config = config
 
     def start(self, camera_id: str, slot: int, reset: bool) -> None:
@@ -219,8 +227,8 @@ class WorkerCameras:
         areas = self.config.areas if self.config.app.process_areas else []
         report_areas = any(camera_id in a.cameras for a in areas)
         stop = threading.Event()
-        runner = CameraRunner(self.config, source, self.detector, st, self.events, stop,
-                              report_areas)
+        runner = CameraRunner(self.config, source, self._detector_for(source), st, self.events,
+                              stop, report_areas)
         self.runners[camera_id] = (runner, stop)
         runner.start()
         log.info("camera %s started (slot %d, from frame %d)", camera_id, slot,
@@ -241,7 +249,8 @@ class WorkerCameras:
             stop.set()
         for cid in list(self.runners):
             self.stop(cid)
-        self.detector.close()
+        for detector in self.detectors.values():
+            detector.close()
 
 
 def worker_main(

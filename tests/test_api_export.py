@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.routers.data import include_routers
 from libs.loggers.file_system_logger import screenshots_root, source_log_root
 from libs.metrics import area_dir, camera_dir
 from tests.test_api_metrics import SCHEDULE, TZ, World, login, write_config, write_data
@@ -38,7 +37,6 @@ def api(world: World) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("LOOKOUT_DATA_DIR", raising=False)
         app = create_app(world.config_path)
-        include_routers(app)
         with TestClient(app) as client:
             yield client, login(client)
 

@@ -21,7 +21,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.routers.data import include_routers
 from libs.config import LookoutConfig, load_config
 from libs.frame import Detections, Frame
 from libs.loggers.file_system_logger import AreaFileSystemLogger, SourceFileSystemLogger
@@ -196,7 +195,6 @@ def api(world: World) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("LOOKOUT_DATA_DIR", raising=False)
         app = create_app(world.config_path)
-        include_routers(app)
         with TestClient(app) as client:
             yield client, login(client)
 
@@ -370,7 +368,6 @@ def test_default_date_follows_the_configured_zone_per_request(
     monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
     path = write_config(tmp_path, shared, tz="Pacific/Kiritimati")
     app = create_app(path)
-    include_routers(app)
     with TestClient(app) as client:
         headers = login(client)
         dates = {}
@@ -501,7 +498,6 @@ def test_heatmap_sees_new_rows(shared: Path, tmp_path: Path,
     fs = section(config, config.source_loggers, "file_system_logger")
     day = date(2024, 3, 4)
     app = create_app(path)
-    include_routers(app)
     with TestClient(app) as client:
         headers = login(client)
         url = f"/metrics/cameras/cam2/heatmap?from_date={day}&to_date={day}"

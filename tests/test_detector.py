@@ -92,3 +92,26 @@ def test_detector_on_a_real_frame(x86_config, pets_frames) -> None:
     assert 2 <= len(dets) <= 8
     assert (dets.scores >= cfg.detector.min_score).all()
     assert (dets.boxes[:, 2] <= 768).all() and (dets.boxes[:, 3] <= 576).all()
+
+
+def test_per_camera_model_choice(x86_config, shared) -> None:
+    from libs.config import load_config
+    from libs.detectors import detector_config_for, resolve_model_path
+
+    text = x86_config.read_text().replace(
+        "LiveFeedEnabled = True", "LiveFeedEnabled = True\nDetectorMinScore = 0.5\n"
+        "DetectorModelPath = models/person_yolox_nano_416_fp16.tflite", 1)
+    x86_config.write_text(text)
+    cfg = load_config(x86_config)
+    cam = cfg.sources[0]
+    det = detector_config_for(cfg, cam)
+    assert det.min_score == 0.5 and cfg.detector.min_score == 0.1
+    assert resolve_model_path(cfg, cam).name == "person_yolox_nano_416_fp16.tflite"
+    assert resolve_model_path(cfg).name == "person_yolox_nano_416.onnx"
+    x86_config.write_text(text.replace("_fp16.tflite", "_missing.onnx"))
+    from libs.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(x86_config)
+    (problem,) = info.value.problems
+    assert (problem.section, problem.key) == ("Source_0", "DetectorModelPath")

@@ -25,7 +25,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.context import ApiContext
-from api.deps import Admin, Context, Viewer
+from api.deps import Admin, Context, Principal, Viewer
 from api.routers.entities import (
     CameraId,
     PartName,
@@ -119,8 +119,8 @@ class ConfigInfo(BaseModel):
     enabled_features: Features
 
 
-def _is_admin(user: Any) -> bool:
-    return bool(user.role == "admin")
+def _is_admin(user: Principal) -> bool:
+    return user.role == "admin"
 
 
 def _parsed_view(config: LookoutConfig) -> dict[str, Any]:
@@ -194,6 +194,9 @@ def _sections_body(body: Any) -> dict[str, dict[str, str]]:
     }}},
 )
 async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWritten:
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_CONFIG_BYTES:
+        raise HTTPException(413, f"a configuration is at most {MAX_CONFIG_BYTES} bytes")
     raw = await request.body()
     if len(raw) > MAX_CONFIG_BYTES:
         raise HTTPException(413, f"a configuration is at most {MAX_CONFIG_BYTES} bytes")
@@ -217,10 +220,10 @@ async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWri
         raise problem(None, None, f"the body is not JSON: {exc}") from exc
     wanted = _sections_body(body)
 
-    def build(snap: Snapshot) -> tuple[list[ConfigChange], list[str]]:
+    def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
         changes = [ConfigChange(s, remove=True) for s in snap.sections if s not in wanted]
         changes += [ConfigChange(s, v, replace=True) for s, v in wanted.items()]
-        return changes, list(wanted)
+        return changes, None
 
     _, reload = await edit(ctx, build)
     return ConfigWritten(sections=await _file_sections(ctx), reload=reload)
@@ -365,8 +368,7 @@ def _add_part_routes(attr: str, prefix: str, tag: str) -> None:
         _, reload = await edit(ctx, build)
         return await written(ctx, name, reload)
 
-    async def post_part(ctx: Context, _admin: Admin, body: SectionValues,
-                        response: Response) -> PartWritten:
+    async def post_part(ctx: Context, _admin: Admin, body: SectionValues) -> PartWritten:
         name = body.get("Name")
         if not isinstance(name, str) or not name:
             raise problem(f"{prefix}_N", "Name", "missing required key",
@@ -380,7 +382,6 @@ def _add_part_routes(attr: str, prefix: str, tag: str) -> None:
             return [ConfigChange(_next_section(snap, prefix), values)], None
 
         _, reload = await edit(ctx, build)
-        response.status_code = 201
         return await written(ctx, name, reload)
 
     async def delete_part(ctx: Context, _admin: Admin, name: PartName) -> dict[str, Any]:

@@ -320,17 +320,22 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
                 )
         from libs.detectors import resolve_model_path
 
-        try:
-            model = resolve_model_path(config)
-        except ValueError as exc:
-            problems.append(ConfigProblem(file, "Detector", "Name", str(exc)))
-        else:
+        checks: list[tuple[str, str, str, SourceConfig | None]] = [
+            ("Detector", "Name", "ModelPath", None)]
+        checks += [(s.section, "DetectorName", "DetectorModelPath", s)
+                   for s in config.sources if s.detector_overrides()]
+        for section, name_key, path_key, source in checks:
+            try:
+                model = resolve_model_path(config, source)
+            except ValueError as exc:
+                problems.append(ConfigProblem(file, section, name_key, str(exc)))
+                continue
             if not model.exists():
                 problems.append(
                     ConfigProblem(
                         file,
-                        "Detector",
-                        "ModelPath",
+                        section,
+                        path_key,
                         f"no such model file: {model}",
                         "an existing model file (relative paths are inside AssetsDirectory "
                         f"{config.assets_dir}); download_models.sh fetches the defaults",
@@ -347,8 +352,8 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
             plugin, "cross_check", None
         )
         if check is not None:
-            for section, key, message in check(config):
-                problems.append(ConfigProblem(file, section or plugin.section, key, message))
+            for where, key, message in check(config):
+                problems.append(ConfigProblem(file, where or plugin.section, key, message))
     return problems
 
 

@@ -533,9 +533,39 @@ class SourceConfig(StrictModel):
         json_schema_extra=form("'name: x1,y1 x2,y2; name2: x1,y1 x2,y2'"),
     )
 
+    # Per-camera model choice (/ml_model): empty values use [Detector].
+    detector_name: str = Field(
+        "", alias="DetectorName", description="Model family for this camera; empty uses "
+        "[Detector] Name.")
+    detector_model_path: str = Field(
+        "", alias="DetectorModelPath", description="Model file for this camera (relative "
+        "paths are inside AssetsDirectory); empty uses [Detector] ModelPath.")
+    detector_image_size: OptionalSize = Field(
+        None, alias="DetectorImageSize", json_schema_extra=form("'width,height', or empty"))
+    detector_class_id: Annotated[int | None, BeforeValidator(_empty_to_none)] = Field(
+        None, alias="DetectorClassID", ge=0, json_schema_extra=form("an integer >= 0, or empty"))
+    detector_min_score: Annotated[float | None, BeforeValidator(_empty_to_none)] = Field(
+        None, alias="DetectorMinScore", ge=0, le=1,
+        json_schema_extra=form("a number from 0 to 1, or empty"))
+    detector_nms_threshold: Annotated[float | None, BeforeValidator(_empty_to_none)] = Field(
+        None, alias="DetectorNMSThreshold", ge=0, le=1,
+        json_schema_extra=form("a number from 0 to 1, or empty"))
+
     _section: str = PrivateAttr("")
 
     _check = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    def detector_overrides(self) -> dict[str, object]:
+        """The [Detector] fields this camera replaces (field name -> value)."""
+        pairs = {
+            "name": self.detector_name or None,
+            "model_path": self.detector_model_path or None,
+            "image_size": self.detector_image_size,
+            "class_id": self.detector_class_id,
+            "min_score": self.detector_min_score,
+            "nms_threshold": self.detector_nms_threshold,
+        }
+        return {k: v for k, v in pairs.items() if v is not None}
 
     @field_validator("counting_lines")
     @classmethod

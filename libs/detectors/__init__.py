@@ -17,7 +17,7 @@ from libs.frame import Detections
 from libs.registry import Registry
 
 if TYPE_CHECKING:
-    from libs.config.models import DetectorConfig, LookoutConfig
+    from libs.config.models import DetectorConfig, LookoutConfig, SourceConfig
 
 DETECTORS: Registry[type[Detector]] = Registry("detector", __name__)
 
@@ -27,8 +27,19 @@ DEFAULT_MODELS: dict[str, str] = {
 }
 
 
-def resolve_model_path(config: LookoutConfig) -> Path:
-    det = config.detector
+def detector_config_for(config: LookoutConfig, source: SourceConfig | None) -> DetectorConfig:
+    """[Detector] with the camera's per-camera model choice applied."""
+    overrides = source.detector_overrides() if source is not None else {}
+    if not overrides:
+        return config.detector
+    det = config.detector.model_copy(update=overrides)
+    if "name" in overrides and "model_path" not in overrides:
+        det = det.model_copy(update={"model_path": ""})  # the new family's default file
+    return det
+
+
+def resolve_model_path(config: LookoutConfig, source: SourceConfig | None = None) -> Path:
+    det = detector_config_for(config, source)
     if det.model_path:
         return config.asset_path(det.model_path)
     if det.name not in DEFAULT_MODELS:
@@ -54,6 +65,8 @@ class Detector(ABC):
         """Free the backend's resources."""
 
 
-def create_detector(config: LookoutConfig) -> Detector:
-    cls = DETECTORS.get(config.detector.device)
-    return cls(config.detector, resolve_model_path(config))
+def create_detector(config: LookoutConfig, source: SourceConfig | None = None) -> Detector:
+    """The detector of ``[Detector]``, or of one camera with its /ml_model choice applied."""
+    det = detector_config_for(config, source)
+    cls = DETECTORS.get(det.device)
+    return cls(det, resolve_model_path(config, source))
