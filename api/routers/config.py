@@ -175,7 +175,7 @@ def _sections_body(body: Any) -> dict[str, dict[str, str]]:
             ):
                 raise problem(str(section), str(key), "values are text, numbers, booleans "
                               "or lists of them")
-            converted[str(key)] = to_ini_text(value)
+            converted[str(key)] = to_ini_text(value, key=str(key))
         out[str(section)] = converted
     return out
 
@@ -277,7 +277,7 @@ def _add_fixed_routes(path: str, section: str, attr: str, tag: str) -> None:
         return _fixed_out(await current_config(ctx), section, attr, _is_admin(user))
 
     async def put_section(ctx: Context, _admin: Admin, body: SectionValues) -> SectionWritten:
-        values = {str(k): to_ini_text(v) for k, v in body.items()}
+        values = {str(k): to_ini_text(v, key=str(k)) for k, v in body.items()}
 
         def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
             name = snap.section_named(section) or section
@@ -336,7 +336,7 @@ def _next_section(snap: Snapshot, prefix: str) -> str:
 
 
 def _part_values(body: SectionValues, name: str, prefix: str) -> dict[str, str]:
-    values = {str(k): to_ini_text(v) for k, v in body.items()}
+    values = {str(k): to_ini_text(v, key=str(k)) for k, v in body.items()}
     given = values.pop("Name", name)
     if given != name:
         raise problem(f"{prefix}_N", "Name", f"Name {given!r} does not match {name!r} in the "

@@ -196,11 +196,15 @@ def check_values_safe(section: str, values: Mapping[str, str]) -> None:
         raise ConfigError(problems)
 
 
-def to_ini_text(value: Any) -> str:
-    """A JSON value from a request as the INI string the models parse."""
+def to_ini_text(value: Any, section: str = "request", key: str | None = None) -> str:
+    """A JSON value from a request as the INI string the models parse (422 if it has no
+    INI form: objects, nested lists, mixed lists)."""
     if isinstance(value, str):
         return value
-    return ini_value(value)
+    try:
+        return ini_value(value)
+    except ValueError as exc:
+        raise ConfigError([ConfigProblem("request", section, key, str(exc))]) from exc
 
 
 def is_secret(key: str) -> bool:

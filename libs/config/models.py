@@ -148,12 +148,23 @@ def ini_value(value: Any) -> str:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        if value and isinstance(value[0], (list, tuple)):
+        if value and all(isinstance(p, (list, tuple)) for p in value):
+            if not all(len(p) == 2 and all(_is_number(c) for c in p) for p in value):
+                raise ValueError("a list of points needs [x, y] number pairs")
             return "; ".join(",".join(_num(c) for c in point) for point in value)
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                   for v in value):
+            raise ValueError("a list value needs numbers or strings, or [x, y] points")
         return ",".join(_num(v) if isinstance(v, (int, float)) else str(v) for v in value)
     if isinstance(value, float):
         return _num(value)
-    return str(value)
+    if isinstance(value, (int, str)):
+        return str(value)
+    raise ValueError(f"a {type(value).__name__} cannot be an INI value")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _num(v: Any) -> str:
