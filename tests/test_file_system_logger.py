@@ -329,3 +329,27 @@ def test_shared_writer_is_flushed_not_closed(tmp_path: Path) -> None:
         logger.log(make_frame(T0 + timedelta(seconds=5), 2))  # after close: ignored
         assert writer.flush(5)
         assert len(read_rows(logger.log_dir / "2024-03-04.csv")) == 1
+
+
+def test_generic_samples_and_events_of_analytics(tmp_path: Path, data_dir: Path) -> None:
+    config = make_config(tmp_path, tz="Europe/Paris")
+    t0 = datetime(2026, 6, 1, 21, 59, 59, tzinfo=UTC)  # 23:59:59 in Paris
+    frames = []
+    for k in range(4):
+        f = make_frame(t0 + timedelta(seconds=0.5 * k), index=k, people=1)
+        f.metrics["samples"] = {"dwell_log": {"Present": k, "Loitering": k % 2}}
+        if k == 2:
+            f.metrics["events"] = [{"kind": "dwell", "timestamp": f.timestamp,
+                                    "TrackId": 7, "Seconds": 12.5}]
+        frames.append(f)
+    log_dir = run_logger(config, logger_config(TimeInterval="0.5"), frames)
+    cam = log_dir.parent
+    day1, day2 = sorted((cam / "dwell_log").glob("*.csv"))
+    assert (day1.name, day2.name) == ("2026-06-01.csv", "2026-06-02.csv")
+    rows = read_rows(day1) + read_rows(day2)
+    assert [(r["Present"], r["Loitering"]) for r in rows] == [("0", "0"), ("1", "1"),
+                                                              ("2", "0"), ("3", "1")]
+    (event_file,) = (cam / "events" / "dwell").glob("*.csv")
+    (event,) = read_rows(event_file)
+    assert event == {"Timestamp": "2026-06-02T00:00:00.000+02:00", "TrackId": "7",
+                     "Seconds": "12.5"}

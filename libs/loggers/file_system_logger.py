@@ -26,6 +26,12 @@ Every line crossing (``line_crossing`` post-processor) is an event row in
 
 with ``Direction`` ``in`` or ``out`` (see :mod:`libs.post_processors.line_crossing`).
 
+Further analytics use two generic channels (see :mod:`libs.post_processors`):
+``frame.metrics["samples"]`` (``{folder: {column: number}}``) is logged with every raw row to
+``<LogDirectory>/<camera_id>/<folder>/<YYYY-MM-DD>.csv`` (``Timestamp`` + the columns, the
+input of their reports), and ``frame.metrics["events"]`` (dicts with ``kind`` and
+``timestamp``) to ``<LogDirectory>/<camera_id>/events/<kind>/<YYYY-MM-DD>.csv``.
+
 A row is written for the first frame of each ``TimeInterval`` slot; slots are aligned to the
 Unix epoch, so the same recording always yields the same rows.  With ``ScreenshotPeriod`` > 0
 a JPEG of the frame is written every that many minutes of the camera's clock to
@@ -82,6 +88,7 @@ DEFAULT_SCREENSHOTS_DIRECTORY = "processor/static/screenshots"
 SOURCE_LOG_FOLDER = "objects_log"
 AREA_LOG_FOLDER = "occupancy_log"
 LINE_EVENTS_FOLDER = "line_crossings"
+EVENTS_FOLDER = "events"
 LINE_EVENT_COLUMNS = ("Timestamp", "Frame", "Line", "TrackId", "Direction")
 SOURCE_LOG_COLUMNS = (
     "Timestamp",
@@ -330,6 +337,23 @@ class SourceFileSystemLogger(SourceLogger):
         ts = aware(frame.timestamp, self.tz)
         if self._rows.due(ts):
             self.writer.append_line(self.log_path(ts), self.row(frame, ts), header=self._header)
+            # Analytics' periodic figures: metrics["samples"] = {log folder: {column: number}}
+            for folder, values in frame.metrics.get("samples", {}).items():
+                self.writer.append_line(
+                    self.log_dir.parent / folder / f"{ts.astimezone(self.tz).date()}.csv",
+                    csv_line([format_timestamp(ts, self.tz), *values.values()]),
+                    header=csv_line(["Timestamp", *values]),
+                )
+        # Analytics' events: metrics["events"] = [{"kind": ..., "timestamp": ..., ...}]
+        for event in frame.metrics.get("events", ()):
+            ets = aware(event["timestamp"], self.tz)
+            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
+            self.writer.append_line(
+                self.log_dir.parent / EVENTS_FOLDER / event["kind"]
+                / f"{ets.astimezone(self.tz).date()}.csv",
+                csv_line([format_timestamp(ets, self.tz), *fields.values()]),
+                header=csv_line(["Timestamp", *fields]),
+            )
         for event in frame.metrics.get("line_events", ()):
             ets = aware(event["timestamp"], self.tz)
             self.writer.append_line(

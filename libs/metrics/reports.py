@@ -169,6 +169,41 @@ AREA_OCCUPANCY = ReportKind(
 SOURCE_REPORTS = RawLogSpec(SOURCE_LOG_FOLDER, (SOCIAL_DISTANCING, CAMERA_OCCUPANCY))
 AREA_REPORTS = RawLogSpec(AREA_LOG_FOLDER, (AREA_OCCUPANCY,))
 
+# Raw logs of further analytics (dwell, audience, facemask...): each analytic's module calls
+# register_source_spec() / register_area_spec() at import, and recompute_all() reports them
+# like the built-in ones.  A spec's raw rows are ``Timestamp`` plus its numeric columns.
+_EXTRA_SOURCE_SPECS: dict[str, RawLogSpec] = {}
+_EXTRA_AREA_SPECS: dict[str, RawLogSpec] = {}
+
+
+def register_source_spec(spec: RawLogSpec) -> RawLogSpec:
+    """Report a camera raw log folder (``<camera dir>/<spec.folder>/<date>.csv``)."""
+    _EXTRA_SOURCE_SPECS[spec.folder] = spec
+    return spec
+
+
+def register_area_spec(spec: RawLogSpec) -> RawLogSpec:
+    """Report an area raw log folder (``<area dir>/<spec.folder>/<date>.csv``)."""
+    _EXTRA_AREA_SPECS[spec.folder] = spec
+    return spec
+
+
+def source_specs() -> list[RawLogSpec]:
+    _import_analytics()
+    return [SOURCE_REPORTS, *_EXTRA_SOURCE_SPECS.values()]
+
+
+def area_specs() -> list[RawLogSpec]:
+    _import_analytics()
+    return [AREA_REPORTS, *_EXTRA_AREA_SPECS.values()]
+
+
+def _import_analytics() -> None:
+    """Import the post-processors (they register their raw-log specs)."""
+    from libs.post_processors import POST_PROCESSORS
+
+    POST_PROCESSORS.discover()
+
 
 # ---------------------------------------------------------------------------------------
 # Aggregation
@@ -582,7 +617,8 @@ class _EntityUpdate:
 
     def run(self) -> EntityResult:
         rdir = reports_dir(self.entity_dir)
-        state_path = rdir / STATE_FILE
+        state_path = rdir / (STATE_FILE if self.spec.folder in (SOURCE_LOG_FOLDER, AREA_LOG_FOLDER)
+                             else f".state-{self.spec.folder}.json")
         loaded = _load_state(state_path, self.zone)
         old, old_live = loaded if loaded is not None else ({}, None)
         self.files = _raw_files(self.entity_dir / self.spec.folder)
@@ -749,10 +785,9 @@ def recompute_all(
     window = live_interval if live_interval is not None else configured_live_interval(config)
     tz = config.app.tzinfo
     results: list[EntityResult] = []
-    for root, spec in (
-        (source_log_root(config), SOURCE_REPORTS),
-        (area_log_root(config), AREA_REPORTS),
-    ):
+    pairs = [(source_log_root(config), s) for s in source_specs()]
+    pairs += [(area_log_root(config), s) for s in area_specs()]
+    for root, spec in pairs:
         for entity in _entities(root, spec):
             try:
                 results.append(update_entity_reports(entity, spec, tz, window))
