@@ -139,8 +139,8 @@ def ini_value(value: Any) -> str:
     """Write a Python value in the INI form the models parse back."""
     if value is None:
         return ""
-    if isinstance(value, list) and value and isinstance(value[0], CountingLine):
-        return "; ".join(line.to_ini() for line in value)
+    if isinstance(value, list) and value and isinstance(value[0], (CountingLine, Zone)):
+        return "; ".join(item.to_ini() for item in value)
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, datetime):
@@ -208,6 +208,57 @@ class CountingLine(BaseModel):
 
 
 CountingLines = Annotated[list[CountingLine], BeforeValidator(_split_lines)]
+
+
+def _split_zones(value: Any) -> Any:
+    """``"door: 0,0 100,0 100,80; till: ..."`` -> ``[{"name": ..., "points": [...]}]``."""
+    if not isinstance(value, str):
+        return value
+    zones = []
+    for chunk in value.split(";"):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        if ":" not in chunk:
+            raise ValueError(f"zone {chunk!r} is not 'name: x1,y1 x2,y2 x3,y3 ...'")
+        name, coords = (c.strip() for c in chunk.split(":", 1))
+        points = []
+        for pair in coords.split():
+            xy = pair.split(",")
+            if len(xy) != 2:
+                raise ValueError(f"zone {name!r}: point {pair!r} is not 'x,y'")
+            points.append((xy[0], xy[1]))
+        zones.append({"name": name, "points": points})
+    return zones
+
+
+class Zone(BaseModel):
+    """A named polygon of the image (pixels): a region of interest for presence and dwell."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    points: list[tuple[float, float]]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not LINE_NAME.match(value):
+            raise ValueError(f"zone name {value!r} is not 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(value) < 3:
+            raise ValueError("a zone needs at least 3 points")
+        return value
+
+    def to_ini(self) -> str:
+        return f"{self.name}: " + " ".join(ini_value(p) for p in self.points)
+
+
+Zones = Annotated[list[Zone], BeforeValidator(_split_zones)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -544,6 +595,21 @@ class SourceConfig(StrictModel):
         json_schema_extra=form("'name: x1,y1 x2,y2; name2: x1,y1 x2,y2'"),
     )
 
+    zones: Zones = Field(
+        default_factory=list,
+        alias="Zones",
+        description="Named regions (image pixels) for presence counts and dwell; people are "
+        "in a zone when their foot point is.",
+        json_schema_extra=form("'name: x1,y1 x2,y2 x3,y3; name2: ...'"),
+    )
+    entry_zones: Zones = Field(
+        default_factory=list,
+        alias="EntryZones",
+        description="Named entrance regions: a person counts as passing through when their "
+        "track enters the region (traffic counts).",
+        json_schema_extra=form("'name: x1,y1 x2,y2 x3,y3; name2: ...'"),
+    )
+
     # Per-camera model choice (/ml_model): empty values use [Detector].
     detector_name: str = Field(
         "", alias="DetectorName", description="Model family for this camera; empty uses "
@@ -577,6 +643,15 @@ class SourceConfig(StrictModel):
             "nms_threshold": self.detector_nms_threshold,
         }
         return {k: v for k, v in pairs.items() if v is not None}
+
+    @field_validator("zones", "entry_zones")
+    @classmethod
+    def _unique_zones(cls, value: list[Zone]) -> list[Zone]:
+        names = [z.name for z in value]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"zone names must be unique, repeated: {', '.join(sorted(dup))}")
+        return value
 
     @field_validator("counting_lines")
     @classmethod
