@@ -17,6 +17,28 @@ def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
+# Per-person attributes the analytics share (``Detections.attributes``); a stage that
+# writes one fills every row, with the "unknown" value where it has no answer:
+#   in_violation  bool (N,)          social_distance
+#   floor_xy      float32 (N, 2)     social_distance (calibrated cameras), metres
+#   zones         object (N,)        zones: tuple of zone names the foot point is in
+#   face_box      float32 (N, 4)     faces: x1, y1, x2, y2 in frame pixels; NaN = no face
+#   face_score    float32 (N,)       faces; 0 = no face
+#   face_landmarks float32 (N, 5, 2) faces: eyes, nose tip, mouth corners; NaN = none
+#   mask          int8 (N,)          facemask: 1 mask, 0 no mask, -1 unknown (per track)
+#   head_yaw      float32 (N,)       head_pose: degrees, + = the person's left; NaN unknown
+#   head_pitch    float32 (N,)       head_pose: degrees, + = up; NaN unknown
+#   looking       bool (N,)          head_pose: head points into the configured cone
+#   direction     float32 (N, 2)     engagement: unit vector the person faces (image plane)
+#   age           float32 (N,)       demographics (opt-in): years; NaN unknown
+#   gender        int8 (N,)          demographics: 1 male, 0 female, -1 unknown
+#   emotion       int8 (N,)          demographics: index into EMOTIONS, -1 unknown
+# Per-frame channels for the loggers (``Frame.metrics``):
+#   samples  {log folder: {column: number}}: logged every TimeInterval, input of reports
+#   events   [{"kind": str, "timestamp": datetime, ...}]: logged as they happen
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
 @dataclass
 class Detections:
     """People in one frame.
