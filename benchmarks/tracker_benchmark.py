@@ -34,6 +34,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -448,6 +449,16 @@ def table_rows(results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def other_sections(path: Path) -> str:
+    """Sections other benchmark scripts keep in the same file, between their
+    ``<!-- name:start -->`` / ``<!-- name:end -->`` markers: carried over unchanged."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    starts = [m.start() for m in re.finditer(r"<!-- [a-z-]+:start -->", text)]
+    return ("\n" + text[starts[0]:].rstrip("\n") + "\n") if starts else ""
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     pk = m["packages"]
@@ -650,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out_md: Path = args.out
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(render_markdown(report))
+    out_md.write_text(render_markdown(report) + other_sections(out_md))
     out_md.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out_md} and {out_md.with_suffix('.json')} "
           f"({report['runtime_s']} s)", flush=True)
