@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from api.context import ApiContext
 from api.routers import auth, process
+from api.routers.audience import include_routers as include_audience_routers
 from api.routers.data import include_routers as include_data_routers
 from api.routers.entities import include_routers as include_entity_routers
 from libs.config import ConfigError
@@ -83,4 +84,5 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
     app.include_router(process.router)
     include_data_routers(app)
     include_entity_routers(app)
+    include_audience_routers(app)
     return app

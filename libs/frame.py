@@ -22,6 +22,7 @@ def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 #   in_violation  bool (N,)          social_distance
 #   floor_xy      float32 (N, 2)     social_distance (calibrated cameras), metres
 #   zones         object (N,)        zones: tuple of zone names the foot point is in
+#   dwell_seconds float32 (N,)       dwell: time in scene so far (gap-bridged); NaN untracked
 #   face_box      float32 (N, 4)     faces: x1, y1, x2, y2 in frame pixels; NaN = no face
 #   face_score    float32 (N,)       faces; 0 = no face
 #   face_landmarks float32 (N, 5, 2) faces: eyes, nose tip, mouth corners; NaN = none
@@ -30,6 +31,7 @@ def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 #   head_pitch    float32 (N,)       head_pose: degrees, + = up; NaN unknown
 #   looking       bool (N,)          head_pose: head points into the configured cone
 #   direction     float32 (N, 2)     engagement: unit vector the person faces (image plane)
+#   engaged       bool (N,)          engagement: direction points at the camera's target
 #   age           float32 (N,)       demographics (opt-in): years; NaN unknown
 #   gender        int8 (N,)          demographics: 1 male, 0 female, -1 unknown
 #   emotion       int8 (N,)          demographics: index into EMOTIONS, -1 unknown

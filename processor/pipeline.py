@@ -68,6 +68,9 @@ class CameraPipeline:
         """Every stage after the detector, on detections already in the frame."""
         for name, stage in self.before:
             frame = self._timed(frame, name, stage.process)
+        # Everyone the detector saw, confirmed by the tracker or not: the anonymizer blurs
+        # these heads too, so nobody shows unblurred in the first frames of their track.
+        frame.metrics["raw_detections"] = frame.detections
         frame = self._timed(frame, "tracker", self.tracker.update)
         for name, stage in self.after:
             frame = self._timed(frame, name, stage.process)

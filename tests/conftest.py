@@ -29,14 +29,54 @@ def shared() -> Path:
     return SHARED
 
 
-@pytest.fixture
-def x86_config(tmp_path: Path, shared: Path) -> Path:
-    """config-x86.ini copied into a temporary folder, pointing at ../shared and a temp data dir."""
+# Post-processors of the audience analytics; tests that add their own sections start from
+# the shipped configuration without them (core_config_text).
+ANALYTICS = {"zones", "dwell", "faces", "facemask", "head_pose", "demographics", "engagement",
+             "audience", "heatmap", "anonymizer"}
+
+
+def core_config_text(text: str) -> str:
+    """The configuration text without the analytics' [SourcePostProcessor_N] sections."""
+    out: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        names = [ln.split("=", 1)[1].strip() for ln in block if ln.startswith("Name =")]
+        is_analytic = block and block[0].startswith("[SourcePostProcessor_") and names \
+            and names[0] in ANALYTICS
+        if not is_analytic:
+            out.extend(block)
+
+    for line in text.splitlines():
+        if line.startswith("["):
+            flush()
+            block = []
+        block.append(line)
+    flush()
+    return "\n".join(out) + "\n"
+
+
+def _copy_config(tmp_path: Path, shared: Path, core: bool) -> Path:
     text = (REPO / "config-x86.ini").read_text()
+    if core:
+        text = core_config_text(text)
     text = text.replace("AssetsDirectory = ../shared", f"AssetsDirectory = {shared}")
     path = tmp_path / "config.ini"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def x86_config(tmp_path: Path, shared: Path) -> Path:
+    """config-x86.ini without the analytics sections (tests add the ones they need), copied
+    into a temporary folder, pointing at ../shared and a temp data dir."""
+    return _copy_config(tmp_path, shared, core=True)
+
+
+@pytest.fixture
+def shipped_config(tmp_path: Path, shared: Path) -> Path:
+    """config-x86.ini exactly as shipped (every analytic section), in a temporary folder."""
+    return _copy_config(tmp_path, shared, core=False)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
@@ -72,7 +112,7 @@ def pets_pipeline_run(shared: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from processor.sources import open_source
 
     folder = tmp_path_factory.mktemp("pets_run")
-    text = (REPO / "config-x86.ini").read_text()
+    text = core_config_text((REPO / "config-x86.ini").read_text())
     text = text.replace("AssetsDirectory = ../shared", f"AssetsDirectory = {shared}")
     path = folder / "config.ini"
     path.write_text(text)

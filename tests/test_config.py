@@ -25,8 +25,8 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_bundled_config_is_valid(x86_config: Path) -> None:
-    cfg = load_config(x86_config)
+def test_bundled_config_is_valid(shipped_config: Path) -> None:
+    cfg = load_config(shipped_config)
     assert [s.id for s in cfg.sources] == ["pets-view1"]
     assert cfg.sources[0].frame_rate == 7
     start = cfg.sources[0].start_time
@@ -35,7 +35,11 @@ def test_bundled_config_is_valid(x86_config: Path) -> None:
     assert cfg.areas[0].cameras == ["pets-view1"]
     assert cfg.tracker.name == "KalmanTracker"
     assert [p.name for p in cfg.source_post_processors] == [
-        "objects_filtering", "social_distance", "occupancy", "line_crossing"]
+        "objects_filtering", "social_distance", "occupancy", "line_crossing", "zones", "dwell",
+        "faces", "facemask", "head_pose", "demographics", "engagement", "audience", "heatmap",
+        "anonymizer"]
+    enabled = {p.name for p in cfg.source_post_processors if p.enabled}
+    assert "anonymizer" in enabled and "demographics" not in enabled
     assert cfg.sources[0].section == "Source_0"
 
 

@@ -70,7 +70,8 @@ def objects_logs(data: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_run_processes_whole_clip_and_leaves_logs_and_reports(x86_config: Path) -> None:
+def test_run_processes_whole_clip_and_leaves_logs_and_reports(shipped_config: Path) -> None:
+    x86_config = shipped_config  # the README's run command uses the file as shipped
     data = x86_config.parent / "data"
     proc = start(x86_config)
     out, _ = proc.communicate(timeout=600)
@@ -97,6 +98,15 @@ def test_run_processes_whole_clip_and_leaves_logs_and_reports(x86_config: Path) 
     assert len(events) >= 20
     assert {e["Line"] for e in events} == {"x384"}
     assert {e["Direction"] for e in events} == {"in", "out"}
+
+    # The audience analytics of the shipped config: raw logs, events, reports, heatmaps.
+    cam = data / "processor/static/data/sources/pets-view1"
+    for folder in ("presence_log", "dwell_log", "engagement_log", "audience_log"):
+        assert read_csv_strict(cam / folder / "2009-03-01.csv"), folder
+    for kind in ("dwell", "audience", "engagement"):
+        assert (cam / "reports" / kind / "daily.csv").exists(), kind
+    assert read_csv_strict(cam / "events" / "dwell" / "2009-03-01.csv")
+    assert [p.name for p in (cam / "heatmaps").glob("*.npz")] == ["2009-03-01T10.npz"]
 
     # Reports recomputed from the raw logs.
     reports = data / "processor/static/data/sources/pets-view1/reports"

@@ -40,7 +40,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Query
+import numpy as np
+from fastapi import APIRouter, Query, Response
 from fastapi import Path as PathParam
 
 from api.deps import Context, Viewer
@@ -52,6 +53,7 @@ from api.params import (
     check_ids,
     date_range,
     days_back,
+    invalid,
     parse_date,
     split_ids,
     today_in,
@@ -70,7 +72,25 @@ from libs.metrics import (
     read_report,
     reports_dir,
 )
-from libs.metrics.heatmap import choose_image_size, compute_heatmap, local_day_bounds
+from libs.metrics.heatmap import (
+    CLUSTERS_FILE,
+    DEFAULT_ALPHA,
+    MAX_BLUR_CELLS,
+    FloorGrid,
+    choose_image_size,
+    compute_heatmap,
+    encode_png,
+    heatmaps_dir,
+    hour_files,
+    local_day_bounds,
+    parse_hours,
+    raw_answer,
+    read_clusters,
+    read_picture,
+    render_overlay,
+    sum_answer,
+    sum_hours,
+)
 from libs.metrics.reports import Totals, hour_start
 
 log = logging.getLogger(__name__)
@@ -335,6 +355,9 @@ def _instant_then_line(item: tuple[tuple[str, str], dict[str, int]]) -> tuple[da
 # The table
 # ---------------------------------------------------------------------------------------
 
+from libs.post_processors.dwell import DWELL  # noqa: E402  (analytics' report kinds)
+from libs.post_processors.zones import PRESENCE  # noqa: E402
+
 METRICS: tuple[Metric, ...] = (
     ReportMetric(
         "social-distancing", CAMERAS, SOCIAL_DISTANCING,
@@ -347,6 +370,34 @@ METRICS: tuple[Metric, ...] = (
         "Occupancy of an area (sum of its cameras) and samples over its capacity.",
     ),
     LineCrossingMetric(),
+    ReportMetric(
+        "presence", CAMERAS, PRESENCE,
+        "People in the camera's Zones (all people without Zones), entries through its "
+        "EntryZones (Entries: people who passed through) and into its Zones (ZoneEntries), "
+        "and the occupancy estimated from its counting lines, never below 0 (zones step).",
+    ),
+    ReportMetric(
+        "dwell", CAMERAS, DWELL,
+        "Visits of the scene that ended in the period (dwell step): SumSessions visits, "
+        "average SumDwellMs / SumSessions ms, longest MaxLongestMs ms, SumLoitering loitering "
+        "events, SumBucket1..5 visits per duration bucket (edges: the step's Buckets).",
+    ),
+    # engagement and audience steps: their kinds are listed in api.routers.audience
+    *(ReportMetric(kind, CAMERAS, report, text) for kind, report, text in __import__(
+        "api.routers.audience", fromlist=["REPORT_KINDS"]).REPORT_KINDS),
+    ReportMetric(
+        "facemask", CAMERAS,
+        __import__("libs.post_processors.facemask", fromlist=["FACEMASK"]).FACEMASK,
+        "People with a mask, without one and unknown (NoFace: no face seen or not enough "
+        "evidence yet) per camera (facemask step); usage = SumWithMask / (SumWithMask + "
+        "SumWithoutMask); WithoutMaskSamples: samples with someone unmasked.",
+    ),
+    ReportMetric(
+        "attention", CAMERAS,
+        __import__("libs.post_processors.head_pose", fromlist=["ATTENTION"]).ATTENTION,
+        "People and people looking at the camera or display (head inside the configured "
+        "cone; head_pose step) per camera; LookingSamples: samples with someone looking.",
+    ),
 )
 
 
@@ -485,57 +536,190 @@ async def kinds(_: Viewer) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------
 
 
-def heatmap_body(config: LookoutConfig, camera_id: str, span: DateRange) -> dict[str, Any]:
-    """The heatmap answer of one camera (file work: run it in a thread)."""
+HeatmapSpace = Literal["image", "floor"]
+HeatmapKind = Literal["presence", "violations"]
+HeatmapSource = Literal["auto", "hourly", "raw"]
+CameraIdParam = Annotated[str, PathParam(max_length=200)]
+FromDateParam = Annotated[str | None, Query(max_length=40, description="First local date, "
+                                            "YYYY-MM-DD; default 6 days before to_date.")]
+ToDateParam = Annotated[str | None, Query(max_length=40, description="Last local date, "
+                                          "YYYY-MM-DD; default today.")]
+HoursParam = Annotated[str | None, Query(max_length=100, description="Only these local hours "
+                                         "of each day, e.g. '9-17' or '8,12-13'.")]
+SpaceParam = Annotated[HeatmapSpace, Query(description="'image' (foot points over the "
+                                           "frame) or 'floor' (calibrated cameras, metres).")]
+KindParam = Annotated[HeatmapKind, Query(description="'presence' (everybody) or "
+                                         "'violations' (people in violation).")]
+SourceParam = Annotated[HeatmapSource, Query(description="'hourly' grids of the heatmap "
+                                             "post-processor, 'raw' logs, or 'auto'.")]
+HEATMAP_HELP = (
+    "`grid[row][column]` over HeatmapResolution columns x rows. From the hourly grids of the "
+    "`heatmap` post-processor (`source` = `hourly`): person-seconds per cell (`unit`) summed "
+    "over the local dates (and `hours` of the day) asked for, in image space (foot points "
+    "over the frame) or, for calibrated cameras, on the floor (`floor`: square cells of "
+    "`cell_size` metres, `extent_m`); `hours_covered`/`days` list what was summed and "
+    "`skipped_hours` what could not be (another grid). With `source=auto` (default), a range "
+    "without hourly files in image space without `hours` falls back to the raw logs "
+    "(`source` = `raw-log`: people per raw-log row, both grids as `heatmap` and "
+    "`violations`). Dates are local dates in the app time zone; default the last 7 days."
+)
+
+
+def _heatmap_hours(value: str | None) -> frozenset[int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_hours(value)
+    except ValueError as exc:
+        invalid("hours", str(exc))
+
+
+def heatmap_result(
+    config: LookoutConfig,
+    camera_id: str,
+    span: DateRange,
+    hours: frozenset[int] | None = None,
+    space: HeatmapSpace = "image",
+    kind: HeatmapKind = "presence",
+    source: HeatmapSource = "auto",
+) -> tuple[dict[str, Any], np.ndarray, FloorGrid | None, tuple[int, int] | None]:
+    """The heatmap answer of one camera, its grid, floor grid and frame size (file work:
+    run it in a thread)."""
     tz = config.app.tzinfo
     columns, rows = config.app.heatmap_resolution
-    size, source = choose_image_size(config.app.resolution, preview_path(config, camera_id))
-    raw = camera_dir(config, camera_id) / SOURCE_LOG_FOLDER
-    files = [raw / f"{d.isoformat()}.csv" for d in span.around()]
-    start, end = local_day_bounds(span.first, span.last, tz)
-    hm = compute_heatmap(files, start, end, columns, rows, size, source)
-    return {
+    body: dict[str, Any] = {
         "camera_id": camera_id,
         "time_zone": config.app.time_zone,
         "from_date": span.first.isoformat(),
         "to_date": span.last.isoformat(),
-        "columns": hm.columns,
-        "rows": hm.rows,
-        "shape": [hm.rows, hm.columns],
-        "image_size": (
-            {"width": hm.image_size[0], "height": hm.image_size[1]} if hm.image_size else None
-        ),
-        "image_size_source": hm.image_size_source,
-        "samples": hm.samples,
-        "detections": hm.detections,
-        "violating_detections": hm.violating_detections,
-        "heatmap": hm.presence.tolist(),
-        "violations": hm.violations.tolist(),
+        "hours": sorted(hours) if hours is not None else None,
+        "space": space,
+        "kind": kind,
     }
+    folder = camera_dir(config, camera_id)
+    files = hour_files(heatmaps_dir(folder), span.first, span.last, hours)
+    if source == "raw" or (source == "auto" and not files and space == "image"
+                           and hours is None):
+        size, size_source = choose_image_size(config.app.resolution,
+                                              preview_path(config, camera_id))
+        raw = [folder / SOURCE_LOG_FOLDER / f"{d.isoformat()}.csv" for d in span.around()]
+        start, end = local_day_bounds(span.first, span.last, tz)
+        hm = compute_heatmap(raw, start, end, columns, rows, size, size_source)
+        body.update(raw_answer(hm, kind))
+        grid = hm.presence if kind == "presence" else hm.violations
+        return body, grid, None, hm.image_size
+    result = sum_hours(files, space, kind, columns, rows)
+    body.update(sum_answer(result))
+    return body, result.grid, result.floor, result.image_size
+
+
+def heatmap_body(config: LookoutConfig, camera_id: str, span: DateRange,
+                 hours: frozenset[int] | None = None, space: HeatmapSpace = "image",
+                 kind: HeatmapKind = "presence",
+                 source: HeatmapSource = "auto") -> dict[str, Any]:
+    return heatmap_result(config, camera_id, span, hours, space, kind, source)[0]
+
+
+def _heatmap_request(config: LookoutConfig, camera_id: str, from_date: str | None,
+                     to_date: str | None, hours: str | None, space: HeatmapSpace,
+                     source: HeatmapSource) -> tuple[str, DateRange, frozenset[int] | None]:
+    camera = check_id(camera_id, CAMERAS.ids(config), CAMERAS.name, "camera_id")
+    span = date_range(from_date, to_date, today_in(config.app.tzinfo), _daily_default_from)
+    hour_set = _heatmap_hours(hours)
+    if source == "raw" and (space != "image" or hour_set is not None):
+        invalid("source", "the raw logs give image-space heatmaps of whole days only")
+    return camera, span, hour_set
 
 
 @router.get(
     "/cameras/{camera_id}/heatmap",
-    summary="Where people stood (foot points) and where violations were, on a grid",
-    description="Grid of HeatmapResolution columns x rows over the image: presence counts "
-    "(`heatmap`, one per person per raw-log row) and counts of violating people "
-    "(`violations`), `heatmap[row][column]`. The image size used is the App Resolution "
-    "when set, else the camera's preview JPEG size, else the largest box extents seen "
-    "(`image_size_source` says which). Dates are local dates in the app time zone; the "
-    "default is the last 7 days ending today.",
+    summary="Where people spent time (foot points), on a grid over the image or the floor",
+    description=HEATMAP_HELP,
 )
 async def heatmap(
     ctx: Context,
     _: Viewer,
-    camera_id: Annotated[str, PathParam(max_length=200)],
-    from_date: Annotated[str | None, Query(max_length=40)] = None,
-    to_date: Annotated[str | None, Query(max_length=40)] = None,
+    camera_id: CameraIdParam,
+    from_date: FromDateParam = None,
+    to_date: ToDateParam = None,
+    hours: HoursParam = None,
+    space: SpaceParam = "image",
+    kind: KindParam = "presence",
+    source: SourceParam = "auto",
 ) -> dict[str, Any]:
     config = await ctx.in_thread(ctx.config)
-    camera = check_id(camera_id, CAMERAS.ids(config), CAMERAS.name, "camera_id")
-    span = date_range(from_date, to_date, today_in(config.app.tzinfo), _daily_default_from)
-    result: dict[str, Any] = await ctx.in_thread(heatmap_body, config, camera, span)
+    camera, span, hour_set = _heatmap_request(config, camera_id, from_date, to_date, hours,
+                                              space, source)
+    result: dict[str, Any] = await ctx.in_thread(
+        heatmap_body, config, camera, span, hour_set, space, kind, source)
     return result
+
+
+@router.get(
+    "/cameras/{camera_id}/heatmap.png",
+    summary="The heatmap drawn over the camera's latest snapshot (PNG)",
+    description="The grid of `/heatmap` (same query) coloured with the JET colour map "
+    "(blue: little, red: most; `scale` of the cell value over the largest one) and "
+    "alpha-blended over the camera's latest annotated preview; a floor grid is drawn back "
+    "onto the floor through the calibration. Empty cells stay transparent (unless `blur` "
+    "spreads values into them). Without a "
+    "preview, or when the camera's LiveFeedEnabled is off, the background is a grey canvas "
+    "of the frame size.",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def heatmap_png(
+    ctx: Context,
+    _: Viewer,
+    camera_id: CameraIdParam,
+    from_date: FromDateParam = None,
+    to_date: ToDateParam = None,
+    hours: HoursParam = None,
+    space: SpaceParam = "image",
+    kind: KindParam = "presence",
+    source: SourceParam = "auto",
+    alpha: Annotated[float, Query(ge=0.0, le=1.0, description="Opacity of the colours.")]
+    = DEFAULT_ALPHA,
+    scale: Annotated[Literal["linear", "sqrt", "log"], Query(
+        description="Colour by value / max, its square root, or log(1 + value / smallest) "
+        "over the same of the max.")] = "sqrt",
+    blur: Annotated[float, Query(ge=0.0, le=MAX_BLUR_CELLS, description="Gaussian blur "
+                                 "of the grid before colouring, sigma in cells; 0 = none.")]
+    = 0.0,
+) -> Response:
+    config = await ctx.in_thread(ctx.config)
+    camera, span, hour_set = _heatmap_request(config, camera_id, from_date, to_date, hours,
+                                              space, source)
+
+    def draw() -> bytes:
+        _, grid, floor, size = heatmap_result(config, camera, span, hour_set, space, kind,
+                                              source)
+        background = None
+        if config.source(camera).live_feed_enabled:
+            background = read_picture(preview_path(config, camera))
+        return encode_png(render_overlay(grid, background, size, floor, alpha, scale, blur))
+
+    data = await ctx.in_thread(draw)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/cameras/{camera_id}/engagement_clusters",
+    summary="The latest clusters of engaged people (DBSCAN)",
+    description="Written by the `heatmap` post-processor every UpdatePeriod seconds: "
+    "clusters of the positions of engaged people over the last WindowSeconds, each "
+    "`{position: [x, y], intensity: engaged person-seconds, radius, samples}` in `space` "
+    "units (floor metres for calibrated cameras, with `image_position`; else image "
+    "pixels). `timestamp` is null and `clusters` empty until the first update.",
+)
+async def engagement_clusters(ctx: Context, _: Viewer,
+                              camera_id: CameraIdParam) -> dict[str, Any]:
+    config = await ctx.in_thread(ctx.config)
+    camera = check_id(camera_id, CAMERAS.ids(config), CAMERAS.name, "camera_id")
+    path = heatmaps_dir(camera_dir(config, camera)) / CLUSTERS_FILE
+    latest = await ctx.in_thread(read_clusters, path)
+    empty: dict[str, Any] = {"timestamp": None, "space": None, "clusters": []}
+    return {**empty, **(latest or {}), "camera_id": camera}
 
 
 for _metric in METRICS:

@@ -1,0 +1,187 @@
+"""Helpers of the per-track analytics (``engagement``, ``audience``, ``demographics``).
+
+Not a post-processor (the registry skips modules whose name starts with ``_``).
+
+**Time.**  Durations are integer microseconds taken from the frame timestamps
+(:func:`elapsed_us`), so ten frames 0.1 s apart make exactly 1 s and thresholds such as
+"present >= 1 s" never wobble with floating point.  A track's time is *sample and hold*: at
+each frame that shows the track, the time since the frame that last showed it is credited with
+the state (stopped, looking, engaged...) it had then, unless the gap is longer than the
+stage's ``MaxGapSeconds`` (a person lost for longer is not known to have been there).
+
+**Raw-log rows.**  The camera's ``file_system_logger`` writes ``frame.metrics["samples"]``
+only on the first frame of each ``TimeInterval`` slot (slots aligned to the Unix epoch).
+:class:`SampleSchedule` repeats the logger's decision on the same timestamps, so a stage can
+publish "what happened since the previous row" exactly on the frames that are logged and no
+count is ever lost between rows.
+
+**The end of a run.**  The pipeline closes its loggers before its post-processors, so what a
+stage learns in ``close()`` (the tracks still open) cannot go through the loggers any more;
+:func:`write_final_records` appends it to the same raw and event logs, in the layout of
+:mod:`libs.loggers.file_system_logger`, when that logger is enabled and has been writing them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from libs.loggers.file_system_logger import (
+    EVENTS_FOLDER,
+    NAME,
+    IntervalGate,
+    aware,
+    csv_line,
+    format_timestamp,
+    source_log_root,
+)
+from libs.loggers.writer import BackgroundWriter
+
+if TYPE_CHECKING:
+    from libs.config.models import LookoutConfig, PluginConfig, SourceConfig
+
+log = logging.getLogger(__name__)
+
+US_PER_S = 1_000_000
+_MICROSECOND = timedelta(microseconds=1)
+DEFAULT_TIME_INTERVAL = 0.5
+FINAL_ROW_OFFSET = timedelta(milliseconds=1)
+
+
+def micros(seconds: float) -> int:
+    """``seconds`` as integer microseconds (rounded)."""
+    return round(seconds * US_PER_S)
+
+
+def elapsed_us(earlier: datetime, later: datetime) -> int:
+    """Microseconds from ``earlier`` to ``later`` (exact timedelta arithmetic)."""
+    return (later - earlier) // _MICROSECOND
+
+
+def seconds_text(us: int) -> str:
+    """Microseconds as seconds with 3 decimals, for event logs."""
+    return f"{us / US_PER_S:.3f}"
+
+
+def ms_of(us: int) -> int:
+    """Microseconds rounded to integer milliseconds (raw-log columns are integers)."""
+    return (us + 500) // 1000
+
+
+def file_logger_section(app: LookoutConfig) -> PluginConfig | None:
+    """The enabled camera ``file_system_logger`` section, if any."""
+    for section in app.source_loggers:
+        if section.name == NAME and section.enabled:
+            return section
+    return None
+
+
+class SampleSchedule:
+    """True on the frames the ``file_system_logger`` writes a raw row for."""
+
+    def __init__(self, app: LookoutConfig) -> None:
+        section = file_logger_section(app)
+        seconds = float(getattr(section, "time_interval", DEFAULT_TIME_INTERVAL))
+        self.tz = app.app.tzinfo
+        self._gate = IntervalGate(seconds)
+
+    def due(self, ts: datetime) -> bool:
+        return self._gate.due(aware(ts, self.tz))
+
+
+def write_final_records(
+    app: LookoutConfig,
+    source: SourceConfig,
+    ts: datetime,
+    samples: Mapping[str, Mapping[str, int]],
+    events: Sequence[Mapping[str, Any]],
+) -> bool:
+    """Append one more raw row per sample folder (at ``ts`` + 1 ms, so it never shares the
+    instant of a row already logged, which the reports would de-duplicate) and the events,
+    exactly as :class:`~libs.loggers.file_system_logger.SourceFileSystemLogger` does.
+
+    Returns False (and writes nothing) when no camera ``file_system_logger`` is enabled, or
+    when it has not been writing these raw logs (no folder of ``samples`` exists: a pipeline
+    run without loggers, such as an evaluation), so a run never leaves half its records.
+    """
+    if file_logger_section(app) is None:
+        return False
+    tz = app.app.tzinfo
+    root = source_log_root(app) / source.id
+    if not any((root / folder).is_dir() for folder in samples):
+        return False
+    row_ts = aware(ts, tz) + FINAL_ROW_OFFSET
+    day = row_ts.astimezone(tz).date().isoformat()
+    with BackgroundWriter(name=f"final-{source.id}") as writer:
+        for folder, values in samples.items():
+            writer.append_line(
+                root / folder / f"{day}.csv",
+                csv_line([format_timestamp(row_ts, tz), *values.values()]),
+                header=csv_line(["Timestamp", *values]),
+            )
+        for event in events:
+            ets = aware(event["timestamp"], tz)
+            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
+            writer.append_line(
+                root / EVENTS_FOLDER / event["kind"] / f"{ets.astimezone(tz).date()}.csv",
+                csv_line([format_timestamp(ets, tz), *fields.values()]),
+                header=csv_line(["Timestamp", *fields]),
+            )
+    return True
+
+
+class FootHistory:
+    """Each track's foot points over the last ``window`` seconds, for velocities.
+
+    A track's velocity is the displacement from its baseline point (the newest one at least
+    ``window`` seconds old, or the oldest one while the track is younger) to its newest point,
+    divided by the time between them (pixels per second): a 1 s baseline averages the
+    detector's box jitter away.  NaN until the track has two points at distinct times.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = float(window)
+        self._base: datetime | None = None
+        self._points: dict[int, deque[tuple[float, float, float, float]]] = {}
+
+    def _seconds(self, ts: datetime) -> float:
+        if self._base is None:
+            self._base = ts
+        return (ts - self._base) / _MICROSECOND / US_PER_S
+
+    def update(self, ts: datetime, ids: np.ndarray, feet: np.ndarray, heights: np.ndarray) -> None:
+        t = self._seconds(ts)
+        edge = t - self.window + 1e-6
+        for k, tid in enumerate(ids.tolist()):
+            points = self._points.get(tid)
+            if points is None:
+                points = self._points[tid] = deque()
+            points.append((t, float(feet[k, 0]), float(feet[k, 1]), float(heights[k])))
+            # Keep the newest point at or before the window's start as the baseline.
+            while len(points) > 1 and points[1][0] <= edge:
+                points.popleft()
+
+    def velocity(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, 2)`` velocities in pixels per second and ``(N,)`` newest box heights."""
+        n = len(ids)
+        vel = np.full((n, 2), np.nan, np.float64)
+        height = np.full(n, np.nan, np.float64)
+        for k, tid in enumerate(ids.tolist()):
+            points = self._points.get(tid)
+            if not points:
+                continue
+            t1, x1, y1, h1 = points[-1]
+            height[k] = h1
+            t0, x0, y0, _ = points[0]
+            if t1 > t0:
+                vel[k] = ((x1 - x0) / (t1 - t0), (y1 - y0) / (t1 - t0))
+        return vel, height
+
+    def forget(self, ids: Iterable[int]) -> None:
+        for tid in ids:
+            self._points.pop(tid, None)
