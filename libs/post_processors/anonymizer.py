@@ -42,6 +42,7 @@ from pydantic import Field
 
 from libs.config.models import PluginConfig, form
 from libs.frame import Detections, Frame
+from libs.geometry import iou_matrix
 from libs.loggers.file_system_logger import plugin_settings
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors.faces import head_regions
@@ -188,7 +189,11 @@ class Anonymizer(PostProcessor):
             )
         raw = frame.metrics.get("raw_detections")
         if isinstance(raw, Detections) and len(raw):
-            raw_heads = head_regions(raw.boxes, s.head_fraction, s.head_padding)
+            # People the tracker has not (yet) confirmed; the others are blurred already.
+            boxes = raw.boxes
+            if len(dets):
+                boxes = boxes[iou_matrix(boxes, dets.boxes).max(axis=1) < 0.5]
+            raw_heads = head_regions(boxes, s.head_fraction, s.head_padding)
             out = np.concatenate([out, raw_heads.astype(np.float64)], axis=0)
         return out
 
