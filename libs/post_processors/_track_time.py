@@ -185,3 +185,18 @@ class FootHistory:
     def forget(self, ids: Iterable[int]) -> None:
         for tid in ids:
             self._points.pop(tid, None)
+
+
+def flush_open_tracks(
+    app: LookoutConfig,
+    source: SourceConfig,
+    last: datetime | None,
+    samples: Mapping[str, Mapping[str, int]],
+    events: Sequence[Mapping[str, Any]],
+) -> None:
+    """At close: write what ``finish()`` returned (the last raw row of each folder and the
+    events of the tracks still open), unless there is nothing to write."""
+    if last is None:
+        return
+    if events or any(any(row.values()) for row in samples.values()):
+        write_final_records(app, source, last, samples, events)

@@ -59,10 +59,10 @@ from libs.post_processors._track_time import (
     FootHistory,
     SampleSchedule,
     elapsed_us,
+    flush_open_tracks,
     micros,
     ms_of,
     seconds_text,
-    write_final_records,
 )
 
 if TYPE_CHECKING:
@@ -356,7 +356,5 @@ class Audience(PostProcessor):
         """Flush the open tracks into the logs (the loggers are already closed)."""
         last = self.last_frame
         samples, events = self.finish()
-        row = samples.get(AUDIENCE_LOG_FOLDER, {})
-        if last is not None and (events or any(row.values())):
-            write_final_records(self.app, self.source, last, samples, events)
+        flush_open_tracks(self.app, self.source, last, samples, events)
         self.last_frame = None
