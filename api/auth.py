@@ -3,12 +3,18 @@
 * Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, N=2^14, r=8, p=1, 16-byte
   random salt) and compared in constant time.  Users live in ``<data>/auth/users.json``
   (mode 0600, written atomically).
-* Tokens are JWTs (PyJWT, HS256) with ``sub``, ``role``, ``iat``, ``exp``, ``iss`` and a
-  random ``jti``; they expire after ``[API] TokenExpireMinutes``.  The signing key comes from
+* Tokens are JWTs (PyJWT, HS256) with ``sub``, ``role``, ``iat``, ``exp``, ``iss``, a
+  random ``jti`` and ``gen``, the user's generation: a random value stored with the user and
+  drawn anew whenever the user is created or the password replaced, so every token issued
+  before a password change (or before the user was deleted and made again) is refused.
+  They expire after ``[API] TokenExpireMinutes``.  The signing key comes from
   the ``LOOKOUT_SECRET_KEY`` environment variable or, when unset, from a random key made on
   first start in ``<data>/auth/secret.key`` (mode 0600).  There is no default secret.
-* Logins are rate-limited per user name and per client address: after ``MAX_FAILURES``
-  failures within ``WINDOW_SECONDS`` further attempts are refused until the window passes.
+* Logins are rate-limited per (user name, client address) and per client address (see
+  :class:`LoginLimiter`): an attempt is reserved before its password is checked, so
+  concurrent guesses cannot slip past the limit, and a user locked out at one address can
+  still sign in from another.  The limiter keeps only hashes of its keys in a table of
+  bounded size.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -88,6 +94,7 @@ class User:
     username: str
     role: Role
     created: str
+    generation: str = ""  # "" for users saved before generations existed
 
 
 class UserStore:
@@ -107,13 +114,17 @@ class UserStore:
     def _write(self, users: dict[str, dict[str, str]]) -> None:
         _atomic_write(self.path, json.dumps(users, indent=1, sort_keys=True).encode())
 
+    @staticmethod
+    def _user(name: str, rec: dict[str, str]) -> User:
+        return User(name, rec["role"], rec["created"],  # type: ignore[arg-type]
+                    rec.get("generation", ""))
+
     def list(self) -> list[User]:
-        return [User(name, rec["role"], rec["created"])  # type: ignore[arg-type]
-                for name, rec in sorted(self._read().items())]
+        return [self._user(name, rec) for name, rec in sorted(self._read().items())]
 
     def get(self, username: str) -> User | None:
         rec = self._read().get(username)
-        return User(username, rec["role"], rec["created"]) if rec else None  # type: ignore[arg-type]
+        return self._user(username, rec) if rec else None
 
     def add(self, username: str, password: str, role: str, replace: bool = False) -> User:
         if not USERNAME.match(username):
@@ -127,10 +138,12 @@ class UserStore:
             if username in users and not replace:
                 raise UserError(f"username: {username!r} already exists")
             created = datetime.now(UTC).isoformat(timespec="seconds")
+            # A new generation revokes every token issued for an earlier password.
+            generation = secrets.token_hex(8)
             users[username] = {"hash": hash_password(password), "role": role,
-                               "created": created}
+                               "created": created, "generation": generation}
             self._write(users)
-        return User(username, role, created)  # type: ignore[arg-type]
+        return User(username, role, created, generation)  # type: ignore[arg-type]
 
     def remove(self, username: str) -> bool:
         with self._lock:
@@ -147,7 +160,7 @@ class UserStore:
         stored = rec["hash"] if rec else _DUMMY_HASH
         if not verify_password(password, stored) or rec is None:
             raise AuthError("wrong user name or password")
-        return User(username, rec["role"], rec["created"])  # type: ignore[arg-type]
+        return self._user(username, rec)
 
 
 _DUMMY_HASH = hash_password(secrets.token_hex(16))
@@ -179,11 +192,17 @@ class TokenIssuer:
     def issue(self, user: User, now: datetime | None = None) -> tuple[str, int]:
         now = now or datetime.now(UTC)
         claims = {"sub": user.username, "role": user.role, "iat": now, "exp": now + self.expire,
-                  "iss": ISSUER, "jti": secrets.token_hex(8)}
+                  "iss": ISSUER, "jti": secrets.token_hex(8), "gen": user.generation}
         token = jwt.encode(claims, self.secret, algorithm=ALGORITHM)
         return token, int(self.expire.total_seconds())
 
     def verify(self, token: str) -> tuple[str, Role]:
+        claims = self.verify_claims(token)
+        return claims.username, claims.role
+
+    def verify_claims(self, token: str) -> TokenClaims:
+        """The token's user, role and generation once its signature, issuer and expiry are
+        checked; the caller compares the generation with the user's."""
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=[ALGORITHM], issuer=ISSUER,
@@ -196,48 +215,138 @@ class TokenIssuer:
         role = claims.get("role")
         if role not in ROLES:
             raise AuthError("invalid token")
-        return str(claims["sub"]), role
+        return TokenClaims(str(claims["sub"]), role, str(claims.get("gen", "")))
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    username: str
+    role: Role
+    generation: str
+
+
+@dataclass
+class _Attempts:
+    failures: deque[float] = field(default_factory=deque)
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class LoginTicket:
+    """An attempt reserved by :meth:`LoginLimiter.reserve`; hand it back to ``done``."""
+
+    keys: tuple[bytes, ...]
 
 
 class LoginLimiter:
-    """Sliding-window limit of failed logins per key (user name, client address)."""
+    """Failed-login limits per (user name, client address) and per client address.
 
-    MAX_FAILURES = 5
+    ``reserve`` counts the attempt as in flight *before* the password is checked, under one
+    lock with the check of the limits, so N concurrent wrong passwords give at most
+    ``max_failures`` password checks; ``done`` turns the reservation into a failure or, on
+    success, clears the user's failures at that address.  A lockout is never keyed on the user
+    name alone: failures from one address do not stop the user signing in from another.
+
+    Keys are stored as 16-byte BLAKE2b digests (salted per instance) in a table of at most
+    ``max_entries``; when it is full, expired entries go first, then the least recently used
+    ones, so any number of distinct or huge user names costs bounded memory.
+    """
+
+    MAX_FAILURES = 5  # per (user name, address)
+    MAX_ADDRESS_FAILURES = 5  # per address, whatever the user names
     WINDOW_SECONDS = 300.0
+    MAX_ENTRIES = 10_000
 
-    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_SECONDS) -> None:
+    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_SECONDS,
+                 max_address_failures: int = MAX_ADDRESS_FAILURES,
+                 max_entries: int = MAX_ENTRIES) -> None:
         self.max_failures = max_failures
+        self.max_address_failures = max_address_failures
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self.max_entries = max_entries
+        self._salt = secrets.token_bytes(16)
+        self._table: OrderedDict[bytes, _Attempts] = OrderedDict()
+        self._swept = -1e9
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and now - q[0] > self.window:
-            q.popleft()
-        return q
+    def _digest(self, *parts: str) -> bytes:
+        h = hashlib.blake2b(digest_size=16, key=self._salt)
+        for part in parts:
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        return h.digest()
 
-    def retry_after(self, keys: list[str]) -> float:
-        """Seconds until a login for these keys is allowed again (0 = allowed now)."""
+    def keys(self, username: str, address: str) -> tuple[bytes, bytes]:
+        return self._digest("user-address", username, address), self._digest("address", address)
+
+    def _entry(self, key: bytes, now: float, create: bool) -> _Attempts | None:
+        entry = self._table.get(key)
+        if entry is None:
+            if not create:
+                return None
+            self._make_room(now)
+            entry = self._table[key] = _Attempts()
+        else:
+            self._table.move_to_end(key)
+        while entry.failures and now - entry.failures[0] > self.window:
+            entry.failures.popleft()
+        return entry
+
+    def _make_room(self, now: float) -> None:
+        if len(self._table) < self.max_entries:
+            return
+        if now - self._swept > 1.0:  # a full sweep at most once a second
+            self._swept = now
+            for key in [k for k, e in self._table.items() if not e.in_flight and
+                        (not e.failures or now - e.failures[-1] > self.window)]:
+                del self._table[key]
+        while len(self._table) >= self.max_entries:
+            self._table.popitem(last=False)  # least recently used
+
+    def reserve(self, username: str, address: str) -> LoginTicket | float:
+        """A ticket to check one password, or the seconds to wait before trying again."""
+        now = time.monotonic()
+        keys = self.keys(username, address)
+        with self._lock:
+            wait = 0.0
+            entries = [self._entry(k, now, create=True) for k in keys]
+            for entry, limit in zip(entries, (self.max_failures, self.max_address_failures),
+                                    strict=True):
+                assert entry is not None
+                if len(entry.failures) >= limit:  # until enough failures have expired
+                    wait = max(wait, self.window - (now - entry.failures[-limit]))
+                elif len(entry.failures) + entry.in_flight >= limit:
+                    wait = max(wait, 1.0)  # checks still running decide; ask again soon
+            if wait > 0:
+                return wait
+            for entry in entries:
+                assert entry is not None
+                entry.in_flight += 1
+            return LoginTicket(keys)
+
+    def done(self, ticket: LoginTicket, ok: bool) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for i, key in enumerate(ticket.keys):
+                entry = self._entry(key, now, create=True)
+                assert entry is not None
+                entry.in_flight = max(0, entry.in_flight - 1)
+                if not ok:
+                    entry.failures.append(now)
+                elif i == 0:  # the user's failures at this address; the address keeps its own
+                    entry.failures.clear()
+
+    def retry_after(self, username: str, address: str) -> float:
+        """Seconds until a login for this user from this address may be tried (0 = now)."""
         now = time.monotonic()
         with self._lock:
             wait = 0.0
-            for key in keys:
-                q = self._recent(key, now)
-                if len(q) >= self.max_failures:
-                    wait = max(wait, self.window - (now - q[0]))
+            for key, limit in zip(self.keys(username, address),
+                                  (self.max_failures, self.max_address_failures), strict=True):
+                entry = self._entry(key, now, create=False)
+                if entry is not None and len(entry.failures) >= limit:
+                    wait = max(wait, self.window - (now - entry.failures[-limit]))
             return wait
 
-    def failed(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10000:  # forget idle keys
-                for k in [k for k, q in self._failures.items() if not q]:
-                    del self._failures[k]
-
-    def succeeded(self, keys: list[str]) -> None:
-        with self._lock:
-            for key in keys[:1]:  # the user name's failures; the address keeps its own
-                self._failures.pop(key, None)
+    def __len__(self) -> int:
+        return len(self._table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,13 +35,17 @@ def current_user(ctx: Context, token: Annotated[str | None, Depends(oauth2)]) ->
     if not token:
         raise HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
     try:
-        username, _ = ctx.tokens.verify(token)
+        claims = ctx.tokens.verify_claims(token)
     except AuthError as exc:
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-    user = ctx.users.get(username)
+    user = ctx.users.get(claims.username)
     if user is None:  # deleted since the token was issued
         raise HTTPException(401, "unknown user", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(username, user.role)
+    if not hmac.compare_digest(user.generation, claims.generation):
+        # The password was changed, or the user deleted and made again, since the token was
+        # issued.
+        raise HTTPException(401, "token revoked", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(claims.username, user.role)
 
 
 def require_viewer(user: Annotated[Principal, Depends(current_user)]) -> Principal:

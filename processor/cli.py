@@ -11,6 +11,7 @@ from collections.abc import Sequence
 def _cmd_run(args: argparse.Namespace) -> int:
     from libs.config import ConfigError, load_config
     from processor import supervisor
+    from processor.runlock import AlreadyRunningError
 
     try:
         config = load_config(args.config)
@@ -21,7 +22,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"lookout: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, AlreadyRunningError) as exc:
         print(f"lookout: {exc}", file=sys.stderr)
         return 2
 
@@ -94,6 +95,8 @@ def _cmd_create_user(args: argparse.Namespace) -> int:
         print(f"lookout: {exc}", file=sys.stderr)
         return 2
     print(f"user {user.username} ({user.role}) saved in {store.path}")
+    if args.replace:
+        print("tokens issued to this user before now are no longer accepted")
     return 0
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import AuthError, UserError
+from api.auth import AuthError, LoginTicket, UserError
 from api.deps import Admin, Context, Viewer
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
@@ -42,17 +42,18 @@ class UserOut(BaseModel):
 async def _login(ctx: Context, request: Request, response: Response, username: str,
                  password: str) -> Token:
     client = request.client.host if request.client else "unknown"
-    keys = [f"user:{username}", f"addr:{client}"]
-    wait = ctx.limiter.retry_after(keys)
-    if wait > 0:
+    ticket = ctx.limiter.reserve(username, client)  # counted before the password is checked
+    if not isinstance(ticket, LoginTicket):
         raise HTTPException(429, "too many failed logins; try again later",
-                            headers={"Retry-After": str(int(wait) + 1)})
+                            headers={"Retry-After": str(int(ticket) + 1)})
+    ok = False
     try:
         user = await ctx.in_thread(ctx.users.authenticate, username, password)
+        ok = True
     except AuthError as exc:
-        ctx.limiter.failed(keys)
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-    ctx.limiter.succeeded(keys)
+    finally:
+        ctx.limiter.done(ticket, ok)
     token, expires = ctx.tokens.issue(user)
     response.headers["Cache-Control"] = "no-store"
     return Token(access_token=token, expires_in=expires)
