@@ -7,17 +7,23 @@ process work goes to the supervisor's command channel (``ctx.on_supervisor``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from swagger_ui_bundle import swagger_ui_path
 
+from api.auth import AuthError
 from api.context import ApiContext
+from api.limits import BodyLimit, Scope
 from api.routers import auth, process
 from api.routers.audience import include_routers as include_audience_routers
 from api.routers.data import include_routers as include_data_routers
@@ -49,6 +55,56 @@ def config_error_body(exc: ConfigError) -> dict[str, object]:
     }
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
+def signed_in(ctx: ApiContext) -> Callable[[Scope], bool]:
+    """Whether a request may send a large body: authentication is off, or it carries a token
+    with a valid signature (whether the token is revoked is checked later, as for any
+    request)."""
+
+    def check(scope: Scope) -> bool:
+        if not ctx.config().api.use_auth_token:
+            return True
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    return False
+                try:
+                    ctx.tokens.verify(token.strip())
+                except AuthError:
+                    return False
+                return True
+        return False
+
+    return check
+
+
+def add_local_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the files of the pinned ``swagger-ui-bundle`` package: no
+    script from another site, and the page works offline."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect_url = "/docs/oauth2-redirect"
+
+    async def docs(_: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url, title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=redirect_url,
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from validator.swagger.io
+        )
+
+    async def redirect(_: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.add_route("/docs", docs, include_in_schema=False)
+    app.add_route(redirect_url, redirect, include_in_schema=False)
+
+
 def create_app(config_path: str | Path, supervisor: Supervisor | None = None) -> FastAPI:
     ctx = ApiContext(Path(config_path), supervisor)
     app = FastAPI(
@@ -57,7 +113,10 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
         description="Edge video analytics for people: configuration, cameras, areas, "
         "metrics and process control. Authenticate at /auth/token (OAuth2 password flow) "
         "and send the token as `Authorization: Bearer <token>`.",
+        docs_url=None,  # served from local files by add_local_docs
+        redoc_url=None,  # ReDoc has no local copy; it would load a script from a CDN
     )
+    add_local_docs(app)
     app.state.context = ctx
     origins = ctx.config().api.cors_origins
     if origins:
@@ -67,6 +126,8 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(SecurityHeaders)
+    # Outermost: a body is refused or read (bounded in size and time) before anything else.
+    app.add_middleware(BodyLimit, trusted=signed_in(ctx))
 
     @app.exception_handler(ConfigError)
     async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from api.auth import LoginLimiter, TokenIssuer, UserStore, load_secret
+from api.limits import WorkPool
 from libs.config import ConfigChange, load_config, save_config_changes
 from libs.config.models import LookoutConfig
 from libs.config.writer import replace_config_text
@@ -32,6 +33,9 @@ class ApiContext:
     users: UserStore = field(init=False)
     tokens: TokenIssuer = field(init=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    # Exports: one low-priority builder and a short queue, so they cannot starve the cameras.
+    exports: WorkPool = field(
+        default_factory=lambda: WorkPool("lookout-export", workers=1, queue=8))
     _cache: tuple[tuple[int, int, int], LookoutConfig] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

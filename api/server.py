@@ -1,12 +1,27 @@
-"""Serve the API with uvicorn (HTTP or HTTPS), beside a running supervisor."""
+"""Serve the API with uvicorn (HTTP or HTTPS), beside a running supervisor.
+
+Connections are bounded in time and number:
+
+* a client has :data:`HEAD_TIMEOUT` seconds, from connecting or from the end of its previous
+  answer, to send a whole request head (uvicorn has no such limit of its own: one byte every
+  few seconds would hold a connection for ever); :class:`HeadTimeoutH11Protocol` closes it
+  otherwise;
+* an idle keep-alive connection is closed after :data:`KEEP_ALIVE_TIMEOUT` seconds;
+* a request body must arrive within ``api.limits.BODY_TIMEOUT`` (408 otherwise);
+* past :data:`MAX_CONNECTIONS` open connections or running requests, new requests are
+  answered 503 at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import create_app
 from libs.config import load_config
@@ -15,6 +30,52 @@ if TYPE_CHECKING:
     from processor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+HEAD_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5
+MAX_CONNECTIONS = 500
+
+
+class HeadTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for each request head (slowloris)."""
+
+    head_timeout = HEAD_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def _watch_head(self) -> None:
+        """Arm the timer while a request head is awaited (h11 IDLE), disarm it otherwise."""
+        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if waiting and self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+        elif not waiting and self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
 
 
 def build_server(config_path: str | Path, supervisor: Supervisor | None,
@@ -33,7 +94,9 @@ def build_server(config_path: str | Path, supervisor: Supervisor | None,
     app = create_app(config_path, supervisor)
     cfg = uvicorn.Config(app, host=api.host, port=api.port, log_level=log_level.lower(),
                          access_log=False, proxy_headers=False, server_header=False,
-                         ssl_certfile=certfile, ssl_keyfile=keyfile)
+                         ssl_certfile=certfile, ssl_keyfile=keyfile,
+                         http=HeadTimeoutH11Protocol, timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+                         limit_concurrency=MAX_CONNECTIONS)
     return uvicorn.Server(cfg)
 
 

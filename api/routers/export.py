@@ -19,7 +19,12 @@ Members (sorted by name, so the same data gives the same zip):
 Every path is built from checked ids and dates (screenshot names come from listing a
 camera's folder and must have the screenshot form); a file is packed only when it is a
 regular file, not a symbolic link, inside the data directory.  The zip is built in an unnamed
-temporary file in a thread and streamed from there; the file is gone once the answer is.
+temporary file and streamed from there; the file is gone once the answer is.
+
+Exports are heavy and must not slow the cameras: they are built by the context's export pool
+(``ApiContext.exports``: one thread at the lowest CPU priority, a short queue), with the
+fastest deflate level; when the pool and its queue are full the answer is 503 with
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Context, Viewer
+from api.limits import Busy
 from api.params import (
     DateRange,
     area_ids,
@@ -74,6 +80,7 @@ DEFAULT_DAYS = 7
 SUMMARY_REPORTS = ("daily.csv", "weekly.csv", "live.csv")
 SCREENSHOT_NAME = re.compile(r"^(\d{8})T\d{6}[+-]\d{4}\.jpg$")
 CHUNK = 1 << 20
+COMPRESS_LEVEL = 1  # CSVs still shrink several times; higher levels cost CPU the cameras need
 
 
 class ExportRequest(BaseModel):
@@ -214,7 +221,8 @@ def write_zip(config: LookoutConfig, plan: ExportPlan, out: IO[bytes]) -> list[s
     """Pack the plan's files into ``out``; returns the member names written."""
     root = config.data_dir
     written: list[str] = []
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=COMPRESS_LEVEL) as zf:
         for member, path in candidates(config, plan):
             if not inside(path, root):
                 if path.exists() or path.is_symlink():
@@ -230,6 +238,8 @@ def write_zip(config: LookoutConfig, plan: ExportPlan, out: IO[bytes]) -> list[s
                 info.compress_type = (
                     zipfile.ZIP_STORED if member.endswith(".jpg") else zipfile.ZIP_DEFLATED
                 )
+                # A ZipInfo handed to open() carries its own level (the archive's is ignored).
+                info._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]
                 info.external_attr = 0o644 << 16
                 with zf.open(info, "w", force_zip64=True) as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
@@ -261,7 +271,11 @@ def _chunks(f: IO[bytes]) -> Iterator[bytes]:
 async def _export(ctx: Context, body: ExportRequest, where: str) -> StreamingResponse:
     config = await ctx.in_thread(ctx.config)
     plan = check_request(config, body, where)
-    f, size, count = await ctx.in_thread(build_export, config, plan)
+    try:
+        f, size, count = await ctx.exports.run(build_export, config, plan)
+    except Busy as exc:
+        raise HTTPException(503, "too many exports are being built; try again later",
+                            headers={"Retry-After": str(exc.retry_after)}) from exc
     name = f"lookout-export_{plan.span.first.isoformat()}_{plan.span.last.isoformat()}.zip"
     headers = {
         "Content-Disposition": f'attachment; filename="{name}"',
