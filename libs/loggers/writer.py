@@ -12,6 +12,15 @@ the newest item replaces (live previews, where an old picture is worth nothing).
 :func:`atomic_write_bytes` writes a whole file through a temporary file and a rename, so
 readers see the old or the new content, never a mix.
 
+A full disk (or a quota, a read-only remount, an I/O error) never loses what was accepted:
+:class:`BackgroundWriter` keeps the lines it could not append, in order, in a bounded
+backlog and retries them with backoff until they are written; a write that fails half way
+is cut back so no torn line stays in the file.  Only when the backlog outgrows its bound
+are the oldest lines dropped, counted in :attr:`BackgroundWriter.dropped_lines` and logged.
+Replaceable work (screenshots, previews) is skipped while writes fail and counted.  Each
+writer says whether its writes succeed in :meth:`BackgroundWriter.health`, logging once per
+change of state (not per line).
+
 Both thread owners notice a ``fork``: a child process gets its own fresh thread and queue on
 first use instead of talking to a thread that only exists in the parent.
 """
@@ -19,12 +28,14 @@ first use instead of talking to a thread that only exists in the parent.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
 import queue
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +47,130 @@ T = TypeVar("T")
 
 DEFAULT_MAX_QUEUE = 10_000
 DEFAULT_MAX_OPEN_FILES = 64
+DEFAULT_MAX_BACKLOG_BYTES = 32 * 1024 * 1024
+DEFAULT_CLOSE_GRACE_S = 5.0
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
 _TAIL_CHUNK = 64 * 1024
+
+# Errors that go away by themselves or by an operator's action on the disk (space freed,
+# quota raised, file system remounted): what failed is kept and tried again.  Anything else
+# (a path through a regular file, a name too long) would fail forever and is dropped.
+TRANSIENT_ERRNOS = frozenset(
+    code for code in (
+        errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EIO, errno.EFBIG,
+        errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EINTR, errno.EBUSY,
+    ) if code is not None
+)
+_ERRNO_KINDS = {
+    errno.ENOSPC: "disk full",
+    getattr(errno, "EDQUOT", -1): "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "I/O error",
+    errno.EFBIG: "file too large",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+MAX_ERROR_CHARS = 400
 
 _tmp_counter = itertools.count()
 
 
 class WriterClosedError(RuntimeError):
     """Work was handed to a writer after :meth:`BackgroundWriter.close`."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write error worth retrying (disk full, quota, read-only, EIO)."""
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+def describe_write_error(exc: BaseException, path: Path | str | None = None) -> str:
+    """``"disk full: writing <path>: [Errno 28] No space left on device"``, bounded length.
+
+    ``path`` defaults to the file name the error carries.
+    """
+    if isinstance(exc, OSError):
+        kind = _ERRNO_KINDS.get(exc.errno or 0, "write failed")
+        target = path if path is not None else exc.filename
+        detail = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
+    else:
+        kind, target, detail = "write failed", path, f"{type(exc).__name__}: {exc}"
+    text = f"{kind}: writing {target}: {detail}" if target is not None else f"{kind}: {detail}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True)
+class WriteHealth:
+    """Whether a writer's writes succeed now, and what was kept, dropped and skipped.
+
+    ``error`` is the failure in force (None once writes succeed again); ``since`` the wall
+    time it started; ``backlog_lines``/``backlog_bytes`` what waits to be retried;
+    ``dropped_lines`` lines given up (backlog over its bound, or still unwritten at close);
+    ``skipped_files`` replaceable files (screenshots, previews) not written; ``errors`` every
+    failed write so far.
+    """
+
+    error: str | None = None
+    since: float | None = None
+    backlog_lines: int = 0
+    backlog_bytes: int = 0
+    dropped_lines: int = 0
+    skipped_files: int = 0
+    errors: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def merged(self, other: WriteHealth) -> WriteHealth:
+        """Both together: the first error in force, the counts summed."""
+        first = self if self.error is not None else other
+        return WriteHealth(
+            error=first.error, since=first.since,
+            backlog_lines=self.backlog_lines + other.backlog_lines,
+            backlog_bytes=self.backlog_bytes + other.backlog_bytes,
+            dropped_lines=self.dropped_lines + other.dropped_lines,
+            skipped_files=self.skipped_files + other.skipped_files,
+            errors=self.errors + other.errors,
+        )
+
+
+class _FailureState:
+    """Failing or not, with a log line only when that changes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.error: str | None = None
+        self.since: float | None = None
+        self._since_mono = 0.0
+        self.on_change: Callable[[str | None], object] | None = None
+
+    def fail(self, message: str, what: str) -> None:
+        if self.error is None:
+            self.since = time.time()
+            self._since_mono = time.monotonic()
+            log.error("%s: %s; %s", self.name, message, what)
+            self.error = message
+            self._notify(message)
+        else:
+            self.error = message  # the newest path, without a new log line
+
+    def recover(self, what: str) -> None:
+        if self.error is None:
+            return
+        log.warning("%s: writes succeed again after %.1f s; %s", self.name,
+                    time.monotonic() - self._since_mono, what)
+        self.error = None
+        self.since = None
+        self._notify(None)
+
+    def _notify(self, message: str | None) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(message)
+            except Exception:
+                log.exception("%s: state-change callback failed", self.name)
 
 
 def _new_fork_lock() -> None:
@@ -149,6 +277,7 @@ class _WriteFile:
 @dataclass
 class _Call:
     fn: Callable[[], object]
+    skippable: bool = False
 
 
 @dataclass
@@ -161,6 +290,8 @@ class _Stop:
 
 
 _Job = _Append | _WriteFile | _Call | _Flush | _Stop
+_Kept = _Append | _Call
+CALL_COST_BYTES = 4096  # what a deferred function counts for in the backlog's bound
 
 
 class BackgroundWriter:
@@ -168,9 +299,25 @@ class BackgroundWriter:
 
     The queue is bounded (``max_queue`` jobs): when the disk cannot keep up, the caller
     blocks on ``put`` instead of the process growing without bound.  File descriptors stay
-    open per path; beyond ``max_open_files`` the least recently used is closed.  A failed
-    write (disk full, permissions) is logged and counted in :attr:`errors`; it never stops
-    the thread.  Use one writer per process or per logger; :meth:`close` it when done.
+    open per path; beyond ``max_open_files`` the least recently used is closed.
+
+    A write that fails for a transient reason (disk full, quota, read-only, I/O error; see
+    :data:`TRANSIENT_ERRNOS`) is kept: lines wait in a backlog of at most
+    ``max_backlog_bytes`` (beyond it the oldest are dropped and counted in
+    :attr:`dropped_lines`), the latest content of a whole-file write waits per path, and both
+    are retried with backoff (:data:`RETRY_FIRST_S` doubling to :data:`RETRY_MAX_S`) in their
+    order; lines and functions handed in meanwhile queue behind them.  A failed append is
+    cut back, so the file never keeps half a line.  A function given to :meth:`submit` that
+    fails transiently is kept and run again like a line (so it must be safe to repeat, as an
+    atomic file write is), unless it was submitted ``skippable`` (screenshots): that one is
+    skipped, also while earlier work waits, and counted in :attr:`skipped_files`.  Other
+    failures are logged and counted in :attr:`errors`; none stops the thread.
+    :meth:`health` says which state the writer is in; ``on_change`` (optional) is called
+    on the writer thread with the error when writes start failing and with None when they
+    succeed again.
+
+    Use one writer per process or per logger; :meth:`close` it when done: it retries what is
+    left for up to ``close_grace`` seconds, then gives it up with a logged, counted loss.
     """
 
     def __init__(
@@ -178,20 +325,36 @@ class BackgroundWriter:
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
         name: str = "lookout-writer",
+        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
+        close_grace: float = DEFAULT_CLOSE_GRACE_S,
+        on_change: Callable[[str | None], object] | None = None,
     ) -> None:
-        if max_queue < 1 or max_open_files < 1:
-            raise ValueError("max_queue and max_open_files must be >= 1")
+        if max_queue < 1 or max_open_files < 1 or max_backlog_bytes < 1:
+            raise ValueError("max_queue, max_open_files and max_backlog_bytes must be >= 1")
         self.max_queue = max_queue
         self.max_open_files = max_open_files
+        self.max_backlog_bytes = max_backlog_bytes
+        self.close_grace = close_grace
         self.name = name
         self.errors = 0
         self.last_error: str | None = None
+        self.dropped_lines = 0
+        self.skipped_files = 0
+        self._state = _FailureState(name)
+        self._state.on_change = on_change
         self._pid = -1
         self._closed = False
         self._lock = threading.Lock()
         self._queue: queue.Queue[_Job] = queue.Queue(max_queue)
         self._thread: threading.Thread | None = None
         self._files: OrderedDict[Path, _OpenFile] = OrderedDict()
+        self._backlog: deque[_Kept] = deque()
+        self._backlog_bytes = 0
+        self._pending_files: OrderedDict[Path, bytes] = OrderedDict()
+        self._waiting_flushes: list[threading.Event] = []
+        self._retry_delay = RETRY_FIRST_S
+        self._retry_at = 0.0
+        self._dropping = False
 
     # -- public API, called from any thread ------------------------------------------------
 
@@ -209,16 +372,23 @@ class BackgroundWriter:
         """Replace ``path`` with ``data`` atomically (temporary file, then rename)."""
         self._put(_WriteFile(Path(path), bytes(data)))
 
-    def submit(self, fn: Callable[[], object]) -> None:
+    def submit(self, fn: Callable[[], object], skippable: bool = False) -> None:
         """Run ``fn`` on the writer thread, after the work queued before it.
 
         For slow preparation of a file (JPEG encoding) that must not run in the frame loop.
-        Exceptions are logged and counted like failed writes.
+        When it raises a transient write error (disk full) it is run again later, in order
+        with the lines; a ``skippable`` one (a screenshot, which the next one replaces) is
+        skipped instead, and counted in :attr:`skipped_files`.  Other exceptions are logged
+        and counted like failed writes.
         """
-        self._put(_Call(fn))
+        self._put(_Call(fn, skippable))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written; False if ``timeout`` ran out."""
+        """Wait until everything queued so far is written; False if ``timeout`` ran out.
+
+        Lines kept back by a failing disk count as not written yet: while the disk stays
+        full this waits for the whole ``timeout``.
+        """
         if not self._running_here():
             return True
         if threading.current_thread() is self._thread:
@@ -235,7 +405,10 @@ class BackgroundWriter:
         return done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Write everything queued, stop the thread and close the files.  Idempotent."""
+        """Write everything queued, stop the thread and close the files.  Idempotent.
+
+        What a failing disk keeps back is retried for up to ``close_grace`` seconds.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -248,14 +421,24 @@ class BackgroundWriter:
         if not self._thread_alive():
             self._close_files()
 
+    def health(self) -> WriteHealth:
+        """The writer's state now (read from any thread; counts are approximate)."""
+        return WriteHealth(
+            error=self._state.error, since=self._state.since,
+            backlog_lines=len(self._backlog), backlog_bytes=self._backlog_bytes,
+            dropped_lines=self.dropped_lines, skipped_files=self.skipped_files,
+            errors=self.errors,
+        )
+
     @property
     def closed(self) -> bool:
         return self._closed
 
     @property
     def pending(self) -> int:
-        """Jobs waiting in the queue (approximate)."""
-        return self._queue.qsize() if self._running_here() else 0
+        """Jobs waiting in the queue and lines kept back by failed writes (approximate)."""
+        queued = self._queue.qsize() if self._running_here() else 0
+        return queued + len(self._backlog) + len(self._pending_files)
 
     def __enter__(self) -> BackgroundWriter:
         return self
@@ -284,51 +467,223 @@ class BackgroundWriter:
             if self._pid == pid and self._thread is not None:
                 return
             if self._pid != -1 and self._pid != pid:
-                # Forked: the descriptors and queue belong to the parent's thread.
+                # Forked: the descriptors, queue and backlog belong to the parent's thread.
                 for opened in self._files.values():
                     with contextlib.suppress(OSError):
                         os.close(opened.fd)
                 self._files.clear()
                 self._lock = threading.Lock()
                 self._queue = queue.Queue(self.max_queue)
+                self._backlog = deque()
+                self._backlog_bytes = 0
+                self._pending_files = OrderedDict()
+                self._waiting_flushes = []
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._pid = pid
             self._thread.start()
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            if self._kept_back() and time.monotonic() >= self._retry_at:
+                self._retry()
+            timeout = max(0.0, self._retry_at - time.monotonic()) if self._kept_back() else None
+            try:
+                job = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                continue
             if isinstance(job, _Stop):
                 break
             try:
                 self._do(job)
             except Exception as exc:  # one bad write must not stop the rest
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._count_error(exc)
                 log.exception("%s: background write failed", self.name)
+        self._drain_before_exit()
         self._close_files()
+
+    def _count_error(self, exc: BaseException, path: Path | None = None) -> None:
+        self.errors += 1
+        self.last_error = describe_write_error(exc, path) if isinstance(exc, OSError) \
+            else f"{type(exc).__name__}: {exc}"
 
     def _do(self, job: _Job) -> None:
         if isinstance(job, _Append):
-            self._append(job)
+            if self._kept_back():  # keep the order: behind what waits for a retry
+                self._keep(job)
+                return
+            try:
+                self._append(job)
+            except OSError as exc:
+                if not is_transient(exc):
+                    raise  # counted and logged by the loop
+                self._count_error(exc, job.path)
+                self._keep(job)
+                self._failed(exc, job.path)
+                return
+            self._state.recover(self._loss_note())
         elif isinstance(job, _WriteFile):
-            self._forget(job.path)
-            atomic_write_bytes(job.path, job.data)
+            self._pending_files.pop(job.path, None)
+            try:
+                self._forget(job.path)
+                atomic_write_bytes(job.path, job.data)
+            except OSError as exc:
+                if not is_transient(exc):
+                    raise
+                self._count_error(exc, job.path)
+                self._pending_files[job.path] = job.data  # the latest content wins
+                self._failed(exc, job.path)
+                return
+            if not self._kept_back():
+                self._state.recover(self._loss_note())
         elif isinstance(job, _Call):
-            job.fn()
+            if self._kept_back():
+                if job.skippable:
+                    self.skipped_files += 1
+                else:
+                    self._keep(job)
+                return
+            try:
+                job.fn()
+            except OSError as exc:
+                if not is_transient(exc):
+                    raise
+                self._count_error(exc)
+                if job.skippable:
+                    self.skipped_files += 1
+                    self._failed(exc, None, "skipping replaceable files")
+                else:
+                    self._keep(job)
+                    self._failed(exc, None)
         elif isinstance(job, _Flush):
-            job.done.set()
+            if self._kept_back():
+                self._waiting_flushes.append(job.done)
+            else:
+                job.done.set()
+
+    # -- what failed, kept for a retry (writer thread only) --------------------------------
+
+    def _loss_note(self) -> str:
+        if self.dropped_lines or self.skipped_files:
+            return (f"{self.dropped_lines} lines dropped and {self.skipped_files} replaceable "
+                    "files skipped so far")
+        return "nothing was lost"
+
+    def _kept_back(self) -> bool:
+        return bool(self._backlog) or bool(self._pending_files)
+
+    def _keep(self, job: _Kept) -> None:
+        self._backlog.append(job)
+        self._backlog_bytes += _cost(job)
+        dropped = 0
+        while self._backlog_bytes > self.max_backlog_bytes and len(self._backlog) > 1:
+            old = self._backlog.popleft()
+            self._backlog_bytes -= _cost(old)
+            dropped += 1
+        if dropped:
+            self.dropped_lines += dropped
+            if not self._dropping:
+                self._dropping = True
+                log.error("%s: the backlog of unwritten lines passed %d bytes; dropping the "
+                          "oldest (counted in dropped_lines)", self.name, self.max_backlog_bytes)
+
+    def _failed(self, exc: OSError, path: Path | None,
+                what: str = "keeping what failed and retrying") -> None:
+        self._state.fail(describe_write_error(exc, path), what)
+        now = time.monotonic()
+        if self._retry_at <= now:
+            self._retry_at = now + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+
+    def _retry(self) -> bool:
+        """Write what was kept back, in order; True when nothing is left."""
+        written = 0
+        while self._backlog:
+            job = self._backlog[0]
+            path = job.path if isinstance(job, _Append) else None
+            try:
+                if isinstance(job, _Append):
+                    self._append(job)
+                else:
+                    job.fn()
+            except OSError as exc:
+                self._count_error(exc, path)
+                if is_transient(exc):
+                    self._retry_at = 0.0
+                    self._failed(exc, path)
+                    return False
+                log.error("%s: giving up kept work for %s: %s", self.name, path, exc)
+                self.dropped_lines += 1
+            except Exception as exc:
+                self._count_error(exc)
+                log.exception("%s: giving up kept work for %s", self.name, path)
+                self.dropped_lines += 1
+            else:
+                written += 1
+            self._backlog.popleft()
+            self._backlog_bytes -= _cost(job)
+        for path, data in list(self._pending_files.items()):
+            try:
+                self._forget(path)
+                atomic_write_bytes(path, data)
+            except OSError as exc:
+                self._count_error(exc, path)
+                if is_transient(exc):
+                    self._retry_at = 0.0
+                    self._failed(exc, path)
+                    return False
+                log.error("%s: giving up writing %s: %s", self.name, path, exc)
+            del self._pending_files[path]
+        self._retry_delay = RETRY_FIRST_S
+        self._retry_at = 0.0
+        self._dropping = False
+        self._state.recover(f"{written} kept lines written, {self._loss_note()}")
+        for done in self._waiting_flushes:
+            done.set()
+        self._waiting_flushes.clear()
+        return True
+
+    def _drain_before_exit(self) -> None:
+        deadline = time.monotonic() + self.close_grace
+        while self._kept_back():
+            if self._retry():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(left, max(0.0, self._retry_at - time.monotonic()), RETRY_MAX_S))
+        if self._kept_back():
+            lines, files = len(self._backlog), len(self._pending_files)
+            self.dropped_lines += lines
+            log.error("%s: closing with %d lines (%d bytes) and %d files still unwritten "
+                      "after %.1f s of retries: %s; they are lost", self.name, lines,
+                      self._backlog_bytes, files, self.close_grace, self._state.error)
+            self._backlog.clear()
+            self._backlog_bytes = 0
+            self._pending_files.clear()
+        for done in self._waiting_flushes:
+            done.set()
+        self._waiting_flushes.clear()
 
     # -- files (writer thread only) --------------------------------------------------------
 
     def _append(self, job: _Append) -> None:
         opened = self._open(job.path)
         data = job.data
-        if opened.empty:
-            if job.header is not None:
-                data = job.header + data
-            opened.empty = False
-        _write_all(opened.fd, data)
+        if opened.empty and job.header is not None:
+            data = job.header + data
+        start = os.fstat(opened.fd).st_size
+        try:
+            _write_all(opened.fd, data)
+        except OSError:
+            # Part of the line may be in the file: cut it back so no torn line stays.  Should
+            # that fail too, the descriptor is dropped and the next open repairs the tail.
+            try:
+                if os.fstat(opened.fd).st_size > start:
+                    os.ftruncate(opened.fd, start)
+            except OSError:
+                self._forget(job.path)
+            raise
+        opened.empty = False
 
     def _open(self, path: Path) -> _OpenFile:
         opened = self._files.get(path)
@@ -370,6 +725,10 @@ class BackgroundWriter:
                 os.close(opened.fd)
 
 
+def _cost(job: _Kept) -> int:
+    return len(job.data) if isinstance(job, _Append) else CALL_COST_BYTES
+
+
 def _as_line(text: str) -> bytes:
     data = text.encode("utf-8")
     return data if data.endswith(b"\n") else data + b"\n"
@@ -380,7 +739,9 @@ class LatestOnlyWorker(Generic[T]):
 
     :meth:`offer` never blocks: when the handler is busy, the new item replaces the one
     waiting (which is dropped and counted in :attr:`dropped`).  For previews and other work
-    where only the latest state matters.
+    where only the latest state matters: a transient write error (disk full) the handler
+    raises skips that item, counted in :attr:`skipped`, and is logged once per change of
+    state; :meth:`health` says whether the last handling succeeded.
     """
 
     def __init__(self, handler: Callable[[T], object], name: str = "lookout-latest") -> None:
@@ -389,6 +750,8 @@ class LatestOnlyWorker(Generic[T]):
         self.dropped = 0
         self.handled = 0
         self.errors = 0
+        self.skipped = 0
+        self._state = _FailureState(name)
         self._pid = -1
         self._cond = threading.Condition()
         self._item: T | None = None
@@ -428,6 +791,11 @@ class LatestOnlyWorker(Generic[T]):
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def health(self) -> WriteHealth:
+        """Whether the handler's writes succeed now; skipped items count as skipped files."""
+        return WriteHealth(error=self._state.error, since=self._state.since,
+                           skipped_files=self.skipped, errors=self.errors)
+
     def _start_in_this_process(self) -> None:
         with _FORK_LOCK:
             pid = os.getpid()
@@ -454,6 +822,14 @@ class LatestOnlyWorker(Generic[T]):
             try:
                 self.handler(item)  # type: ignore[arg-type]  # set together with _has_item
                 self.handled += 1
+                self._state.recover(f"{self.skipped} items skipped so far")
+            except OSError as exc:
+                self.errors += 1
+                if not is_transient(exc):
+                    log.exception("%s: handler failed", self.name)
+                else:  # disk full: this item is skipped, the next one tries again
+                    self.skipped += 1
+                    self._state.fail(describe_write_error(exc), "skipping until writes succeed")
             except Exception:  # a bad frame must not stop the previews
                 self.errors += 1
                 log.exception("%s: handler failed", self.name)
