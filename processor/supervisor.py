@@ -115,6 +115,7 @@ class Supervisor:
         self.camera_retries: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}  # why a camera is not running well, now
         n = max(1, self.config.app.max_processes)
         self.workers = [WorkerSlot(i) for i in range(n)]
         self.area_loggers: list[AreaLogger] = []
@@ -198,6 +199,7 @@ class Supervisor:
             self.slots[slot][W.RESTARTS] = 0.0
         self.slots[slot][W.STATUS] = W.IDLE
         self.last_errors.pop(camera_id, None)
+        self.reasons.pop(camera_id, None)
         self._send(worker, ("start", camera_id, slot, reset))
 
     def _stop_camera(self, camera_id: str, forget: bool = False) -> None:
@@ -233,6 +235,12 @@ class Supervisor:
             elif kind == "error":
                 _, cam, msg = event
                 self.last_errors[cam] = msg
+            elif kind == "reason":  # the camera's state changed (None: running well again)
+                _, cam, msg = event
+                if msg is None:
+                    self.reasons.pop(cam, None)
+                else:
+                    self.reasons[cam] = self.last_errors[cam] = msg
 
     def _check_worker(self, worker: WorkerSlot) -> None:
         proc = worker.process
@@ -380,7 +388,15 @@ class Supervisor:
 
     # -- status ----------------------------------------------------------------------------
     def camera_status(self) -> dict[str, dict[str, Any]]:
+        """Each camera's state as its worker last reported it.
+
+        ``status`` is ``running`` only while frames flow; ``connecting`` (no frame yet),
+        ``reconnecting`` (a live source lost), ``stalled`` (open, no new frame) and
+        ``degraded`` (frames undecodable) come with a ``reason``; ``fps`` is 0 whenever no
+        frames flow; ``skipped_frames`` counts frames of the source that could not be decoded.
+        """
         out = {}
+        troubled = ("connecting", "reconnecting", "stalled", "degraded")
         for src in self.config.sources:
             cid = src.id
             slot = self.camera_slot.get(cid)
@@ -388,7 +404,8 @@ class Supervisor:
                 out[cid] = {"status": "disabled" if not src.enabled else "idle", "frames": 0,
                             "next_index": 0, "total_frames": None, "fps": 0.0,
                             "last_frame_time": None, "restarts": 0,
-                            "last_error": self.last_errors.get(cid)}
+                            "last_error": self.last_errors.get(cid), "reason": None,
+                            "skipped_frames": 0}
                 continue
             st = self.slots[slot]
             last = st[W.LAST_TS]
@@ -397,16 +414,23 @@ class Supervisor:
                 status = "paused"
             elif not src.enabled:
                 status = "disabled"
+            reason = None
+            if status in troubled:
+                reason = self.reasons.get(cid) or self.last_errors.get(cid)
+            elif status == "failed":
+                reason = self.last_errors.get(cid)
             out[cid] = {
                 "status": status,
                 "frames": int(st[W.FRAMES]),
                 "next_index": int(st[W.NEXT_INDEX]),
                 "total_frames": int(st[W.TOTAL]) or None,
-                "fps": round(st[W.FPS], 2) if status == "running" else 0.0,
+                "fps": round(st[W.FPS], 2) if status in ("running", "degraded") else 0.0,
                 "last_frame_time": datetime.fromtimestamp(last, self.config.app.tzinfo)
                 .isoformat() if last else None,
                 "restarts": int(st[W.RESTARTS]),
                 "last_error": self.last_errors.get(cid),
+                "reason": reason,
+                "skipped_frames": int(st[W.SKIPPED]),
             }
         return out
 

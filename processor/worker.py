@@ -26,16 +26,21 @@ from libs.config.models import LookoutConfig, SourceConfig
 from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
 from libs.frame import Frame
 from processor.pipeline import CameraPipeline
-from processor.sources import open_source
+from processor.sources import FrameSource, SourceFrame, open_source
 
 log = logging.getLogger(__name__)
 
 # Fields of a camera's shared state row (multiprocessing.Array of doubles).
-FRAMES, NEXT_INDEX, TOTAL, FPS, LAST_TS, STATUS, STARTED, RESTARTS = range(8)
-STATE_FIELDS = 8
+FRAMES, NEXT_INDEX, TOTAL, FPS, LAST_TS, STATUS, STARTED, RESTARTS, SKIPPED = range(9)
+STATE_FIELDS = 9
 IDLE, RUNNING, FINISHED, FAILED, STOPPED = 0.0, 1.0, 2.0, 3.0, 4.0
+# Running, but not well: the source's problem() says which and why (the reason goes to the
+# supervisor as a ("reason", camera, text) event).
+CONNECTING, RECONNECTING, STALLED, DEGRADED = 5.0, 6.0, 7.0, 8.0
 STATUS_NAMES = {IDLE: "idle", RUNNING: "running", FINISHED: "finished", FAILED: "failed",
-                STOPPED: "stopped"}
+                STOPPED: "stopped", CONNECTING: "connecting", RECONNECTING: "reconnecting",
+                STALLED: "stalled", DEGRADED: "degraded"}
+STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -106,6 +111,10 @@ class CameraRunner(threading.Thread):
         self.stop_event = stop
         self.report_areas = report_areas
         self.error: str | None = None
+        self._fps_t0 = time.monotonic()
+        self._fps_n = 0
+        self._reason: str | None = None
+        self._skipped_base = 0.0
 
     def _send(self, *event: Any) -> None:
         if self.events is not None:
@@ -113,6 +122,31 @@ class CameraRunner(threading.Thread):
                 self.events.put_nowait(event)
             except Exception:
                 log.warning("event queue full; dropped %s", event[0])
+
+    def _update_health(self, source: FrameSource, frame: SourceFrame | None) -> None:
+        """fps over the last second (0 when nothing flows) and the camera's state and reason,
+        from what the source says about itself; called at least every half second."""
+        st = self.state
+        now = time.monotonic()
+        self._fps_n += frame is not None
+        if now - self._fps_t0 >= 1.0:
+            st[FPS] = self._fps_n / (now - self._fps_t0)
+            self._fps_t0, self._fps_n = now, 0
+        st[SKIPPED] = self._skipped_base + source.skipped_frames
+        problem = source.problem()
+        status, reason = (RUNNING, None) if problem is None \
+            else (STATUS_CODES[problem[0]], problem[1])
+        if status != RUNNING:
+            st[FPS] = 0.0 if status != DEGRADED else st[FPS]
+        st[STATUS] = status
+        if reason != self._reason:
+            cam = self.source_cfg.id
+            if reason is not None:
+                log.warning("camera %s: %s (%s)", cam, STATUS_NAMES[status], reason)
+            elif self._reason is not None:
+                log.info("camera %s: running again", cam)
+            self._reason = reason
+            self._send("reason", cam, reason)
 
     def run(self) -> None:
         st = self.state
@@ -124,7 +158,8 @@ class CameraRunner(threading.Thread):
             pipeline = CameraPipeline(self.config, self.source_cfg, detector=self.detector)
             source = open_source(self.config, self.source_cfg, start_index=int(st[NEXT_INDEX]))
             st[TOTAL] = float(source.total_frames or 0)
-            st[STATUS] = RUNNING
+            st[STATUS] = CONNECTING if source.is_live else RUNNING
+            self._skipped_base = st[SKIPPED]
             st[STARTED] = time.time()
             perf = None
             if app.log_performance_metrics:
@@ -135,9 +170,10 @@ class CameraRunner(threading.Thread):
                 )
                 perf = PerformanceLog(cam, app.log_performance_metrics_every, csv_dir)
             last_sent: tuple[int, float] | None = None
-            fps_t0, fps_n = time.perf_counter(), 0
+            self._fps_t0, self._fps_n = time.monotonic(), 0
             while not self.stop_event.is_set():
                 sf = source.read(timeout=0.5)
+                self._update_health(source, sf)
                 if sf is None:
                     if source.ended:
                         st[STATUS] = FINISHED
@@ -149,11 +185,6 @@ class CameraRunner(threading.Thread):
                 st[NEXT_INDEX] = float(sf.index + 1)
                 ts = sf.timestamp.timestamp()
                 st[LAST_TS] = ts
-                fps_n += 1
-                now = time.perf_counter()
-                if now - fps_t0 >= 1.0:
-                    st[FPS] = fps_n / (now - fps_t0)
-                    fps_t0, fps_n = now, 0
                 if perf is not None:
                     perf.add(frame)
                 if self.report_areas:

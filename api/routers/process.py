@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import Admin, Context, Viewer
 
@@ -13,14 +13,21 @@ router = APIRouter(tags=["Process"])
 
 
 class CameraStatus(BaseModel):
-    status: str
+    status: str = Field(description="running (frames flow), connecting (no frame yet), "
+                        "reconnecting (live source lost), stalled (open, no new frame), "
+                        "degraded (frames undecodable), finished, failed, stopped, paused, "
+                        "disabled or idle")
     frames: int
     next_index: int
     total_frames: int | None
-    fps: float
+    fps: float = Field(description="frames processed per second over the last second; "
+                       "0 when no frames flow")
     last_frame_time: str | None
     restarts: int
     last_error: str | None
+    reason: str | None = Field(None, description="why the camera is not running well, now")
+    skipped_frames: int = Field(0, description="frames of the source that could not be "
+                                "decoded")
 
 
 @router.get("/health", tags=["Health"], summary="Liveness (public)")
