@@ -118,6 +118,9 @@ class Frame:
     detections: Detections = field(default_factory=Detections)
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Run again after a restart only to warm the tracker up: stages run, loggers record
+    # nothing (the frame's records are on disk from the run before).
+    replay: bool = False
 
     @property
     def height(self) -> int:

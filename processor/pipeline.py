@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -79,6 +80,41 @@ class CameraPipeline:
             logger.log(frame)
         frame.timings["loggers"] = (time.perf_counter() - t1) * 1000.0
         return frame
+
+    def checkpoint(self, done: Callable[[dict[str, int]], None]) -> None:
+        """Call ``done(sizes)`` once every logger has written what it was given so far
+        (on a writer thread, or here when no logger keeps durable records)."""
+        takers = [lg for _, lg in self.loggers]
+        sizes: dict[str, int] = {}
+        lock = threading.Lock()
+        waiting = [len(takers) + 1]  # +1: this call's own share, so done runs once, last
+
+        def part(s: dict[str, int]) -> None:
+            with lock:
+                sizes.update(s)
+                waiting[0] -= 1
+                last = waiting[0] == 0
+            if last:
+                done(sizes)
+
+        for lg in takers:
+            if not lg.checkpoint(part):
+                part({})
+        part({})
+
+    def checkpoint_now(self, done: Callable[[dict[str, int]], None],
+                       timeout: float = 30.0) -> bool:
+        """:meth:`checkpoint`, waiting until ``done`` has run; False on time-out."""
+        finished = threading.Event()
+
+        def run(sizes: dict[str, int]) -> None:
+            try:
+                done(sizes)
+            finally:
+                finished.set()
+
+        self.checkpoint(run)
+        return finished.wait(timeout)
 
     def close(self) -> None:
         for name, logger in self.loggers:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,15 +30,21 @@ from typing import Any, TypeVar
 from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.loggers import AREA_LOGGERS, AreaLogger
+from libs.loggers.writer import atomic_write_bytes, describe_write_error
 from libs.periodic_tasks import PERIODIC_TASKS, PeriodicTask
 from processor import worker as W
 from processor.progress import ProgressDisplay
+from processor.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CAMERA_SLOTS = 64  # cameras one run can hold (shared-memory state rows made at start)
 CAMERA_RETRY_SECONDS = 2.0
+TASK_RETRY_SECONDS = 15.0  # a periodic task that failed (disk full) is tried again this soon
+HEALTH_STALE_SECONDS = 10.0  # a supervisor loop silent this long is reported stalled
+MAX_HEALTH_REASONS = 8
+MAX_REASON_CHARS = 400
 
 
 @dataclass
@@ -63,16 +70,36 @@ class TaskRunner(threading.Thread):
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
 
+    error: str | None = None  # why the last round failed (None: it succeeded)
+
     def run_once(self) -> None:
+        """One round; a failure is logged once per change and kept in :attr:`error`.
+
+        A task may also report a failure it handled itself in its ``last_error``.
+        """
         with self.lock:
+            error: str | None
             try:
                 self.task.run()
-            except Exception:
-                log.exception("periodic task %s failed", self.task_name)
+            except Exception as exc:
+                error = describe_write_error(exc) if isinstance(exc, OSError) \
+                    else f"{type(exc).__name__}: {exc}"
+                if error != self.error:
+                    log.exception("periodic task %s failed; retrying in %.0f s",
+                                  self.task_name, self.retry_seconds(error))
+            else:
+                error = getattr(self.task, "last_error", None)
+                if self.error is not None and error is None:
+                    log.warning("periodic task %s succeeds again", self.task_name)
+            self.error = error[:MAX_REASON_CHARS] if error else None
+
+    def retry_seconds(self, error: str | None) -> float:
+        interval = self.task.interval_seconds
+        return min(interval, TASK_RETRY_SECONDS) if error else interval
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
-            self.wake.wait(self.task.interval_seconds)
+            self.wake.wait(self.retry_seconds(self.error))
             self.wake.clear()
             if self.stop_flag.is_set():
                 break
@@ -115,6 +142,11 @@ class Supervisor:
         self.camera_retries: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
         self.last_errors: dict[str, str] = {}
+        self.write_errors: dict[str, str] = {}  # cameras whose writes fail now (workers say)
+        self.status_error: str | None = None  # status.json could not be written
+        self.loop_errors: dict[str, str] = {}  # parts of a loop round that raised, by name
+        self._health: dict[str, Any] = {"status": "ok"}
+        self._heartbeat = time.monotonic()
         self.reasons: dict[str, str] = {}  # why a camera is not running well, now
         n = max(1, self.config.app.max_processes)
         self.workers = [WorkerSlot(i) for i in range(n)]
@@ -128,6 +160,7 @@ class Supervisor:
         self._loop_thread: threading.Thread | None = None
         self.all_done = threading.Event()  # every recording finished (live cameras never)
         self.running = False
+        self.run_lock = RunLock(self.config.data_path("processor"))
 
     # -- commands from other threads -------------------------------------------------------
     def submit(self, fn: Callable[[], T]) -> Future[T]:
@@ -164,7 +197,7 @@ class Supervisor:
         proc = self.ctx.Process(
             target=W.worker_main,
             args=(self.config_path, self.slots, assignments, worker.commands, worker.events,
-                  self.stop_event, self.log_level),
+                  self.stop_event, self.log_level, os.getpid()),
             name=f"lookout-worker-{worker.index}",
             daemon=False,
         )
@@ -200,6 +233,7 @@ class Supervisor:
         self.slots[slot][W.STATUS] = W.IDLE
         self.last_errors.pop(camera_id, None)
         self.reasons.pop(camera_id, None)
+        self.write_errors.pop(camera_id, None)
         self._send(worker, ("start", camera_id, slot, reset))
 
     def _stop_camera(self, camera_id: str, forget: bool = False) -> None:
@@ -235,6 +269,12 @@ class Supervisor:
             elif kind == "error":
                 _, cam, msg = event
                 self.last_errors[cam] = msg
+            elif kind == "write_error":  # None: the camera's writes succeed again
+                _, cam, msg = event
+                if msg is None:
+                    self.write_errors.pop(cam, None)
+                else:
+                    self.write_errors[cam] = self.last_errors[cam] = msg
             elif kind == "reason":  # the camera's state changed (None: running well again)
                 _, cam, msg = event
                 if msg is None:
@@ -405,7 +445,7 @@ class Supervisor:
                             "next_index": 0, "total_frames": None, "fps": 0.0,
                             "last_frame_time": None, "restarts": 0,
                             "last_error": self.last_errors.get(cid), "reason": None,
-                            "skipped_frames": 0}
+                            "skipped_frames": 0, "write_error": self.write_errors.get(cid)}
                 continue
             st = self.slots[slot]
             last = st[W.LAST_TS]
@@ -431,6 +471,7 @@ class Supervisor:
                 "last_error": self.last_errors.get(cid),
                 "reason": reason,
                 "skipped_frames": int(st[W.SKIPPED]),
+                "write_error": self.write_errors.get(cid),
             }
         return out
 
@@ -451,13 +492,89 @@ class Supervisor:
                 for w in self.workers
             ],
             "cameras": self.camera_status(),
+            "health": self._health,
         }
 
     def write_status(self) -> None:
-        self.status_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1))
-        os.replace(tmp, self.status_path)
+        """Write ``status.json`` atomically.  A failed write (disk full, read-only) never
+        escapes: it is kept in :attr:`status_error` (so ``/health`` reports it), logged once
+        per change of state, and the next round (every second) tries again."""
+        try:
+            atomic_write_bytes(self.status_path, json.dumps(self.status(), indent=1).encode())
+        except OSError as exc:
+            error = describe_write_error(exc, self.status_path)
+            if self.status_error is None:
+                log.error("cannot write the status: %s; trying again every second", error)
+            self.status_error = error
+            return
+        if self.status_error is not None:
+            log.warning("status written again (it had failed: %s)", self.status_error)
+            self.status_error = None
+
+    def _refresh_health(self) -> None:
+        """Collect what fails now into the summary :meth:`health` hands out."""
+        reasons: list[str] = []
+        if self.status_error:
+            reasons.append(f"status: {self.status_error}")
+        reasons += [f"camera {c}: {m}" for c, m in sorted(self.write_errors.items())]
+        for lg in self.area_loggers:
+            health = getattr(lg, "write_health", None)
+            error = health().error if health is not None else None
+            if error:
+                reasons.append(f"area {lg.area.id}: {error}")
+        reasons += [f"task {t.task_name}: {t.error}" for t in self.tasks if t.error]
+        reasons += [f"supervisor {p}: {m}" for p, m in sorted(self.loop_errors.items())]
+        summary: dict[str, Any] = {"status": "failing" if reasons else "ok"}
+        if reasons:
+            summary["reasons"] = [r[:MAX_REASON_CHARS] for r in reasons[:MAX_HEALTH_REASONS]]
+            summary["more_reasons"] = max(0, len(reasons) - MAX_HEALTH_REASONS)
+        self._health = summary
+
+    def health(self) -> dict[str, Any]:
+        """Whether the processor works and writes, for ``/health``: ``{"status": "ok"}`` or
+        ``{"status": "failing", "reasons": [...]}`` (at most :data:`MAX_HEALTH_REASONS`, each
+        at most :data:`MAX_REASON_CHARS` long).
+
+        Safe and cheap from any thread: it reads the summary the loop refreshes every
+        second, and says ``failing`` when the loop itself has stopped or stalled.
+        """
+        thread = self._loop_thread
+        if self.running and not self._stop_requested.is_set():
+            if thread is not None and not thread.is_alive():
+                return {"status": "failing", "reasons": ["supervisor: its loop has stopped"]}
+            silent = time.monotonic() - self._heartbeat
+            if silent > HEALTH_STALE_SECONDS:
+                return {"status": "failing",
+                        "reasons": [f"supervisor: its loop has not run for {silent:.0f} s"]}
+        return self._health
+
+    def _guarded(self, part: str, fn: Callable[[], object]) -> bool:
+        """Run one part of a loop round; an exception is logged (once per change) and
+        remembered for ``/health``, and the loop goes on.  True when ``fn`` succeeded."""
+        try:
+            fn()
+        except Exception as exc:
+            error = describe_write_error(exc) if isinstance(exc, OSError) \
+                else f"{type(exc).__name__}: {exc}"
+            if self.loop_errors.get(part) != error:
+                log.exception("supervisor: %s failed; going on", part)
+            self.loop_errors[part] = error[:MAX_REASON_CHARS]
+            return False
+        if self.loop_errors.pop(part, None) is not None:
+            log.warning("supervisor: %s works again", part)
+        return True
+
+    def _status_round(self) -> None:
+        self._refresh_health()
+        self.write_status()
+        self.progress.update(self.camera_status())
+
+    def _note_all_done(self) -> None:
+        if not self.all_done.is_set() and self._all_done():
+            self.all_done.set()
+            if not self.exit_when_done:
+                for t in self.tasks:  # reports of the finished recordings, now
+                    t.wake.set()
 
     def _all_done(self) -> bool:
         if not self.camera_slot:
@@ -486,7 +603,11 @@ class Supervisor:
         self.stop_event.set()
 
     def start(self) -> None:
-        """Start workers, area loggers and periodic tasks (on the calling thread)."""
+        """Start workers, area loggers and periodic tasks (on the calling thread).
+
+        Raises :class:`processor.runlock.AlreadyRunningError` when another processor, or a
+        worker of an earlier one, is writing the same data directory."""
+        self.run_lock.acquire()
         self.running = True
         self._build_area_loggers()
         self._build_tasks()
@@ -502,22 +623,21 @@ class Supervisor:
         last_status = 0.0
         try:
             while not self._stop_requested.is_set():
-                self._run_commands()
+                # Each part is guarded: a full disk or a bug in one part is logged and
+                # reported by /health, and never ends the loop (nor the processor with it).
+                self._heartbeat = time.monotonic()
+                self._guarded("commands", self._run_commands)
                 for w in self.workers:
-                    self._drain(w)
-                    self._check_worker(w)
-                self._retry_failed_cameras()
+                    self._guarded(f"worker {w.index} events", partial(self._drain, w))
+                    self._guarded(f"worker {w.index}", partial(self._check_worker, w))
+                self._guarded("camera retries", self._retry_failed_cameras)
                 now = time.monotonic()
                 if now - last_status >= 1.0:
-                    self.write_status()
-                    self.progress.update(self.camera_status())
+                    self._guarded("status", self._status_round)
                     last_status = now
-                if not self.all_done.is_set() and self._all_done():
-                    self.all_done.set()
-                    if self.exit_when_done:
-                        break
-                    for t in self.tasks:  # reports of the finished recordings, now
-                        t.wake.set()
+                self._guarded("completion", self._note_all_done)
+                if self.all_done.is_set() and self.exit_when_done:
+                    break
                 time.sleep(0.05)
         finally:
             self._shutdown()
@@ -572,6 +692,7 @@ class Supervisor:
             t.run_once()  # final reports include everything logged
         self.write_status()
         self.running = False
+        self.run_lock.release()
 
 
 def run(config_path: str | Path, log_level: str = "INFO", show_progress: bool = True) -> int:

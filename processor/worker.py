@@ -8,7 +8,6 @@ the crashed one stopped.  Occupancy samples for areas go to the supervisor over 
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import queue
@@ -25,7 +24,11 @@ from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
 from libs.frame import Frame
+from libs.loggers.file_system_logger import csv_line
+from libs.loggers.writer import BackgroundWriter, WriteHealth
 from processor.pipeline import CameraPipeline
+from processor.resume import WARMUP_FRAMES, ResumeStore
+from processor.runlock import die_with_parent, hold_worker_lock
 from processor.sources import FrameSource, SourceFrame, open_source
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ STATUS_NAMES = {IDLE: "idle", RUNNING: "running", FINISHED: "finished", FAILED: 
                 STOPPED: "stopped", CONNECTING: "connecting", RECONNECTING: "reconnecting",
                 STALLED: "stalled", DEGRADED: "degraded"}
 STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
+CHECKPOINT_SECONDS = 1.0  # wall time between two resume checkpoints of a camera
+WRITES_CHECK_SECONDS = 0.5  # how often a camera looks whether its loggers' writes succeed
+WRITES_RESEND_SECONDS = 5.0  # a failure is told again this often (an event may be dropped)
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -52,12 +58,15 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 class PerformanceLog:
-    """Every ``every`` frames: fps and mean milliseconds per stage, to the log and a CSV."""
+    """Every ``every`` frames: fps and mean milliseconds per stage, to the log and a CSV
+    (through a :class:`BackgroundWriter`, so a full disk delays rows instead of failing the
+    camera)."""
 
     def __init__(self, camera_id: str, every: int, csv_dir: Path | None) -> None:
         self.camera_id = camera_id
         self.every = every
         self.csv_path = csv_dir / f"{camera_id}.csv" if csv_dir else None
+        self.writer = BackgroundWriter(max_queue=100, name=f"perf-{camera_id}")
         self.sums: dict[str, float] = defaultdict(float)
         self.count = 0
         self.t0 = time.perf_counter()
@@ -76,19 +85,20 @@ class PerformanceLog:
         parts = " | ".join(f"{k} {v:.2f} ms" for k, v in means.items())
         log.info("camera %s: %.1f fps | %s", self.camera_id, fps, parts)
         if self.csv_path is not None:
-            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.csv_path.exists()
-            with open(self.csv_path, "a", newline="") as fh:
-                w = csv.writer(fh)
-                if new:
-                    w.writerow(["Timestamp", "Frame", "FPS", *(f"{k}_ms" for k in means)])
-                w.writerow(
-                    [frame.timestamp.isoformat(), frame.index, f"{fps:.2f}",
-                     *(f"{v:.3f}" for v in means.values())]
-                )
+            self.writer.append_line(
+                self.csv_path,
+                csv_line([frame.timestamp.isoformat(), frame.index, f"{fps:.2f}",
+                          *(f"{v:.3f}" for v in means.values())]),
+                header=csv_line(["Timestamp", "Frame", "FPS", *(f"{k}_ms" for k in means)]))
         self.sums.clear()
         self.count = 0
         self.t0 = time.perf_counter()
+
+    def health(self) -> WriteHealth:
+        return self.writer.health()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class CameraRunner(threading.Thread):
@@ -115,6 +125,10 @@ class CameraRunner(threading.Thread):
         self._fps_n = 0
         self._reason: str | None = None
         self._skipped_base = 0.0
+        self._perf: PerformanceLog | None = None
+        self._write_error: str | None = None
+        self._writes_checked = 0.0
+        self._write_error_sent = 0.0
 
     def _send(self, *event: Any) -> None:
         if self.events is not None:
@@ -148,15 +162,54 @@ class CameraRunner(threading.Thread):
             self._reason = reason
             self._send("reason", cam, reason)
 
+    def _report_writes(self, pipeline: CameraPipeline, force: bool = False) -> None:
+        """Tell the supervisor when the camera's writes (its loggers', its performance log's)
+        start failing, again every few seconds while they fail, and when they succeed again:
+        a ``("write_error", camera, text or None)`` event."""
+        now = time.monotonic()
+        if not force and now - self._writes_checked < WRITES_CHECK_SECONDS:
+            return
+        self._writes_checked = now
+        error = None
+        for _, logger in pipeline.loggers:
+            health = getattr(logger, "write_health", None)  # loggers that write files
+            if health is not None and (error := health().error) is not None:
+                break
+        if error is None and self._perf is not None:
+            error = self._perf.health().error
+        changed = error != self._write_error
+        if changed or (error is not None and now - self._write_error_sent >= WRITES_RESEND_SECONDS):
+            self._write_error = error
+            self._write_error_sent = now
+            self._send("write_error", self.source_cfg.id, error)
+
     def run(self) -> None:
         st = self.state
         cam = self.source_cfg.id
         app = self.config.app
         pipeline = None
         source = None
+        store: ResumeStore | None = None
+        done_index: int | None = None  # every frame before it is logged
+        finished = False
         try:
+            store = ResumeStore(self.config, self.source_cfg)
+            ck = store.load()
+            if ck.finished:
+                st[NEXT_INDEX] = st[TOTAL] = float(ck.next_index)
+                st[STATUS] = FINISHED
+                log.info("camera %s: recording already processed (%d frames); not redone",
+                         cam, ck.next_index)
+                return
+            store.restore_files()  # before any logger opens a file
+            resume_at = 0 if store.live else ck.next_index
             pipeline = CameraPipeline(self.config, self.source_cfg, detector=self.detector)
-            source = open_source(self.config, self.source_cfg, start_index=int(st[NEXT_INDEX]))
+            pipeline.tracker.next_track_id = ck.next_track_id
+            source = open_source(self.config, self.source_cfg,
+                                 start_index=max(0, resume_at - WARMUP_FRAMES))
+            if resume_at:
+                log.info("camera %s: resuming at frame %d", cam, resume_at)
+            last_checkpoint = time.monotonic()
             st[TOTAL] = float(source.total_frames or 0)
             st[STATUS] = CONNECTING if source.is_live else RUNNING
             self._skipped_base = st[SKIPPED]
@@ -169,20 +222,29 @@ class CameraRunner(threading.Thread):
                     else None
                 )
                 perf = PerformanceLog(cam, app.log_performance_metrics_every, csv_dir)
+            self._perf = perf
             last_sent: tuple[int, float] | None = None
             self._fps_t0, self._fps_n = time.monotonic(), 0
             while not self.stop_event.is_set():
                 sf = source.read(timeout=0.5)
                 self._update_health(source, sf)
+                self._report_writes(pipeline)
                 if sf is None:
                     if source.ended:
-                        st[STATUS] = FINISHED
+                        finished = True
                         break
                     continue
                 frame = Frame(cam, sf.index, sf.timestamp, sf.image)
+                frame.replay = sf.index < resume_at
                 frame = pipeline.process(frame)
-                st[FRAMES] += 1
                 st[NEXT_INDEX] = float(sf.index + 1)
+                if frame.replay:
+                    continue
+                done_index = sf.index + 1
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                    last_checkpoint = time.monotonic()
+                    self._checkpoint(pipeline, store, done_index)
+                st[FRAMES] += 1
                 ts = sf.timestamp.timestamp()
                 st[LAST_TS] = ts
                 if perf is not None:
@@ -201,9 +263,37 @@ class CameraRunner(threading.Thread):
             self._send("error", cam, self.error)
         finally:
             if pipeline is not None:
+                if store is not None and done_index is not None and not finished:
+                    # Before the stages close: what they flush for people still in view
+                    # comes after the checkpoint, and a resumed run will log it itself.
+                    self._checkpoint(pipeline, store, done_index, wait=True)
                 pipeline.close()
+                if store is not None and finished:
+                    store.save(done_index or int(st[TOTAL]), pipeline.tracker.next_track_id,
+                               {}, finished=True)
+            if self._perf is not None:
+                self._perf.close()
+            if pipeline is not None:  # the final word: written in the end, or not
+                self._report_writes(pipeline, force=True)
+            if finished:
+                st[STATUS] = FINISHED
             if source is not None:
                 source.close()
+
+    @staticmethod
+    def _checkpoint(pipeline: CameraPipeline, store: ResumeStore, next_index: int,
+                    wait: bool = False) -> None:
+        next_id = pipeline.tracker.next_track_id
+
+        def save(sizes: dict[str, int]) -> None:
+            store.save(next_index, next_id, sizes)
+
+        if wait:
+            if not pipeline.checkpoint_now(save):
+                log.warning("camera %s: logs not written in time; the restart will redo "
+                            "frames since the last checkpoint", store.source.id)
+        else:
+            pipeline.checkpoint(save)
 
 
 class WorkerCameras:
@@ -292,6 +382,7 @@ def worker_main(
     events: Queue[Any] | None,
     stop: Any,
     log_level: str = "INFO",
+    parent_pid: int | None = None,
 ) -> None:
     """Entry point of a worker process.
 
@@ -301,6 +392,8 @@ def worker_main(
     is set or it receives SIGTERM/SIGINT; every camera then finishes its frame and flushes
     its loggers.
     """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # a killed supervisor takes its workers with it
     setup_logging(log_level)
     local_stop = threading.Event()
 
@@ -312,6 +405,7 @@ def worker_main(
     signal.signal(signal.SIGINT, on_signal)
 
     cams = WorkerCameras(config_path, slots, events)
+    hold_worker_lock(cams.config.data_path("processor"))
     for cid, slot in assignments.items():
         cams.start(cid, slot, reset=False)
     while not local_stop.is_set() and not stop.is_set():

@@ -7,6 +7,7 @@ thread (see :class:`libs.loggers.writer.BackgroundWriter`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -32,6 +33,13 @@ class SourceLogger(ABC):
     @abstractmethod
     def log(self, frame: Frame) -> None:
         """Record what the frame says; return at once."""
+
+    def checkpoint(self, done: Callable[[dict[str, int]], None]) -> bool:
+        """Call ``done(sizes)`` once everything logged so far is written, with the size of
+        each file this logger has written to (the resume point of a restart; see
+        :mod:`processor.resume`).  Loggers whose output a restart cannot double (previews)
+        return False and never call ``done``."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush everything; called once when the camera stops (also on SIGTERM)."""

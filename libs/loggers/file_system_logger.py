@@ -60,7 +60,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -140,6 +140,17 @@ def screenshots_root(config: LookoutConfig) -> Path:
             value = getattr(section, "screenshots_directory", DEFAULT_SCREENSHOTS_DIRECTORY)
             return config.data_path(str(value))
     return config.data_path(DEFAULT_SCREENSHOTS_DIRECTORY)
+
+
+def file_sizes(paths: Iterable[Path]) -> dict[str, int]:
+    """Size of each of ``paths`` that exists (a checkpoint's view of the logs)."""
+    out: dict[str, int] = {}
+    for p in paths:
+        try:
+            out[str(p)] = p.stat().st_size
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def format_timestamp(ts: datetime, tz: tzinfo) -> str:
@@ -319,6 +330,16 @@ class SourceFileSystemLogger(SourceLogger):
         self._header = csv_line(SOURCE_LOG_COLUMNS)
         self._events_header = csv_line(LINE_EVENT_COLUMNS)
         self._closed = False
+        self._touched: set[Path] = set()  # files written since the last checkpoint
+
+    def _append(self, path: Path, line: str, header: str) -> None:
+        self._touched.add(path)
+        self.writer.append_line(path, line, header=header)
+
+    def checkpoint(self, done: Callable[[dict[str, int]], None]) -> bool:
+        touched, self._touched = self._touched, set()
+        self.writer.submit(lambda: done(file_sizes(touched)))
+        return True
 
     def log_path(self, ts: datetime) -> Path:
         return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
@@ -335,34 +356,38 @@ class SourceFileSystemLogger(SourceLogger):
         if self._closed:  # a last frame racing a shutdown: nothing to do
             return
         ts = aware(frame.timestamp, self.tz)
-        if self._rows.due(ts):
-            self.writer.append_line(self.log_path(ts), self.row(frame, ts), header=self._header)
+        row_due = self._rows.due(ts)
+        shot_due = self._shots is not None and self._shots.due(ts)
+        if frame.replay:  # its records are on disk already; the gates above moved on
+            return
+        if row_due:
+            self._append(self.log_path(ts), self.row(frame, ts), self._header)
             # Analytics' periodic figures: metrics["samples"] = {log folder: {column: number}}
             for folder, values in frame.metrics.get("samples", {}).items():
-                self.writer.append_line(
+                self._append(
                     self.log_dir.parent / folder / f"{ts.astimezone(self.tz).date()}.csv",
                     csv_line([format_timestamp(ts, self.tz), *values.values()]),
-                    header=csv_line(["Timestamp", *values]),
+                    csv_line(["Timestamp", *values]),
                 )
         # Analytics' events: metrics["events"] = [{"kind": ..., "timestamp": ..., ...}]
         for event in frame.metrics.get("events", ()):
             ets = aware(event["timestamp"], self.tz)
             fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
-            self.writer.append_line(
+            self._append(
                 self.log_dir.parent / EVENTS_FOLDER / event["kind"]
                 / f"{ets.astimezone(self.tz).date()}.csv",
                 csv_line([format_timestamp(ets, self.tz), *fields.values()]),
-                header=csv_line(["Timestamp", *fields]),
+                csv_line(["Timestamp", *fields]),
             )
         for event in frame.metrics.get("line_events", ()):
             ets = aware(event["timestamp"], self.tz)
-            self.writer.append_line(
+            self._append(
                 self.events_path(ets),
                 csv_line([format_timestamp(ets, self.tz), event["frame"], event["line"],
                           event["track_id"], event["direction"]]),
-                header=self._events_header,
+                self._events_header,
             )
-        if self._shots is not None and self._shots.due(ts):
+        if shot_due:
             image = frame.image.copy()
             path = self.screenshot_path(ts)
             self.writer.submit(lambda: write_jpeg(path, image, SCREENSHOT_JPEG_QUALITY))

@@ -40,6 +40,17 @@ class Tracker(ABC):
 
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config
+        self._next_id = 1
+
+    @property
+    def next_track_id(self) -> int:
+        """The id the next new track gets.  A resumed camera sets it from its checkpoint,
+        so ids never repeat across restarts."""
+        return self._next_id
+
+    @next_track_id.setter
+    def next_track_id(self, value: int) -> None:
+        self._next_id = max(1, int(value))
 
     @abstractmethod
     def update(self, frame: Frame) -> Frame:
