@@ -198,3 +198,38 @@ def test_killed_processor_leaves_no_process_and_a_second_one_is_refused(
     wait_until(proc, data, lambda st: st["pid"] == proc.pid and next_index(st) > 0)
     proc.send_signal(signal.SIGTERM)
     finish(proc)
+
+
+@pytest.mark.slow
+def test_disable_then_enable_over_the_api_does_not_redo_a_finished_recording(
+        x86_config: Path) -> None:
+    from tests import test_api_server as server
+
+    port = server.free_port()
+    server.configure(x86_config, port)
+    data = x86_config.parent / "data"
+    proc = server.start(x86_config)
+    client = server.Client(f"http://127.0.0.1:{port}")
+    try:
+        server.wait_healthy(client, proc)
+        client.login("admin1")
+        deadline = time.monotonic() + 300
+        while client.json("GET", "/status")[CAMERA]["status"] != "finished":
+            assert time.monotonic() < deadline, "the clip did not finish"
+            time.sleep(0.5)
+        before = log_rows(data, "objects_log")
+        for action in ("disable", "enable"):
+            code, body = client.request("PUT", f"/cameras/{CAMERA}/{action}")
+            assert code == 200, body
+        deadline = time.monotonic() + 60
+        while True:
+            st = client.json("GET", "/status")[CAMERA]
+            if st["status"] == "finished":
+                break
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert st["frames"] == 0  # nothing processed again
+        time.sleep(1.0)
+        assert log_rows(data, "objects_log") == before
+    finally:
+        server.stop(proc)

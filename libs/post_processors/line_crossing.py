@@ -53,7 +53,7 @@ class LineCrossingConfig(PluginConfig):
     def cross_check(self, config: LookoutConfig) -> list[tuple[str | None, str | None, str]]:
         if not self.enabled:
             return []
-        if not any(s.counting_lines for s in config.enabled_sources()):
+        if not any(s.counting_lines for s in config.sources):  # disabled ones too
             return [(None, "Name", "line_crossing is enabled but no camera has CountingLines")]
         return []
 

@@ -286,7 +286,7 @@ class ZonesConfig(PluginConfig):
         if not self.enabled:
             return []
         problems: list[tuple[str | None, str | None, str]] = []
-        sources = config.enabled_sources()
+        sources = config.sources  # a disabled camera keeps its regions
         if not any(s.zones or s.entry_zones or s.counting_lines for s in sources):
             problems.append(
                 (None, "Name", "zones is enabled but no camera has Zones, EntryZones or "
