@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from libs.loggers.writer import BackgroundWriter
+from tests.conftest import REPO
+from tests.test_api_server import Client, configure, free_port, wait_healthy
+from tests.test_run_e2e import read_csv_strict
 
 MB = 1024 * 1024
 
@@ -157,3 +165,156 @@ def test_skippable_work_is_skipped_and_counted_while_full() -> None:
             assert writer.flush(5)
         assert (root / "a.csv").read_text() == "1\n2\n"
         assert not shot.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# A real `lookout run` (processor and API) whose data directory fills up
+# ---------------------------------------------------------------------------------------
+
+CAMERA = "pets-view1"
+FPS = 7  # the clip's FrameRate in the config
+ROW_INTERVAL_US = 500_000  # the raw log's TimeInterval (0.5 s)
+START = datetime(2009, 3, 1, 10, 0, tzinfo=UTC)
+RESUME_LIMIT_S = 10.0
+
+
+def expected_rows(last_frame: int) -> list[tuple[str, int]]:
+    """(Timestamp, Frame) of every raw-log row of frames 0..last_frame: the first frame of
+    each 0.5 s slot of video time, stamped as the source and the logger stamp it."""
+    rows: list[tuple[str, int]] = []
+    previous = None
+    for index in range(last_frame + 1):
+        ts = START + timedelta(seconds=index / FPS)
+        slot = ((ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)) \
+            // ROW_INTERVAL_US
+        if slot != previous:
+            rows.append((ts.isoformat(timespec="milliseconds"), index))
+            previous = slot
+    return rows
+
+
+def status_file(data: Path) -> dict | None:
+    try:
+        return json.loads((data / "processor" / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def health(client: Client) -> tuple[int, dict]:
+    code, body = client.request("GET", "/health")
+    return code, json.loads(body)
+
+
+@pytest.mark.slow
+def test_lookout_run_survives_a_full_data_directory_and_resumes(
+        x86_config: Path, tmp_path: Path) -> None:
+    data = x86_config.parent / "data"
+    data.mkdir()
+    with tmpfs("8m", None) as mnt:
+        subprocess.run(["mount", "--bind", str(mnt), str(data)], check=True)
+        try:
+            _run_and_fill(x86_config, data, tmp_path)
+        finally:
+            if subprocess.run(["umount", str(data)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
+    port = free_port()
+    # One detector thread: the clip lasts long enough on a many-core machine too.
+    x86_config.write_text(x86_config.read_text().replace("Threads = 0", "Threads = 1"))
+    configure(x86_config, port)
+    out_path = tmp_path / "lookout.out"  # beside the mount: its own writes never fail
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "processor.cli", "run", "--config", str(x86_config),
+             "--no-progress"], cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=out, stderr=subprocess.STDOUT, text=True)
+    client = Client(f"http://127.0.0.1:{port}")
+    log_file = data / f"processor/static/data/sources/{CAMERA}/objects_log/2009-03-01.csv"
+    filler = data / "filler"
+    try:
+        wait_healthy(client, proc)
+        client.login("admin1")
+
+        def camera() -> dict:
+            return client.json("GET", "/status")[CAMERA]  # type: ignore[index]
+
+        assert wait_until(lambda: camera()["frames"] >= 40 and log_file.exists(), 60, 0.1)
+        assert health(client) == (200, {"status": "ok"})
+
+        # -- the disk fills up while the clip is processed --------------------------------
+        filled = fill(filler)
+        assert filled > 1 * MB
+        assert wait_until(lambda: health(client)[0] == 503, 5, 0.1), health(client)
+        _, body = health(client)
+        assert body["status"] == "failing"
+        assert any("disk full: writing " in r and "[Errno 28] No space left on device" in r
+                   for r in body["reasons"]), body
+        assert len(json.dumps(body)) < 5000  # bounded
+        assert wait_until(lambda: "disk full" in (camera()["last_error"] or ""), 5, 0.1)
+        cam = camera()
+        assert cam["last_error"].startswith("disk full: writing "), cam
+        assert str(data) in cam["last_error"], cam
+        assert proc.poll() is None
+        # Still running: status answers, frames go on, status.json stays behind.
+        full_since = time.time()
+        frames_full = cam["frames"]
+        time.sleep(1.5)
+        assert proc.poll() is None
+        assert health(client)[0] == 503
+        assert camera()["frames"] > frames_full, "processing must go on while the disk is full"
+        st = status_file(data)
+        assert st is None or datetime.fromisoformat(st["updated"]).timestamp() < full_since
+        size_full = log_file.stat().st_size
+        frames_before_free = camera()["frames"]
+
+        # -- space comes back --------------------------------------------------------------
+        filler.unlink()
+        freed, freed_wall = time.monotonic(), time.time()
+        resumed: dict[str, float] = {}
+        while time.monotonic() - freed < RESUME_LIMIT_S + 5 and len(resumed) < 4:
+            now = time.monotonic() - freed
+            cam = camera()
+            st = status_file(data)
+            checks = {
+                "health ok": health(client) == (200, {"status": "ok"}),
+                "status.json": st is not None
+                and datetime.fromisoformat(st["updated"]).timestamp() > freed_wall,
+                "raw log": log_file.stat().st_size > size_full,
+                "frames": cam["frames"] > frames_before_free or cam["status"] == "finished",
+            }
+            for name, ok in checks.items():
+                if ok and name not in resumed:
+                    resumed[name] = round(now, 2)
+            time.sleep(0.1)
+        print("resumed after (s):", resumed)
+        assert set(resumed) == {"health ok", "status.json", "raw log", "frames"}, resumed
+        assert max(resumed.values()) <= RESUME_LIMIT_S, resumed
+
+        # -- the clip ends; nothing accepted was lost or torn ----------------------------
+        assert wait_until(lambda: camera()["status"] == "finished", 120, 0.5), camera()
+        st = status_file(data)
+        assert st is not None and st["health"] == {"status": "ok"}, st
+        assert st["cameras"][CAMERA]["write_error"] is None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            filler.unlink()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    output = out_path.read_text()
+    assert proc.returncode == 0, output[-5000:]
+    # Logged once per change of state, not once per round or per line.
+    assert output.count("cannot write the status") == 1, output[-5000:]
+    assert output.count("status written again") == 1
+    rows = read_csv_strict(log_file)
+    got = [(r["Timestamp"], int(r["Frame"])) for r in rows]
+    assert got == expected_rows(got[-1][1]), "raw log rows lost, repeated or out of order"
+    assert got[-1][1] >= 790  # to the end of the clip (795 frames)
+    for csv_path in data.rglob("*.csv"):
+        read_csv_strict(csv_path)  # every file whole: no torn line anywhere

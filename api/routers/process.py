@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, Context, Viewer
@@ -30,8 +31,21 @@ class CameraStatus(BaseModel):
                                 "decoded")
 
 
-@router.get("/health", tags=["Health"], summary="Liveness (public)")
-async def health() -> dict[str, str]:
+@router.get("/health", tags=["Health"], summary="Liveness and writes (public)",
+            response_model=None,
+            description="200 `{\"status\": \"ok\"}` while the processor runs and its writes "
+            "succeed; 503 `{\"status\": \"failing\", \"reasons\": [...]}` (at most 8 "
+            "reasons, e.g. `camera x: disk full: writing <path>: [Errno 28] No space left on "
+            "device`) while writes fail or the supervisor loop has stopped, so a service "
+            "manager can act on it; 200 again once writes succeed.",
+            responses={503: {"description": "writes fail or the processor loop stopped"}})
+async def health(ctx: Context) -> dict[str, Any] | JSONResponse:
+    sup = ctx.supervisor
+    if sup is None:  # the API alone (lookout api): nothing to write
+        return {"status": "ok"}
+    summary = sup.health()  # a summary the loop keeps up to date: no waiting on the loop
+    if summary.get("status") != "ok":
+        return JSONResponse(summary, status_code=503)
     return {"status": "ok"}
 
 

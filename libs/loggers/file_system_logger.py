@@ -51,7 +51,9 @@ does not freeze its last count into the area forever.  ``Threshold`` is the limi
 ``Violation`` is 1 when a limit is set and exceeded; ``Cameras`` is JSON ``{camera_id: count}``
 with the counts used (0 for stale or silent cameras).
 
-All writing happens on a :class:`~libs.loggers.writer.BackgroundWriter` thread.
+All writing happens on a :class:`~libs.loggers.writer.BackgroundWriter` thread.  While the
+disk is full rows are kept in order and written once space is back (never a torn row);
+screenshots are skipped and counted; ``write_health()`` says which state a logger is in.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ import csv
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -74,7 +77,7 @@ from libs.config.models import PluginConfig, form
 from libs.config.occupancy_rules import occupancy_limit, parse_occupancy_rules
 from libs.frame import Frame
 from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS, AreaLogger, SourceLogger
-from libs.loggers.writer import BackgroundWriter, atomic_write_bytes
+from libs.loggers.writer import BackgroundWriter, WriteHealth, atomic_write_bytes
 
 if TYPE_CHECKING:
     from libs.config.models import AreaConfig, LookoutConfig, SourceConfig
@@ -143,13 +146,19 @@ def screenshots_root(config: LookoutConfig) -> Path:
 
 
 def file_sizes(paths: Iterable[Path]) -> dict[str, int]:
-    """Size of each of ``paths`` that exists (a checkpoint's view of the logs)."""
+    """Size of each of ``paths`` that exists, forced to disk first (a checkpoint's view of
+    the logs, which must hold after a power cut too)."""
     out: dict[str, int] = {}
     for p in paths:
         try:
-            out[str(p)] = p.stat().st_size
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             continue
+        try:
+            os.fsync(fd)
+            out[str(p)] = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
     return out
 
 
@@ -390,7 +399,9 @@ class SourceFileSystemLogger(SourceLogger):
         if shot_due:
             image = frame.image.copy()
             path = self.screenshot_path(ts)
-            self.writer.submit(lambda: write_jpeg(path, image, SCREENSHOT_JPEG_QUALITY))
+            # Skippable: while the disk is full a screenshot is skipped and counted, not kept.
+            self.writer.submit(lambda: write_jpeg(path, image, SCREENSHOT_JPEG_QUALITY),
+                               skippable=True)
 
     def row(self, frame: Frame, ts: datetime) -> str:
         summary = frame_summary(frame)
@@ -408,12 +419,16 @@ class SourceFileSystemLogger(SourceLogger):
             ]
         )
 
+    def write_health(self) -> WriteHealth:
+        """Whether this logger's writes succeed now (see :meth:`BackgroundWriter.health`)."""
+        return self.writer.health()
+
     def close(self) -> None:
         self._closed = True
         if self._owns_writer:
             self.writer.close()
-        else:
-            self.writer.flush()
+        else:  # bounded: a full disk must not hold a shutdown forever
+            self.writer.flush(self.writer.close_grace)
 
 
 # ---------------------------------------------------------------------------------------
@@ -524,9 +539,13 @@ class AreaFileSystemLogger(AreaLogger):
             ]
         )
 
+    def write_health(self) -> WriteHealth:
+        """Whether this logger's writes succeed now (see :meth:`BackgroundWriter.health`)."""
+        return self.writer.health()
+
     def close(self) -> None:
         self._closed = True
         if self._owns_writer:
             self.writer.close()
-        else:
-            self.writer.flush()
+        else:  # bounded: a full disk must not hold a shutdown forever
+            self.writer.flush(self.writer.close_grace)

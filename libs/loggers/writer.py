@@ -204,9 +204,12 @@ def atomic_write_bytes(path: Path | str, data: bytes, fsync: bool = False) -> No
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno and exc.filename is None:
+            # os.write says no file name: name the file it was for (same errno, same class)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -3,6 +3,10 @@
 Runs every ``LiveInterval`` minutes (wall clock); each run is incremental and idempotent
 (see :mod:`libs.metrics.reports`), so it is also safe to call :meth:`MetricsTask.run` once
 more at shutdown.
+
+A run that could not write some reports (disk full) says so in :attr:`MetricsTask.last_error`;
+the supervisor then runs the task again soon instead of a whole interval later, and as the
+state of a run is written after its reports, the next run redoes what failed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class MetricsTask(PeriodicTask):
         else:
             self.settings = MetricsConfig.model_validate(config.model_dump(by_alias=True))
         self.last_results: list[EntityResult] = []
+        self.last_error: str | None = None  # what the last run could not do (None: all done)
 
     @property
     def live_interval(self) -> timedelta:
@@ -56,6 +61,10 @@ class MetricsTask(PeriodicTask):
     def run(self) -> None:
         self.last_results = recompute_all(self.app, self.live_interval)
         failed = [r for r in self.last_results if r.error]
+        self.last_error = None
+        if failed:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self.last_error = f"reports of {failed[0].entity_dir.name}: {failed[0].error}{more}"
         dates = sum(len(r.recomputed_dates) for r in self.last_results)
         log.info(
             "metrics: %d cameras/areas, %d days recomputed, %d failed",
