@@ -336,6 +336,14 @@ class LoginLimiter:
                 elif i == 0:  # the user's failures at this address; the address keeps its own
                     entry.failures.clear()
 
+    def release(self, ticket: LoginTicket) -> None:
+        """Give back a reservation whose password was never checked."""
+        with self._lock:
+            for key in ticket.keys:
+                entry = self._table.get(key)
+                if entry is not None:
+                    entry.in_flight = max(0, entry.in_flight - 1)
+
     def retry_after(self, username: str, address: str) -> float:
         """Seconds until a login for this user from this address may be tried (0 = now)."""
         now = time.monotonic()

@@ -36,6 +36,10 @@ class ApiContext:
     # Exports: one low-priority builder and a short queue, so they cannot starve the cameras.
     exports: WorkPool = field(
         default_factory=lambda: WorkPool("lookout-export", workers=1, queue=8))
+    # Password checks: scrypt takes 16 MB and tens of ms each; two at a time, a short queue.
+    logins: WorkPool = field(
+        default_factory=lambda: WorkPool("lookout-login", workers=2, queue=16, niceness=0,
+                                 retry_after=1))
     _cache: tuple[tuple[int, int, int], LookoutConfig] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import AuthError, LoginTicket, UserError
 from api.deps import Admin, Context, Viewer
+from api.limits import Busy
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
@@ -46,14 +47,19 @@ async def _login(ctx: Context, request: Request, response: Response, username: s
     if not isinstance(ticket, LoginTicket):
         raise HTTPException(429, "too many failed logins; try again later",
                             headers={"Retry-After": str(int(ticket) + 1)})
-    ok = False
     try:
-        user = await ctx.in_thread(ctx.users.authenticate, username, password)
-        ok = True
+        user = await ctx.logins.run(ctx.users.authenticate, username, password)
+    except Busy as exc:  # not checked: neither a failure nor a success
+        ctx.limiter.release(ticket)
+        raise HTTPException(503, "too many logins at once; try again shortly",
+                            headers={"Retry-After": str(exc.retry_after)}) from exc
     except AuthError as exc:
+        ctx.limiter.done(ticket, ok=False)
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-    finally:
-        ctx.limiter.done(ticket, ok)
+    except BaseException:  # the client left mid-check: count it as a failure
+        ctx.limiter.done(ticket, ok=False)
+        raise
+    ctx.limiter.done(ticket, ok=True)
     token, expires = ctx.tokens.issue(user)
     response.headers["Cache-Control"] = "no-store"
     return Token(access_token=token, expires_in=expires)
