@@ -255,3 +255,56 @@ def test_unauthenticated_abuse_keeps_memory_bounded_and_clients_served(
     assert len(heads) == 200 and all(t is not None and t < HEAD_TIMEOUT + 3 for t in heads)
     assert all(c == 408 and t < BODY_TIMEOUT + 2 for c, t in bodies), bodies
     assert keep_alive[0] is not None and keep_alive[0] < KEEP_ALIVE_TIMEOUT + 2
+
+
+def test_docs_are_served_from_local_files(x86_config: Path) -> None:
+    with live_api(x86_config) as api:
+        status, _, body = api.request("GET", "/docs")
+        assert status == 200
+        html = body.decode()
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), html
+        assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+        assert {a.rsplit("/", 1)[-1] for a in assets} >= {"swagger-ui-bundle.js",
+                                                           "swagger-ui.css"}
+        for asset in assets:
+            code, _, data = api.request("GET", asset)
+            assert code == 200 and len(data) > 100, asset
+        assert api.request("GET", "/docs/oauth2-redirect")[0] == 200
+        assert api.request("GET", "/redoc")[0] == 404  # it would need a CDN script
+
+
+def test_work_pool_runs_few_jobs_at_low_priority_and_refuses_past_its_queue() -> None:
+    import asyncio
+    import os
+
+    from api.limits import Busy, WorkPool
+
+    pool = WorkPool("test-pool", workers=1, queue=2, retry_after=7)
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def job() -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.2)
+        with lock:
+            running -= 1
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(pool.run(job) for _ in range(10)),
+                                    return_exceptions=True)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        pool.close()
+    done = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, Busy)]
+    assert len(done) == 3 and len(refused) == 7 and most == 1
+    assert all(r.retry_after == 7 for r in refused)
+    assert all(nice == 19 for nice in done)
+    assert pool.admitted == 0
