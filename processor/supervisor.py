@@ -436,7 +436,8 @@ class Supervisor:
         frames flow; ``skipped_frames`` counts frames of the source that could not be decoded.
         """
         out = {}
-        troubled = ("connecting", "reconnecting", "stalled", "degraded")
+        troubled = {"connecting": "opening the source", "reconnecting": "source lost",
+                    "stalled": "no new frame", "degraded": "undecodable frames skipped"}
         for src in self.config.sources:
             cid = src.id
             slot = self.camera_slot.get(cid)
@@ -455,8 +456,8 @@ class Supervisor:
             elif not src.enabled:
                 status = "disabled"
             reason = None
-            if status in troubled:
-                reason = self.reasons.get(cid) or self.last_errors.get(cid)
+            if status in troubled:  # the worker's words, once its event is read
+                reason = self.reasons.get(cid) or troubled[status]
             elif status == "failed":
                 reason = self.last_errors.get(cid)
             out[cid] = {

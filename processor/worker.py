@@ -152,8 +152,7 @@ class CameraRunner(threading.Thread):
             else (STATUS_CODES[problem[0]], problem[1])
         if status != RUNNING:
             st[FPS] = 0.0 if status != DEGRADED else st[FPS]
-        st[STATUS] = status
-        if reason != self._reason:
+        if reason != self._reason:  # the reason first: the status must not come without it
             cam = self.source_cfg.id
             if reason is not None:
                 log.warning("camera %s: %s (%s)", cam, STATUS_NAMES[status], reason)
@@ -161,6 +160,7 @@ class CameraRunner(threading.Thread):
                 log.info("camera %s: running again", cam)
             self._reason = reason
             self._send("reason", cam, reason)
+        st[STATUS] = status
 
     def _report_writes(self, pipeline: CameraPipeline, force: bool = False) -> None:
         """Tell the supervisor when the camera's writes (its loggers', its performance log's)

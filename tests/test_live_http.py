@@ -34,14 +34,15 @@ def load_jpegs() -> list[bytes]:
 class Camera:
     """An MJPEG-over-HTTP camera that can be switched off and on at the same port."""
 
-    def __init__(self, port: int, jpegs: list[bytes]) -> None:
+    def __init__(self, port: int, jpegs: list[bytes], interval: float = 0.04) -> None:
         self.port = port
         self.jpegs = jpegs
+        self.interval = interval
         self.server: http.server.ThreadingHTTPServer | None = None
         self.alive = threading.Event()
 
     def start(self) -> None:
-        jpegs, alive = self.jpegs, self.alive
+        jpegs, alive, interval = self.jpegs, self.alive, self.interval
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -60,7 +61,7 @@ class Camera:
                             f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n"
                         )
                         i += 1
-                        time.sleep(0.04)
+                        time.sleep(interval)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
