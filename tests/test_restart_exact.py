@@ -174,6 +174,9 @@ def test_three_interrupted_runs_leave_exactly_one_runs_records(
     crossings = log_rows(data, "line_crossings")
     assert len(crossings) == len(ref_crossings)
     assert daily_crossings(restarted) == daily_crossings(reference) == len(ref_crossings)
+    print(f"after a clean stop, a killed worker, a killed processor and a run to the end: "
+          f"{len(rows)} raw log rows (one run: {len(ref_rows)}), {len(crossings)} crossings "
+          f"(one run: {len(ref_crossings)})")
 
 
 @pytest.mark.slow
@@ -193,6 +196,8 @@ def test_killed_processor_leaves_no_process_and_a_second_one_is_refused(
     while any(alive(k) for k in kids) and time.monotonic() - t0 < 2.0:
         time.sleep(0.02)
     assert not [k for k in kids if alive(k)], "processes outlived the killed processor"
+    print(f"SIGKILL of the processor: its {len(kids)} child processes gone after "
+          f"{time.monotonic() - t0:.2f} s")
     # The data directory is free again at once.
     proc = start(shipped_config)
     wait_until(proc, data, lambda st: st["pid"] == proc.pid and next_index(st) > 0)
