@@ -260,10 +260,10 @@ def test_section_get_put_round_trip(api: Api, path: str, section: str) -> None:
     assert api.get(f"/{path}").json()["values"] == values
 
 
-def test_detector_put_replaces_keys_and_keeps_comments(api: Api) -> None:
+def test_detector_put_sets_and_removes_keys_and_keeps_comments(api: Api) -> None:
     values = api.get("/detector").json()["values"]
     values["MinScore"] = 0.5
-    del values["DeviceId"]
+    values["DeviceId"] = None  # null removes a key (its default applies)
     r = api.put("/detector", values)
     assert r.status_code == 200, r.text
     assert r.json()["values"]["MinScore"] == "0.5"
@@ -333,8 +333,9 @@ def test_part_put_by_name(api: Api) -> None:
                 {"DefaultDistMethod": "CalibratedDistance", "DistThreshold": 150})
     assert r.status_code == 200, r.text
     assert r.json()["section"] == "SourcePostProcessor_1"
+    # keys not sent keep their value (Enabled was not sent)
     assert api.sections()["SourcePostProcessor_1"] == {
-        "Name": "social_distance", "DefaultDistMethod": "CalibratedDistance",
+        "Name": "social_distance", "Enabled": "True", "DefaultDistMethod": "CalibratedDistance",
         "DistThreshold": "150"}
     assert "# Centimetres\nDistThreshold = 150" in api.text()
 

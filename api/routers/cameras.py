@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,15 +25,17 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.context import ApiContext
-from api.deps import Admin, Context, Viewer
+from api.deps import Admin, Context, Principal, Viewer
 from api.routers.entities import (
     ID_REGEX,
     PROBE_LIMIT,
     STREAM_LIMIT,
     CameraId,
+    Slots,
     Snapshot,
     current_config,
     edit,
+    mask,
     problem,
     slots,
     slug,
@@ -44,11 +45,10 @@ from api.routers.entities import (
 )
 from libs.calibration import CalibrationError, FloorCalibration
 from libs.config import ConfigChange
-from libs.config.loader import is_device, is_stream_url
 from libs.config.models import LookoutConfig, SourceConfig, ini_value
+from libs.config.video_source import MAX_VIDEO_PATH, VideoPathError, check_video_path
 from libs.loggers.video_logger import NAME as VIDEO_LOGGER
 from libs.loggers.video_logger import preview_path
-from processor.sources import VIDEO_SUFFIXES, SourceError, list_recordings
 
 router = APIRouter(prefix="/cameras", tags=["Cameras"])
 
@@ -56,8 +56,6 @@ T = TypeVar("T")
 
 GRAB_TIMEOUT_S = 10.0  # the API answers within this even when OpenCV hangs
 OPEN_TIMEOUT_MS = 8000  # asked of OpenCV (FFmpeg backend) for opening and reading
-STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"}
-DEVICE = re.compile(r"^(\d{1,3}|/dev/video\d{1,3})$")
 STREAM_KEEPALIVE_S = 10.0
 STREAM_CONFIG_CHECK_S = 2.0
 BOUNDARY = "lookoutframe"
@@ -146,9 +144,9 @@ class StreamCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     video_path: str = Field(
-        min_length=1, max_length=2048,
-        description="A URL (rtsp, http...), a device (0, /dev/video0), or a video file or "
-        "folder inside AssetsDirectory or DataDirectory.",
+        min_length=1, max_length=MAX_VIDEO_PATH,
+        description="An rtsp://, rtsps://, http:// or https:// URL, a device (0, "
+        "/dev/video0), or a video file or folder inside AssetsDirectory or DataDirectory.",
     )
 
 
@@ -179,11 +177,14 @@ def find_camera(config: LookoutConfig, camera_id: str) -> SourceConfig:
         raise HTTPException(404, f"no camera with Id {camera_id}") from None
 
 
-def camera_out(src: SourceConfig, status: Any = None) -> dict[str, Any]:
+def camera_out(src: SourceConfig, status: Any = None, admin: bool = True) -> dict[str, Any]:
+    """A camera as the API shows it; for viewers the credentials in its VideoPath (and in its
+    status' error text) are masked."""
     out: dict[str, Any] = {"id": src.id, "section": src.section}
     out.update(src.model_dump(mode="json"))
     out["status"] = status
-    return out
+    result: dict[str, Any] = mask(out, admin)
+    return result
 
 
 async def _statuses(ctx: ApiContext) -> dict[str, Any]:
@@ -219,19 +220,16 @@ class Probe:
     image: np.ndarray | None = None
 
 
-def _capture_target(config: LookoutConfig, video_path: str) -> str | int:
-    """What OpenCV opens for a VideoPath, resolved like the processor does."""
-    if is_stream_url(video_path):
-        return video_path
-    if is_device(video_path):
-        return int(video_path) if video_path.isdigit() else video_path
-    path = config.asset_path(video_path)
-    if path.is_dir():
-        try:
-            path = list_recordings(path)[0]
-        except SourceError as exc:
-            raise problem(None, "VideoPath", str(exc)) from exc
-    return str(path)
+def checked_target(config: LookoutConfig, video_path: str, key: str = "VideoPath",
+                   section: str | None = None) -> str | int:
+    """What OpenCV opens for a VideoPath, after the one VideoPath check
+    (:func:`libs.config.video_source.check_video_path`, as at start-up); 422 naming ``key``
+    when refused."""
+    try:
+        found = check_video_path(video_path, config.assets_dir, config.data_dir, True)
+    except VideoPathError as exc:
+        raise problem(section, key, exc.message, exc.expected) from exc
+    return found.target
 
 
 def grab(target: str | int) -> Probe:
@@ -252,14 +250,15 @@ def grab(target: str | int) -> Probe:
         cap.release()
 
 
-async def run_probe(request: Request, work: Callable[[], T]) -> T:
-    """Run ``work`` (opening a camera) in a thread of its own, at most PROBE_LIMIT at once,
-    and wait at most GRAB_TIMEOUT_S.  A thread that outlives the wait still holds its slot
-    until OpenCV gives up, so hung sources cannot pile up threads."""
+async def run_probe(request: Request, user: Principal, work: Callable[[], T]) -> T:
+    """Run ``work`` (opening a camera) in a thread of its own, at most PROBE_LIMIT at once
+    and half of them for one user (429 over that), and wait at most GRAB_TIMEOUT_S.  A thread
+    that outlives the wait still holds its slot until OpenCV gives up, so hung sources cannot
+    pile up threads."""
     probes = slots(request.app.state, "camera_probes", PROBE_LIMIT)
-    if not probes.take():
-        raise HTTPException(503, "too many camera probes are running; try again shortly",
-                            headers={"Retry-After": "5"})
+    outcome = probes.try_take(user.username)
+    if outcome != "ok":
+        raise probes.refusal(outcome, "camera probes", retry_after=5)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -279,7 +278,7 @@ async def run_probe(request: Request, work: Callable[[], T]) -> T:
         except BaseException as exc:
             error = exc
         finally:
-            probes.give()
+            probes.give(user.username)
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             loop.call_soon_threadsafe(settle, value, error)
 
@@ -295,22 +294,25 @@ def _jpeg(image: np.ndarray) -> bytes:
     return data
 
 
-async def _frame_jpeg(ctx: ApiContext, request: Request, camera_id: str,
+async def _frame_jpeg(ctx: ApiContext, request: Request, user: Principal, camera_id: str,
                       check_live: bool) -> Response:
     config = await current_config(ctx)
     src = find_camera(config, camera_id)
     if check_live and not src.live_feed_enabled:
         raise HTTPException(403, f"the live feed of camera {camera_id} is disabled "
                             "(LiveFeedEnabled = False)")
+    # Checked again here, as at start-up: a source the rules refuse is never opened.
+    target = await ctx.in_thread(checked_target, config, src.video_path, "VideoPath",
+                                 src.section)
 
     def work() -> bytes | str:
-        probe = grab(_capture_target(config, src.video_path))
+        probe = grab(target)
         if not probe.ok or probe.image is None:
             return probe.error or "no frame"
         return _jpeg(probe.image)
 
     try:
-        result = await run_probe(request, work)
+        result = await run_probe(request, user, work)
     except TimeoutError:
         raise HTTPException(504, f"camera {camera_id} gave no frame within "
                             f"{GRAB_TIMEOUT_S:g} s") from None
@@ -379,49 +381,17 @@ def _part(data: bytes) -> bytes:
     return head + data + b"\r\n"
 
 
-def _check_video_path(config: LookoutConfig, video_path: str) -> str | int:
-    """A VideoPath from a request, checked before anything opens it: URLs of stream schemes,
-    video devices, or video files and folders inside AssetsDirectory or DataDirectory."""
-    if re.search(r"[\x00-\x1f\x7f]", video_path):
-        raise problem(None, "video_path", "contains a control character")
-    if is_stream_url(video_path):
-        scheme = video_path.split(":", 1)[0].lower()
-        if scheme not in STREAM_SCHEMES:
-            raise problem(None, "video_path", f"URL scheme {scheme!r} is not allowed",
-                          ", ".join(sorted(STREAM_SCHEMES)))
-        return video_path
-    if is_device(video_path) or video_path.startswith("/dev/"):
-        if not DEVICE.match(video_path):
-            raise problem(None, "video_path", "not a video device", "0 or /dev/video0")
-        return int(video_path) if video_path.isdigit() else video_path
-    path = config.asset_path(video_path)
-    roots = (config.assets_dir, config.data_dir)
-    if not any(path.is_relative_to(root) for root in roots):
-        raise problem(None, "video_path", "local files must be inside AssetsDirectory or "
-                      "DataDirectory")
-    if path.is_dir():
-        try:
-            return str(list_recordings(path)[0])
-        except SourceError as exc:
-            raise problem(None, "video_path", str(exc)) from exc
-    if not path.is_file():
-        raise problem(None, "video_path", "no such video file or folder")
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise problem(None, "video_path", f"{path.suffix or 'no suffix'} is not a video file",
-                      ", ".join(sorted(VIDEO_SUFFIXES)))
-    return str(path)
-
-
 # ---------------------------------------------------------------------------------------
 # Collection
 # ---------------------------------------------------------------------------------------
 
 
 @router.get("", summary="Every camera, with its processing status when the processor runs")
-async def list_cameras(ctx: Context, _user: Viewer) -> list[dict[str, Any]]:
+async def list_cameras(ctx: Context, user: Viewer) -> list[dict[str, Any]]:
     config = await current_config(ctx)
     statuses = await _statuses(ctx)
-    return [camera_out(src, statuses.get(src.id)) for src in config.sources]
+    admin = user.role == "admin"
+    return [camera_out(src, statuses.get(src.id), admin) for src in config.sources]
 
 
 @router.post(
@@ -454,12 +424,12 @@ async def create_camera(ctx: Context, _admin: Admin,
              summary="Try to open a video source and read one frame",
              description="Runs in a thread with a time limit: a dead URL answers "
              f"ok=false within {GRAB_TIMEOUT_S:g} s.")
-async def check_stream(ctx: Context, _admin: Admin, request: Request,
+async def check_stream(ctx: Context, admin: Admin, request: Request,
                        body: StreamCheckIn) -> StreamCheckOut:
     config = await current_config(ctx)
-    target = await ctx.in_thread(_check_video_path, config, body.video_path)
+    target = await ctx.in_thread(checked_target, config, body.video_path, "video_path")
     try:
-        probe = await run_probe(request, lambda: grab(target))
+        probe = await run_probe(request, admin, lambda: grab(target))
     except TimeoutError:
         return StreamCheckOut(ok=False, error=f"no frame within {GRAB_TIMEOUT_S:g} s")
     return StreamCheckOut(ok=probe.ok, width=probe.width, height=probe.height, fps=probe.fps,
@@ -472,9 +442,9 @@ async def check_stream(ctx: Context, _admin: Admin, request: Request,
 
 
 @router.get("/{camera_id}", summary="One camera")
-async def get_camera(ctx: Context, _user: Viewer, camera_id: CameraId) -> dict[str, Any]:
+async def get_camera(ctx: Context, user: Viewer, camera_id: CameraId) -> dict[str, Any]:
     src = find_camera(await current_config(ctx), camera_id)
-    return camera_out(src, (await _statuses(ctx)).get(camera_id))
+    return camera_out(src, (await _statuses(ctx)).get(camera_id), user.role == "admin")
 
 
 @router.put("/{camera_id}", summary="Change a camera",
@@ -529,17 +499,17 @@ async def put_live_feed(ctx: Context, _admin: Admin, camera_id: CameraId,
 
 @router.get("/{camera_id}/image", summary="A frame from the camera now (JPEG)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-async def camera_image(ctx: Context, _user: Viewer, request: Request,
+async def camera_image(ctx: Context, user: Viewer, request: Request,
                        camera_id: CameraId) -> Response:
-    return await _frame_jpeg(ctx, request, camera_id, check_live=True)
+    return await _frame_jpeg(ctx, request, user, camera_id, check_live=True)
 
 
 @router.get("/{camera_id}/calibration_image",
             summary="A raw frame to click calibration points on (JPEG)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-async def calibration_image(ctx: Context, _admin: Admin, request: Request,
+async def calibration_image(ctx: Context, admin: Admin, request: Request,
                             camera_id: CameraId) -> Response:
-    return await _frame_jpeg(ctx, request, camera_id, check_live=False)
+    return await _frame_jpeg(ctx, request, admin, camera_id, check_live=False)
 
 
 @router.get("/{camera_id}/snapshot", summary="The latest annotated preview (JPEG)",
@@ -562,7 +532,7 @@ async def snapshot(ctx: Context, _user: Viewer, camera_id: CameraId) -> Response
     response_class=StreamingResponse,
     responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}},
 )
-async def stream(ctx: Context, _user: Viewer, request: Request, camera_id: CameraId,
+async def stream(ctx: Context, user: Viewer, request: Request, camera_id: CameraId,
                  max_fps: Annotated[float, Query(gt=0, le=30)] = 10.0) -> StreamingResponse:
     config = await current_config(ctx)
     src = find_camera(config, camera_id)
@@ -570,16 +540,19 @@ async def stream(ctx: Context, _user: Viewer, request: Request, camera_id: Camer
         raise HTTPException(403, f"the live feed of camera {camera_id} is disabled")
     path = _preview_file(config, camera_id)
     streams = slots(request.app.state, "live_streams", STREAM_LIMIT)
-    if streams.used >= streams.limit:
-        raise HTTPException(503, "too many live streams are open", headers={"Retry-After": "10"})
+    # The slot is taken here, before the answer starts, so one user cannot open more than
+    # their share (429) and the whole limit is never overrun (503); the response gives it
+    # back however it ends (stream over, client gone, cancelled before the first part).
+    outcome = streams.try_take(user.username)
+    if outcome != "ok":
+        raise streams.refusal(outcome, "live streams", retry_after=10)
+    held = _Held(streams, user.username)
 
     async def still_allowed() -> bool:
         cfg = await current_config(ctx)
         return any(s.id == camera_id and s.live_feed_enabled for s in cfg.sources)
 
     async def frames() -> AsyncIterator[bytes]:
-        if not streams.take():
-            return
         try:
             last_key: tuple[int, int] | None = None
             last_sent = last_check = time.monotonic()
@@ -597,12 +570,43 @@ async def stream(ctx: Context, _user: Viewer, request: Request, camera_id: Camer
                         yield _part(data)
                 await asyncio.sleep(1.0 / max_fps)
         finally:
-            streams.give()
+            held.release()
 
-    return StreamingResponse(
-        frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+    return _SlotStreamingResponse(
+        held, frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+class _Held:
+    """One taken slot, given back exactly once."""
+
+    def __init__(self, pool: Slots, user: str) -> None:
+        self.pool, self.user = pool, user
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self.pool.give(self.user)
+
+
+class _SlotStreamingResponse(StreamingResponse):
+    """A stream that gives its slot back however the response ends (finished, client gone,
+    cancelled before the first byte)."""
+
+    def __init__(self, held: _Held, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held = held
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._held.release()
 
 
 # -- calibration, ROI, lines -----------------------------------------------------------------

@@ -4,14 +4,17 @@
   typed view) or as INI text; PUT replaces it (JSON sections or ``text/plain`` INI), keeping
   the comments of what survives.
 * ``/app``, ``/api``, ``/core``, ``/detector``, ``/classifier``, ``/tracker``: one fixed
-  section each; PUT replaces the section's keys.
+  section each; PUT sets the keys it sends and keeps every other key (null removes a key, so
+  its default applies).
 * ``/source_post_processors``, ``/source_loggers``, ``/area_loggers``, ``/periodic_tasks``:
   numbered sections addressed by their ``Name`` (unique per kind), never by position.
 * ``/ml_model/{camera_id}``: the detector settings one camera uses (per-camera overrides of
   ``[Detector]`` kept in the camera's section).
 
-Viewers read (credentials masked); admins write.  Every write is validated with the start-up
-models and saved atomically; only the cameras the change affects are restarted.
+Viewers read (credentials masked: credential keys, and the passwords in URLs such as camera
+sources); admins read everything and write.  A masked value sent back unchanged keeps the
+secret it stands for.  Every write is validated with the start-up models and saved
+atomically; only the cameras the change affects are restarted.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -31,6 +35,7 @@ from api.routers.entities import (
     PartName,
     Snapshot,
     current_config,
+    current_text,
     edit,
     mask,
     problem,
@@ -39,12 +44,15 @@ from api.routers.entities import (
     validation_problems,
 )
 from libs.config import ConfigChange, ConfigError
+from libs.config.io import MAX_CONFIG_BYTES, read_settled
 from libs.config.loader import NUMBERED
 from libs.config.models import DetectorConfig, LookoutConfig, PluginConfig, SourceConfig
+from libs.config.secrets import unmask_values
+from libs.config.writer import apply_changes
 
 router = APIRouter()
 
-MAX_CONFIG_BYTES = 1 << 20
+MAX_JSON_BYTES = 2 * MAX_CONFIG_BYTES  # the same file as JSON (quotes and escapes)
 IniScalar = str | bool | int | float | None
 IniJson = IniScalar | list[str | int | float | list[float]]
 SectionValues = dict[str, IniJson]
@@ -148,11 +156,11 @@ async def get_config(ctx: Context, user: Viewer,
     if format == "ini":
         if not admin:
             raise HTTPException(403, "the INI text holds credentials; this needs the admin role")
-        text = await ctx.in_thread(ctx.config_path.read_text, "utf-8")
+        text = await current_text(ctx)
         return Response(text, media_type="text/plain; charset=utf-8",
                         headers={"Cache-Control": "no-store"})
     config = await current_config(ctx)
-    text = await ctx.in_thread(ctx.config_path.read_text, "utf-8")
+    text = await current_text(ctx)
     sections = read_sections(text, str(ctx.config_path))
     return ConfigOut(sections=mask(sections, admin), parsed=mask(_parsed_view(config), admin))
 
@@ -194,13 +202,16 @@ def _sections_body(body: Any) -> dict[str, dict[str, str]]:
     }}},
 )
 async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWritten:
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > MAX_CONFIG_BYTES:
-        raise HTTPException(413, f"a configuration is at most {MAX_CONFIG_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise HTTPException(413, f"a configuration is at most {MAX_CONFIG_BYTES} bytes")
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    limit = MAX_CONFIG_BYTES if kind == "text/plain" else MAX_JSON_BYTES
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > limit:
+        raise HTTPException(413, f"a configuration is at most {MAX_CONFIG_BYTES} bytes of INI "
+                            f"text ({limit} bytes as this body)")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise HTTPException(413, f"a configuration is at most {MAX_CONFIG_BYTES} bytes of INI "
+                            f"text ({limit} bytes as this body)")
     if kind == "text/plain":
         try:
             text = raw.decode("utf-8")
@@ -210,6 +221,7 @@ async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWri
         if bad:
             line = text.count("\n", 0, bad.start()) + 1
             raise problem(None, None, f"line {line} contains a control character")
+        text = await ctx.in_thread(_keep_masked_secrets, ctx.config_path, text)
         reload = await ctx.replace(text)
         return ConfigWritten(sections=await _file_sections(ctx), reload=reload)
     if kind not in ("application/json", ""):
@@ -222,7 +234,8 @@ async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWri
 
     def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
         changes = [ConfigChange(s, remove=True) for s in snap.sections if s not in wanted]
-        changes += [ConfigChange(s, v, replace=True) for s, v in wanted.items()]
+        changes += [ConfigChange(s, unmask_values(v, snap.sections.get(s)), replace=True)
+                    for s, v in wanted.items()]
         return changes, None
 
     _, reload = await edit(ctx, build)
@@ -230,8 +243,27 @@ async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWri
 
 
 async def _file_sections(ctx: ApiContext) -> list[str]:
-    text = await ctx.in_thread(ctx.config_path.read_text, "utf-8")
-    return list(read_sections(text, str(ctx.config_path)))
+    return list(read_sections(await current_text(ctx), str(ctx.config_path)))
+
+
+def _keep_masked_secrets(path: Path, text: str) -> str:
+    """``text`` with every value that is the current value masked (as a viewer sees it) put
+    back to the current value, comments kept; an INI text that is not valid is returned as
+    it is (the replace reports why)."""
+    if "*" not in text:
+        return text
+    try:
+        current = read_sections(read_settled(path)[0], str(path))
+        sent = read_sections(text, "request")
+    except ConfigError:
+        return text
+    changes = []
+    for section, values in sent.items():
+        kept = unmask_values(values, current.get(section))
+        restored = {k: v for k, v in kept.items() if v != values[k]}
+        if restored:
+            changes.append(ConfigChange(section, restored))
+    return apply_changes(text, changes) if changes else text
 
 
 @router.get("/config/info", tags=["Config"], response_model=ConfigInfo,
@@ -277,11 +309,12 @@ def _add_fixed_routes(path: str, section: str, attr: str, tag: str) -> None:
         return _fixed_out(await current_config(ctx), section, attr, _is_admin(user))
 
     async def put_section(ctx: Context, _admin: Admin, body: SectionValues) -> SectionWritten:
-        values = {str(k): to_ini_text(v, key=str(k)) for k, v in body.items()}
+        values, unset = _section_values(body)
 
         def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
             name = snap.section_named(section) or section
-            return [ConfigChange(name, values, replace=True)], None
+            kept = unmask_values(values, snap.sections.get(name))
+            return [ConfigChange(name, kept, unset=unset)], None
 
         _, reload = await edit(ctx, build)
         out = _fixed_out(await current_config(ctx), section, attr, True)
@@ -294,9 +327,10 @@ def _add_fixed_routes(path: str, section: str, attr: str, tag: str) -> None:
     )
     router.add_api_route(
         f"/{path}", put_section, methods=["PUT"], tags=[tag], response_model=SectionWritten,
-        summary=f"Replace the keys of [{section}]", name=f"put_{path}",
-        description="Body: `{key: value}`. Keys left out are removed (their defaults apply). "
-        "422 names the key of any invalid value; nothing is written then.",
+        summary=f"Change keys of [{section}]", name=f"put_{path}",
+        description="Body: `{key: value}`. Keys sent are set; keys left out keep their value; "
+        "a key sent as null is removed (its default applies). Unknown keys and invalid values "
+        "are refused with 422 naming the key; nothing is written then.",
     )
 
 
@@ -335,8 +369,16 @@ def _next_section(snap: Snapshot, prefix: str) -> str:
     return f"{prefix}_{n}"
 
 
+def _section_values(body: SectionValues) -> tuple[dict[str, str], frozenset[str]]:
+    """A section PUT's body: the INI strings of the keys to set, and the keys sent as null
+    (to remove, so their defaults apply)."""
+    unset = frozenset(str(k) for k, v in body.items() if v is None)
+    values = {str(k): to_ini_text(v, key=str(k)) for k, v in body.items() if v is not None}
+    return values, unset
+
+
 def _part_values(body: SectionValues, name: str, prefix: str) -> dict[str, str]:
-    values = {str(k): to_ini_text(v, key=str(k)) for k, v in body.items()}
+    values = {str(k): to_ini_text(v, key=str(k)) for k, v in body.items() if v is not None}
     given = values.pop("Name", name)
     if given != name:
         raise problem(f"{prefix}_N", "Name", f"Name {given!r} does not match {name!r} in the "
@@ -360,10 +402,12 @@ def _add_part_routes(attr: str, prefix: str, tag: str) -> None:
     async def put_part(ctx: Context, _admin: Admin, name: PartName,
                        body: SectionValues) -> PartWritten:
         values = _part_values(body, name, prefix)
+        unset = frozenset(str(k) for k, v in body.items() if v is None) - {"Name"}
 
         def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
             part = _find_part(snap.config, attr, prefix, name)
-            return [ConfigChange(part.section, values, replace=True)], None
+            kept = unmask_values(values, snap.sections.get(part.section))
+            return [ConfigChange(part.section, kept, unset=unset)], None
 
         _, reload = await edit(ctx, build)
         return await written(ctx, name, reload)
@@ -403,7 +447,9 @@ def _add_part_routes(attr: str, prefix: str, tag: str) -> None:
                          name=f"get_{attr}", summary=f"The [{prefix}_N] section with this Name")
     router.add_api_route(one, put_part, methods=["PUT"], tags=[tag], response_model=PartWritten,
                          name=f"put_{attr}",
-                         summary=f"Replace the keys of the [{prefix}_N] section with this Name")
+                         summary=f"Change keys of the [{prefix}_N] section with this Name",
+                         description="Keys sent are set; keys left out keep their value; a "
+                         "key sent as null is removed (its default applies).")
     router.add_api_route(one, delete_part, methods=["DELETE"], tags=[tag], name=f"delete_{attr}",
                          summary=f"Remove the [{prefix}_N] section with this Name")
 

@@ -23,16 +23,19 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
+from fastapi import HTTPException
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ValidationError
 
 from libs.config import ConfigChange, ConfigError
 from libs.config.errors import ConfigProblem
+from libs.config.io import ConfigBusy, read_settled
 from libs.config.loader import parse_config_text
 from libs.config.models import ID_PATTERN, LookoutConfig, ini_value
-from libs.config.writer import apply_changes, atomic_write, locked
+from libs.config.secrets import is_secret_key, mask_secrets, unmask_values
+from libs.config.writer import WRITE_ATTEMPTS, FileChanged, apply_changes, atomic_write, locked
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -59,10 +62,6 @@ PartName = Annotated[
 # Values that would break a line in some reader (the writer refuses C0 controls and DEL
 # already; C1 controls and the Unicode line separators are refused here as well).
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# Keys whose values are credentials: masked for viewers.
-_SECRET_KEY = re.compile(r"(?i)(token|key|secret|password|passwd|credentials?)$")
-_NOT_SECRET = {"UseAuthToken"}
-MASK = "********"
 NO_RELOAD: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
 
 
@@ -129,33 +128,64 @@ def edit_file(path: Path, build: Build[T]) -> tuple[T, bool]:
     Returns ``build``'s result and whether the file changed.
     """
     with locked(path):
-        text = path.read_text(encoding="utf-8")
-        snap = Snapshot(path, text, read_sections(text, str(path)))
-        changes, result = build(snap)
-        if not changes:
-            return result, False
-        for change in changes:
-            check_values_safe(change.section, change.values)
-        base = text
-        if any(not c.remove and snap.section_named(c.section) is None for c in changes):
-            base = text.rstrip("\n") + "\n\n"  # a blank line before each new section
-        new_text = apply_changes(base, changes)
-        if new_text == text:
-            return result, False
-        parse_config_text(new_text, path, check_files=True)
-        atomic_write(path, new_text)
+        for attempt in range(WRITE_ATTEMPTS):
+            # Only a whole file is read (a hand edit being saved is waited for), and the
+            # rename happens only if the file is still the one read; else ``build`` runs again
+            # on what is there now.
+            text, key = read_settled(path)
+            snap = Snapshot(path, text, read_sections(text, str(path)))
+            changes, result = build(snap)
+            if not changes:
+                return result, False
+            for change in changes:
+                check_values_safe(change.section, change.values)
+            base = text
+            if any(not c.remove and snap.section_named(c.section) is None for c in changes):
+                base = text.rstrip("\n") + "\n\n"  # a blank line before each new section
+            new_text = apply_changes(base, changes)
+            if new_text == text:
+                return result, False
+            parse_config_text(new_text, path, check_files=True)
+            try:
+                atomic_write(path, new_text, (key, text))
+            except FileChanged:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            break
     return result, True
+
+
+def busy(exc: ConfigBusy) -> HTTPException:
+    """409 for a configuration file that someone is saving."""
+    return HTTPException(409, f"the configuration file is being changed: {exc}",
+                         headers={"Retry-After": "2"})
 
 
 async def edit(ctx: ApiContext, build: Build[T]) -> tuple[T, dict[str, Any]]:
     """:func:`edit_file` off the event loop, then reload the cameras the change affects."""
-    result, changed = await ctx.in_thread(edit_file, ctx.config_path, build)
+    try:
+        result, changed = await ctx.in_thread(edit_file, ctx.config_path, build)
+    except ConfigBusy as exc:
+        raise busy(exc) from exc
     reload = await ctx.reload() if changed else dict(NO_RELOAD)
     return result, reload
 
 
 async def current_config(ctx: ApiContext) -> LookoutConfig:
-    return await ctx.in_thread(ctx.config)
+    try:
+        return await ctx.in_thread(ctx.config)
+    except ConfigBusy as exc:
+        raise busy(exc) from exc
+
+
+async def current_text(ctx: ApiContext) -> str:
+    """The configuration file's text, once whole."""
+    try:
+        text, _ = await ctx.in_thread(read_settled, ctx.config_path)
+    except ConfigBusy as exc:
+        raise busy(exc) from exc
+    return text
 
 
 async def update_entity(
@@ -172,6 +202,7 @@ async def update_entity(
     def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
         current = find(snap.config, entity_id)
         _, values = validate_fields(model, current.section, body, current, ignore)
+        values = unmask_values(values, snap.sections.get(current.section))
         if values.get("Id", entity_id) != entity_id:
             raise problem(current.section, "Id", "an Id cannot change (logs, areas and URLs "
                           "use it); add a new one instead")
@@ -208,21 +239,16 @@ def to_ini_text(value: Any, section: str = "request", key: str | None = None) ->
 
 
 def is_secret(key: str) -> bool:
-    return key not in _NOT_SECRET and bool(_SECRET_KEY.search(key))
+    return is_secret_key(key)
 
 
 def mask(values: Any, admin: bool) -> Any:
-    """``values`` with credential-looking keys masked (recursively), unless ``admin``."""
+    """``values`` as the caller may see them: admins see everything; for viewers credential
+    keys and the passwords of URLs (camera sources included) are masked, recursively
+    (:func:`libs.config.secrets.mask_secrets`, the one masking function)."""
     if admin:
         return values
-    if isinstance(values, dict):
-        return {
-            k: (MASK if is_secret(str(k)) and v not in ("", None) else mask(v, admin))
-            for k, v in values.items()
-        }
-    if isinstance(values, list):
-        return [mask(v, admin) for v in values]
-    return values
+    return mask_secrets(values)
 
 
 def _field_keys(model: type[BaseModel]) -> dict[str, str]:
@@ -308,24 +334,55 @@ def unique_id(base: str, taken: set[str]) -> str:
 
 
 class Slots:
-    """At most ``limit`` of something at once (camera probes, live streams), across threads;
-    ``take`` never waits."""
+    """At most ``limit`` of something at once (camera probes, live streams), across threads,
+    and at most ``per_user`` of them held by one user (half, at least one), so one client
+    cannot take every slot; ``take`` never waits."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_user: int | None = None) -> None:
         self.limit = limit
+        self.per_user = max(1, limit // 2) if per_user is None else per_user
         self.used = 0
+        self.by_user: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
-        with self._lock:
-            if self.used >= self.limit:
-                return False
-            self.used += 1
-            return True
+    def take(self, user: str | None = None) -> bool:
+        return self.try_take(user) == "ok"
 
-    def give(self) -> None:
+    def try_take(self, user: str | None = None) -> Literal["ok", "user", "full"]:
+        """``ok`` (taken), ``user`` (this user holds their share) or ``full``."""
+        with self._lock:
+            if user is not None and self.by_user.get(user, 0) >= self.per_user:
+                return "user"
+            if self.used >= self.limit:
+                return "full"
+            self.used += 1
+            if user is not None:
+                self.by_user[user] = self.by_user.get(user, 0) + 1
+            return "ok"
+
+    def held_by(self, user: str) -> int:
+        with self._lock:
+            return self.by_user.get(user, 0)
+
+    def give(self, user: str | None = None) -> None:
         with self._lock:
             self.used = max(0, self.used - 1)
+            if user is not None:
+                left = self.by_user.get(user, 0) - 1
+                if left > 0:
+                    self.by_user[user] = left
+                else:
+                    self.by_user.pop(user, None)
+
+    def refusal(self, outcome: str, what: str, retry_after: int) -> HTTPException:
+        """The answer to a ``take`` that failed: 429 when the user holds their share, 503
+        when every slot is taken."""
+        headers = {"Retry-After": str(retry_after)}
+        if outcome == "user":
+            return HTTPException(429, f"you already hold {self.per_user} of the {self.limit} "
+                                 f"{what}; close one first", headers=headers)
+        return HTTPException(503, f"too many {what} are running; try again shortly",
+                             headers=headers)
 
 
 PROBE_LIMIT = 4

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from libs.config.errors import ConfigError, ConfigProblem
+from libs.config.io import read_settled
 from libs.config.models import (
     ApiConfig,
     AppConfig,
@@ -23,6 +24,7 @@ from libs.config.models import (
     SourceConfig,
     TrackerConfig,
 )
+from libs.config.video_source import VideoPathError, check_video_path
 
 FIXED_SECTIONS: dict[str, type[BaseModel]] = {
     "App": AppConfig,
@@ -301,23 +303,14 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
                         f"ids from: {', '.join(sorted(camera_ids)) or 'none defined'}",
                     )
                 )
+    for src in config.sources:
+        try:
+            check_video_path(src.video_path, config.assets_dir, config.data_dir, check_files)
+        except VideoPathError as exc:
+            problems.append(
+                ConfigProblem(file, src.section, "VideoPath", exc.message, exc.expected)
+            )
     if check_files:
-        for src in config.sources:
-            vp = src.video_path
-            if is_stream_url(vp) or is_device(vp):
-                continue
-            resolved = config.asset_path(vp)
-            if not resolved.exists():
-                problems.append(
-                    ConfigProblem(
-                        file,
-                        src.section,
-                        "VideoPath",
-                        f"no such file or folder: {resolved}",
-                        "an existing video file or folder (relative paths are inside "
-                        f"AssetsDirectory {config.assets_dir}), a URL or a device",
-                    )
-                )
         from libs.detectors import resolve_model_path
 
         checks: list[tuple[str, str, str, SourceConfig | None]] = [
@@ -360,10 +353,5 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
 def load_config(path: Path | str, check_files: bool = True) -> LookoutConfig:
     """Read and validate the INI file at ``path``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError([ConfigProblem(str(path), None, None, "file not found")]) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigProblem(str(path), None, None, "file is not UTF-8 text")]) from exc
+    text, _ = read_settled(path)
     return parse_config_text(text, path, check_files=check_files)

@@ -28,6 +28,17 @@ from pydantic import (
 # ---------------------------------------------------------------------------------------
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+# Size limits of what people (and the API) can set, so the file stays small enough to be read,
+# shown and sent back whole.
+MAX_NAME = 256
+"""Characters in a display name (cameras, areas)."""
+MAX_LIST_ITEMS = 256
+"""Tags, e-mail addresses, cameras of an area."""
+MAX_POINTS = 1024
+"""Points of a region of interest, a zone or a calibration."""
+MAX_SHAPES = 64
+"""Counting lines, zones or entry zones of one camera."""
 HHMM_PATTERN = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -252,6 +263,8 @@ class Zone(BaseModel):
     def _points(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
         if len(value) < 3:
             raise ValueError("a zone needs at least 3 points")
+        if len(value) > MAX_POINTS:
+            raise ValueError(f"a zone has at most {MAX_POINTS} points")
         return value
 
     def to_ini(self) -> str:
@@ -520,18 +533,21 @@ class SourceConfig(StrictModel):
         description="Stable, unique camera id used in URLs, logs and areas.",
         json_schema_extra=form("1-64 letters, digits, '-' or '_'"),
     )
-    name: str = Field("", alias="Name")
+    name: str = Field("", alias="Name", max_length=MAX_NAME,
+                      json_schema_extra=form(f"at most {MAX_NAME} characters"))
     video_path: str = Field(
         ...,
         alias="VideoPath",
-        description="A video file, a folder of recordings (processed in name order), an "
-        "rtsp://, http(s):// URL, or a local device such as /dev/video0 or 0.",
+        max_length=2048,
+        description="A video file or a folder of recordings (processed in name order) inside "
+        "AssetsDirectory or DataDirectory, an rtsp://, rtsps://, http:// or https:// URL, or a "
+        "video capture device such as /dev/video0 or 0.",
     )
     enabled: bool = Field(True, alias="Enabled", description="Process this camera.")
-    tags: CsvList = Field(default_factory=list, alias="Tags")
+    tags: CsvList = Field(default_factory=list, alias="Tags", max_length=MAX_LIST_ITEMS)
     notify_every_minutes: int = Field(0, alias="NotifyEveryMinutes", ge=0)
     violation_threshold: int = Field(0, alias="ViolationThreshold", ge=0)
-    emails: CsvList = Field(default_factory=list, alias="Emails")
+    emails: CsvList = Field(default_factory=list, alias="Emails", max_length=MAX_LIST_ITEMS)
     enable_slack_notifications: bool = Field(False, alias="EnableSlackNotifications")
     daily_report: bool = Field(False, alias="DailyReport")
     daily_report_time: str = Field(
@@ -566,6 +582,7 @@ class SourceConfig(StrictModel):
     roi: Points = Field(
         default_factory=list,
         alias="ROI",
+        max_length=MAX_POINTS,
         description="Region of interest polygon in image pixels; people whose feet are "
         "outside are ignored. Empty uses the whole image.",
         json_schema_extra=form("at least 3 points 'x,y; x,y; x,y'"),
@@ -573,12 +590,14 @@ class SourceConfig(StrictModel):
     calibration_image_points: Points = Field(
         default_factory=list,
         alias="CalibrationImagePoints",
+        max_length=MAX_POINTS,
         description="Image points (pixels) on the floor for CalibratedDistance.",
         json_schema_extra=form("4 or more points 'x,y; x,y; x,y; x,y'"),
     )
     calibration_floor_points: Points = Field(
         default_factory=list,
         alias="CalibrationFloorPoints",
+        max_length=MAX_POINTS,
         description="The same points on the floor, in metres.",
         json_schema_extra=form("as many points as CalibrationImagePoints, in metres"),
     )
@@ -589,6 +608,7 @@ class SourceConfig(StrictModel):
     counting_lines: CountingLines = Field(
         default_factory=list,
         alias="CountingLines",
+        max_length=MAX_SHAPES,
         description="Named lines people are counted across (line_crossing post-processor). "
         "'in' is a crossing from the left to the right of someone walking the line from its "
         "first point to its second, as drawn on the image.",
@@ -598,6 +618,7 @@ class SourceConfig(StrictModel):
     zones: Zones = Field(
         default_factory=list,
         alias="Zones",
+        max_length=MAX_SHAPES,
         description="Named regions (image pixels) for presence counts and dwell; people are "
         "in a zone when their foot point is.",
         json_schema_extra=form("'name: x1,y1 x2,y2 x3,y3; name2: ...'"),
@@ -605,6 +626,7 @@ class SourceConfig(StrictModel):
     entry_zones: Zones = Field(
         default_factory=list,
         alias="EntryZones",
+        max_length=MAX_SHAPES,
         description="Named entrance regions: a person counts as passing through when their "
         "track enters the region (traffic counts).",
         json_schema_extra=form("'name: x1,y1 x2,y2 x3,y3; name2: ...'"),
@@ -700,13 +722,15 @@ class AreaConfig(StrictModel):
     id: Annotated[str, BeforeValidator(str)] = Field(
         ..., alias="Id", json_schema_extra=form("1-64 letters, digits, '-' or '_'")
     )
-    name: str = Field("", alias="Name")
+    name: str = Field("", alias="Name", max_length=MAX_NAME,
+                      json_schema_extra=form(f"at most {MAX_NAME} characters"))
     cameras: CsvList = Field(
-        ..., alias="Cameras", description="Ids of the cameras in this area, comma separated."
+        ..., alias="Cameras", max_length=MAX_LIST_ITEMS,
+        description="Ids of the cameras in this area, comma separated."
     )
     notify_every_minutes: int = Field(0, alias="NotifyEveryMinutes", ge=0)
     violation_threshold: int = Field(0, alias="ViolationThreshold", ge=0)
-    emails: CsvList = Field(default_factory=list, alias="Emails")
+    emails: CsvList = Field(default_factory=list, alias="Emails", max_length=MAX_LIST_ITEMS)
     enable_slack_notifications: bool = Field(False, alias="EnableSlackNotifications")
     occupancy_threshold: int = Field(
         0,

@@ -4,7 +4,14 @@ A change is applied to the file's text with ConfigUpdater (which keeps comments,
 blank lines), the result is validated with the same models as at start-up, and only a valid
 result replaces the file: temporary file in the same folder, fsync, rename, fsync of the
 folder.  Writers are serialised with an advisory lock, so concurrent writes never interleave.
-A value that could smuggle a new key or section (a newline, a control character) is refused.
+A value that could smuggle a new key or section (a newline, a control character) is refused,
+and so is a value longer than :data:`MAX_VALUE_CHARS` or a result larger than
+:data:`~libs.config.io.MAX_CONFIG_BYTES` (so the file can always be sent back whole).
+
+People also edit the file by hand, without the lock.  A write reads the file only once it is
+whole (:func:`~libs.config.io.read_settled`), and just before its rename compares the file on
+disk with what it read: when someone saved the file meanwhile, the change is applied again to
+the new text (:data:`WRITE_ATTEMPTS` times at most, then :class:`~libs.config.io.ConfigBusy`).
 """
 
 from __future__ import annotations
@@ -21,25 +28,42 @@ from pathlib import Path
 from configupdater import ConfigUpdater
 
 from libs.config.errors import ConfigError, ConfigProblem
+from libs.config.io import (
+    MAX_CONFIG_BYTES,
+    ConfigBusy,
+    StatKey,
+    note_written,
+    read_settled,
+    stat_key,
+)
 from libs.config.loader import parse_config_text
 from libs.config.models import LookoutConfig
 
 KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 SECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,79}$")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+MAX_VALUE_CHARS = 65536
+"""The longest value one key may hold (a long zone list is a few kilobytes)."""
+WRITE_ATTEMPTS = 3
 
 
 @dataclass
 class ConfigChange:
     """Set keys of one section (creating it if needed), or remove the section.
 
-    With ``replace=True`` keys of the section that are not in ``values`` are removed.
+    With ``replace=True`` keys of the section that are not in ``values`` are removed; the
+    keys in ``unset`` are removed in any case (their defaults apply).
     """
 
     section: str
     values: dict[str, str] = field(default_factory=dict)
     remove: bool = False
     replace: bool = False
+    unset: frozenset[str] = frozenset()
+
+
+class FileChanged(ConfigBusy):
+    """The file on disk is not the one a write read: someone saved it meanwhile."""
 
 
 def check_ini_safe(section: str, values: dict[str, str]) -> None:
@@ -53,6 +77,13 @@ def check_ini_safe(section: str, values: dict[str, str]) -> None:
             problems.append(
                 ConfigProblem(
                     "request", section, key, "value contains a newline or control character"
+                )
+            )
+        elif len(value) > MAX_VALUE_CHARS:
+            problems.append(
+                ConfigProblem(
+                    "request", section, key, f"value is {len(value)} characters long",
+                    f"at most {MAX_VALUE_CHARS} characters",
                 )
             )
     if problems:
@@ -80,19 +111,44 @@ def apply_changes(text: str, changes: list[ConfigChange]) -> str:
                 updater.remove_section(change.section)
             continue
         check_ini_safe(change.section, change.values)
+        check_ini_safe(change.section, dict.fromkeys(change.unset, ""))
         if not updater.has_section(change.section):
             updater.add_section(change.section)
         sect = updater[change.section]
-        if change.replace:
-            for key in list(sect.keys()):
-                if key not in change.values:
-                    del sect[key]
+        for key in list(sect.keys()):
+            if key in change.unset or (change.replace and key not in change.values):
+                del sect[key]
         for key, value in change.values.items():
-            sect[key] = value
-    return str(updater)
+            if key not in change.unset:
+                sect[key] = value
+    new_text = str(updater)
+    size = len(new_text.encode("utf-8"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([ConfigProblem(
+            "request", None, None, f"the configuration would be {size} bytes",
+            f"at most {MAX_CONFIG_BYTES} bytes")])
+    return new_text
 
 
-def atomic_write(path: Path, text: str) -> None:
+def _unchanged(path: Path, expected: tuple[StatKey, str] | None) -> bool:
+    """Whether the file is still exactly the one read (status and text)."""
+    if expected is None:
+        return True
+    key, text = expected
+    try:
+        if stat_key(os.stat(path)) != key:
+            return False
+        return path.read_bytes() == text.encode("utf-8")
+    except OSError:
+        return False
+
+
+def atomic_write(path: Path, text: str, expected: tuple[StatKey, str] | None = None) -> None:
+    """Replace ``path`` with ``text`` (temporary file, fsync, rename, fsync of the folder).
+
+    With ``expected`` (the status and text the change was made from), the file on disk is
+    compared with it just before the rename; :class:`FileChanged` when it differs, and
+    nothing is written."""
     folder = path.resolve().parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
@@ -102,7 +158,12 @@ def atomic_write(path: Path, text: str) -> None:
             os.fsync(fh.fileno())
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
+        if not _unchanged(path, expected):
+            raise FileChanged([ConfigProblem(
+                str(path), None, None, "the file was saved by someone else during this write",
+                "try again")])
         os.replace(tmp, path)
+        note_written(path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -123,17 +184,40 @@ def save_config_changes(
     """
     path = Path(path)
     with locked(path):
-        text = path.read_text(encoding="utf-8")
-        new_text = apply_changes(text, changes)
-        config = parse_config_text(new_text, path, check_files=check_files)
-        atomic_write(path, new_text)
+        for attempt in range(WRITE_ATTEMPTS):
+            text, key = read_settled(path)
+            new_text = apply_changes(text, changes)
+            config = parse_config_text(new_text, path, check_files=check_files)
+            try:
+                atomic_write(path, new_text, (key, text))
+            except FileChanged:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            break
     return config
 
 
 def replace_config_text(path: Path | str, text: str, check_files: bool = True) -> LookoutConfig:
-    """Replace the whole file with ``text`` if it is a valid configuration."""
+    """Replace the whole file with ``text`` if it is a valid configuration.  A hand edit
+    being saved is waited for (the file is replaced once it is whole, never in the middle)."""
     path = Path(path)
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise ConfigError([ConfigProblem(
+            "request", None, None, "the configuration is too large",
+            f"at most {MAX_CONFIG_BYTES} bytes")])
     with locked(path):
         config = parse_config_text(text, path, check_files=check_files)
-        atomic_write(path, text)
+        for attempt in range(WRITE_ATTEMPTS):
+            expected: tuple[StatKey, str] | None = None
+            if path.exists():
+                current, key = read_settled(path)
+                expected = (key, current)
+            try:
+                atomic_write(path, text, expected)
+            except FileChanged:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            break
     return config
