@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, Context, Viewer
+from libs.config.secrets import mask_secrets
 
 router = APIRouter(tags=["Process"])
 
@@ -45,23 +46,28 @@ async def health(ctx: Context) -> dict[str, Any] | JSONResponse:
         return {"status": "ok"}
     summary = sup.health()  # a summary the loop keeps up to date: no waiting on the loop
     if summary.get("status") != "ok":
-        return JSONResponse(summary, status_code=503)
+        # public: the reasons never show a camera URL's credentials
+        return JSONResponse(mask_secrets(summary), status_code=503)
     return {"status": "ok"}
 
 
 @router.get("/status", response_model=dict[str, CameraStatus],
             summary="Every camera: status, fps, last frame time, restarts, last error")
-async def status(ctx: Context, _: Viewer) -> dict[str, Any]:
+async def status(ctx: Context, user: Viewer) -> dict[str, Any]:
     result: dict[str, Any] = await ctx.on_supervisor(lambda s: s.camera_status())
+    if user.role != "admin":  # error texts may quote a camera URL: credentials masked
+        result = mask_secrets(result)
     return result
 
 
 @router.get("/status/{camera_id}", response_model=CameraStatus, summary="One camera's status")
-async def camera_status(ctx: Context, _: Viewer, camera_id: str) -> dict[str, Any]:
+async def camera_status(ctx: Context, user: Viewer, camera_id: str) -> dict[str, Any]:
     cams: dict[str, Any] = await ctx.on_supervisor(lambda s: s.camera_status())
     if camera_id not in cams:
         raise HTTPException(404, f"no camera {camera_id!r}")
     result: dict[str, Any] = cams[camera_id]
+    if user.role != "admin":
+        result = mask_secrets(result)
     return result
 
 
