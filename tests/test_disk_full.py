@@ -257,6 +257,12 @@ def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
         assert cam["last_error"].startswith("disk full: writing "), cam
         assert str(data) in cam["last_error"], cam
         assert proc.poll() is None
+        # The API still answers what needs the processor, config writes included (the
+        # configuration file is outside the full mount).
+        assert client.request("GET", "/cameras")[0] == 200
+        code, answer = client.request("PUT", "/areas/campus", b'{"Name": "Campus junction"}',
+                                      {"Content-Type": "application/json"})
+        assert code == 200, answer
         # Still running: status answers, frames go on, status.json stays behind.
         full_since = time.time()
         frames_full = cam["frames"]
@@ -318,3 +324,46 @@ def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
     assert got[-1][1] >= 790  # to the end of the clip (795 frames)
     for csv_path in data.rglob("*.csv"):
         read_csv_strict(csv_path)  # every file whole: no torn line anywhere
+
+
+# ---------------------------------------------------------------------------------------
+# The supervisor's loop: a failing part is logged and reported, never the end of the loop
+# ---------------------------------------------------------------------------------------
+
+
+def test_supervisor_loop_survives_a_bad_event_and_an_unwritable_status(
+        x86_config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from processor.supervisor import Supervisor
+
+    caplog.set_level("INFO")
+    sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
+    thread = sup.run_in_thread()
+    good_path = sup.status_path
+    try:
+        assert wait_until(lambda: good_path.exists() and sup.health() == {"status": "ok"}, 30)
+        # A malformed event (a bug in a worker) raises inside the loop's round.
+        sup.workers[0].events.put(("occupancy",))
+        assert wait_until(lambda: "worker 0 events failed; going on" in caplog.text, 5)
+        time.sleep(0.3)
+        assert thread.is_alive()
+
+        # status.json cannot be written (its folder is a file): reported, retried, recovered.
+        blocker = tmp_path / "blocker"
+        blocker.write_text("x")
+        sup.status_path = blocker / "status.json"
+        assert wait_until(lambda: sup.health()["status"] == "failing", 5)
+        reasons = sup.health()["reasons"]
+        assert reasons[0].startswith(f"status: write failed: writing {blocker}/status.json: "
+                                     "[Errno "), reasons
+        # The loop goes on: commands are still answered.
+        assert "pets-view1" in sup.submit(sup.camera_status).result(5)
+        before = good_path.stat().st_mtime_ns
+        sup.status_path = good_path
+        assert wait_until(lambda: sup.health() == {"status": "ok"}, 5), sup.health()
+        assert good_path.stat().st_mtime_ns > before
+        assert caplog.text.count("cannot write the status") == 1
+        assert thread.is_alive()
+    finally:
+        sup.request_stop()
+        thread.join(60)
+    assert not thread.is_alive()
