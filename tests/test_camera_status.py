@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,35 +24,10 @@ import pytest
 
 from tests.conftest import PETS
 from tests.test_api_server import Client, configure, free_port, start, stop, wait_healthy
-from tests.test_live_http import Camera, load_jpegs
+from tests.test_live_http import Camera, SilentCamera, load_jpegs
 
 OUTAGE = 8.0  # s; the 2 s and 5 s bounds are what is asserted (a 20 s outage: see report)
 INTERVAL = 0.125  # s between frames of the test cameras (8 fps, well under what one core does)
-
-
-class SilentCamera:
-    """A server that accepts connections and never answers (a hung camera)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def live_config(config: Path, cameras: dict[str, str]) -> None:

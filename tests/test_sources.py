@@ -108,6 +108,55 @@ def test_empty_folder_and_unreadable_file(tmp_path: Path) -> None:
         RecordingSource([bad], START, UTC)
 
 
+def damaged_copy(path: Path) -> Path:
+    """vtest.avi with 25 % of its bytes, a stretch in the middle, zeroed (how the issue
+    reproduced it: OpenCV then skipped 214 frames and stamped the rest 31 s early)."""
+    data = bytearray((PETS / "vtest.avi").read_bytes())
+    a, b = int(len(data) * 0.35), int(len(data) * 0.6)
+    data[a:b] = bytes(b - a)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_stretch_is_counted_and_later_frames_keep_their_time(
+        tmp_path: Path, shared: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clip = damaged_copy(tmp_path / "damaged.avi")
+    caplog.set_level(logging.WARNING, logger="processor.sources")
+    src = RecordingSource([clip], START, UTC, fps_override=7)
+    frames = []
+    degraded_after_gap = None
+    try:
+        while (sf := src.read()) is not None:
+            frames.append(sf)
+            if sf.skipped:
+                degraded_after_gap = src.problem()
+        assert src.problem() == degraded_after_gap  # held a while after the stretch
+    finally:
+        src.close()
+    gaps = [(f.index, f.skipped) for f in frames if f.skipped]
+    assert gaps == [(486, 214)]
+    assert len(frames) == 795 - 214 and src.skipped_frames == 214
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices))
+    # Every frame keeps the time of its place in the clip: the last one is 794 / 7 s in.
+    assert frames[-1].index == 794
+    assert frames[-1].timestamp == START + timedelta(seconds=794 / 7)
+    for f in frames[::50]:
+        assert f.timestamp == START + timedelta(seconds=f.index / 7)
+    assert degraded_after_gap is not None and degraded_after_gap[0] == "degraded"
+    assert "214 undecodable frame(s) skipped before frame 486" in degraded_after_gap[1]
+    assert any("214 frame(s) could not be decoded before frame 486" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_intact_clip_has_no_gap(shared: Path) -> None:
+    src = RecordingSource([PETS / "vtest.avi"], START, UTC, fps_override=7, start_index=300)
+    frames = drain(src)
+    assert [f.index for f in frames] == list(range(300, 795))
+    assert not any(f.skipped for f in frames) and src.skipped_frames == 0
+    assert src.problem() is None
+
+
 def test_live_source_keeps_only_the_newest_frame(shared: Path) -> None:
     src = LiveSource(str(PETS / "vtest.avi"), UTC, "slow-consumer")
     try:
@@ -133,6 +182,10 @@ def test_live_source_reconnects_with_backoff(tmp_path: Path, shared: Path,
     try:
         assert src.read(timeout=0.5) is None  # nothing there yet
         assert src.reconnects >= 2 and src.state in ("connecting", "disconnected")
+        problem = src.problem()
+        assert problem is not None and problem[0] == "connecting"
+        assert problem[1] in ("opening the stream", f"OpenCV cannot open {target}",
+                              f"OpenCV cannot open {target}; retrying every 0.2 s")
         shutil.copy(TUD / "tud_campus.mp4", target)  # the camera comes back
         sf = src.read(timeout=5)
         assert sf is not None and sf.image.shape == (480, 640, 3)
