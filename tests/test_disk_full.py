@@ -33,21 +33,23 @@ MB = 1024 * 1024
 
 
 @contextlib.contextmanager
-def tmpfs(size: str, where: Path | None = None) -> Iterator[Path]:
-    """A tmpfs of ``size`` (``64k``, ``8m``) mounted on a new folder, always unmounted."""
-    folder = Path(tempfile.mkdtemp(prefix="lookout-tmpfs-", dir=where))
+def tmpfs(size: str, at: Path | None = None) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``64k``, ``8m``) mounted on ``at`` (made if missing) or on a new
+    temporary folder; always unmounted."""
+    folder = at if at is not None else Path(tempfile.mkdtemp(prefix="lookout-tmpfs-"))
+    folder.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
                           str(folder)], capture_output=True, text=True)
     if res.returncode != 0:
-        folder.rmdir()
         pytest.skip(f"cannot mount a tmpfs here: {(res.stderr or res.stdout).strip()}")
     try:
         yield folder
     finally:
         if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+        if at is None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def fill(path: Path, chunk: int = 64 * 1024) -> int:
@@ -208,15 +210,8 @@ def health(client: Client) -> tuple[int, dict]:
 @pytest.mark.slow
 def test_lookout_run_survives_a_full_data_directory_and_resumes(
         x86_config: Path, tmp_path: Path) -> None:
-    data = x86_config.parent / "data"
-    data.mkdir()
-    with tmpfs("8m", None) as mnt:
-        subprocess.run(["mount", "--bind", str(mnt), str(data)], check=True)
-        try:
-            _run_and_fill(x86_config, data, tmp_path)
-        finally:
-            if subprocess.run(["umount", str(data)], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", str(data)], capture_output=True)
+    with tmpfs("8m", x86_config.parent / "data") as data:
+        _run_and_fill(x86_config, data, tmp_path)
 
 
 def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
@@ -367,3 +362,28 @@ def test_supervisor_loop_survives_a_bad_event_and_an_unwritable_status(
         sup.request_stop()
         thread.join(60)
     assert not thread.is_alive()
+
+
+def test_metrics_reports_fail_while_full_and_succeed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from libs.periodic_tasks.metrics import MetricsTask
+    from processor.supervisor import TASK_RETRY_SECONDS, TaskRunner
+    from tests.test_metrics_reports import log_frames, make_config, reports_of, week_of_frames
+
+    monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
+    section = MetricsTask.Config.model_validate({"Name": "metrics", "LiveInterval": "5"})
+    config = make_config(tmp_path, periodic_tasks=[section])
+    with tmpfs("1m", tmp_path / "data") as data:
+        log_frames(config, week_of_frames())  # raw logs written by the real logger
+        filler = data / "filler"
+        fill(filler)
+        runner = TaskRunner(MetricsTask(section, config), "metrics")
+        runner.run_once()
+        assert runner.error is not None and "No space left on device" in runner.error
+        assert runner.retry_seconds(runner.error) == TASK_RETRY_SECONDS  # not 5 minutes
+        filler.unlink()
+        runner.run_once()
+        assert runner.error is None
+        assert runner.retry_seconds(runner.error) == 300.0
+        daily = reports_of(config) / "social-distancing" / "daily.csv"
+        assert daily.read_text().count("\n") == 4  # header + 3 days
