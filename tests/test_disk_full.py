@@ -154,6 +154,22 @@ def test_backlog_over_its_bound_drops_the_oldest_and_counts_them() -> None:
         assert log.read_text().splitlines() == [f"{k:09d}" for k in range(50, 150)]
 
 
+def test_close_while_full_returns_after_its_grace_and_the_lines_follow() -> None:
+    with tmpfs("64k") as root:
+        fill(root / "filler")
+        log = root / "a.csv"
+        writer = BackgroundWriter(name="close-test", close_grace=0.3)
+        for k in range(50):
+            writer.append_line(log, str(k))
+        t0 = time.monotonic()
+        writer.close()
+        assert time.monotonic() - t0 < 3.0, "close must not wait for the disk forever"
+        assert writer.health().backlog_lines == 50 and writer.health().dropped_lines == 0
+        (root / "filler").unlink()
+        assert wait_until(lambda: writer.health().backlog_lines == 0, 5)
+        assert log.read_text().splitlines() == [str(k) for k in range(50)]
+
+
 def test_skippable_work_is_skipped_and_counted_while_full() -> None:
     with tmpfs("64k") as root:
         fill(root / "filler")

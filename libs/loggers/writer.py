@@ -106,7 +106,7 @@ class WriteHealth:
 
     ``error`` is the failure in force (None once writes succeed again); ``since`` the wall
     time it started; ``backlog_lines``/``backlog_bytes`` what waits to be retried;
-    ``dropped_lines`` lines given up (backlog over its bound, or still unwritten at close);
+    ``dropped_lines`` lines given up (the backlog over its bound);
     ``skipped_files`` replaceable files (screenshots, previews) not written; ``errors`` every
     failed write so far.
     """
@@ -319,8 +319,10 @@ class BackgroundWriter:
     on the writer thread with the error when writes start failing and with None when they
     succeed again.
 
-    Use one writer per process or per logger; :meth:`close` it when done: it retries what is
-    left for up to ``close_grace`` seconds, then gives it up with a logged, counted loss.
+    Use one writer per process or per logger; :meth:`close` it when done: it waits up to
+    ``close_grace`` seconds for what a failing disk keeps back; past that it returns, logs
+    how much is still unwritten, and the thread goes on retrying it until it is written or
+    the process exits.
     """
 
     def __init__(
@@ -355,6 +357,7 @@ class BackgroundWriter:
         self._backlog_bytes = 0
         self._pending_files: OrderedDict[Path, bytes] = OrderedDict()
         self._waiting_flushes: list[threading.Event] = []
+        self._released = threading.Event()  # closing: everything written, or grace over
         self._retry_delay = RETRY_FIRST_S
         self._retry_at = 0.0
         self._dropping = False
@@ -397,9 +400,7 @@ class BackgroundWriter:
         if threading.current_thread() is self._thread:
             return True  # called from a submitted function: the caller *is* the queue
         if self._closed:  # stopping: the stop job comes after everything queued
-            assert self._thread is not None
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
+            return self._released.wait(timeout) and not self._kept_back()
         done = threading.Event()
         try:
             self._queue.put(_Flush(done), timeout=timeout)
@@ -410,7 +411,8 @@ class BackgroundWriter:
     def close(self, timeout: float | None = None) -> None:
         """Write everything queued, stop the thread and close the files.  Idempotent.
 
-        What a failing disk keeps back is retried for up to ``close_grace`` seconds.
+        What a failing disk keeps back is waited for up to ``close_grace`` seconds; then
+        this returns and the thread keeps retrying it in the background (see the class).
         """
         with self._lock:
             if self._closed:
@@ -420,7 +422,8 @@ class BackgroundWriter:
             self._queue.put(_Stop())
             assert self._thread is not None
             if self._thread is not threading.current_thread():
-                self._thread.join(timeout)
+                self._released.wait(timeout)
+                self._thread.join(0.5 if self._released.is_set() else 0)
         if not self._thread_alive():
             self._close_files()
 
@@ -481,6 +484,7 @@ class BackgroundWriter:
                 self._backlog_bytes = 0
                 self._pending_files = OrderedDict()
                 self._waiting_flushes = []
+                self._released = threading.Event()
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._pid = pid
             self._thread.start()
@@ -503,6 +507,7 @@ class BackgroundWriter:
                 log.exception("%s: background write failed", self.name)
         self._drain_before_exit()
         self._close_files()
+        self._released.set()
 
     def _count_error(self, exc: BaseException, path: Path | None = None) -> None:
         self.errors += 1
@@ -640,29 +645,32 @@ class BackgroundWriter:
         self._retry_at = 0.0
         self._dropping = False
         self._state.recover(f"{written} kept lines written, {self._loss_note()}")
-        for done in self._waiting_flushes:
-            done.set()
-        self._waiting_flushes.clear()
+        self._release_flushes()
         return True
 
     def _drain_before_exit(self) -> None:
+        """Retry what is kept back for ``close_grace`` seconds; past that, release whoever
+        waits in :meth:`close` and go on retrying until it is written (or the process
+        exits, the thread being a daemon)."""
         deadline = time.monotonic() + self.close_grace
+        detached = False
         while self._kept_back():
             if self._retry():
                 break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(left, max(0.0, self._retry_at - time.monotonic()), RETRY_MAX_S))
-        if self._kept_back():
-            lines, files = len(self._backlog), len(self._pending_files)
-            self.dropped_lines += lines
-            log.error("%s: closing with %d lines (%d bytes) and %d files still unwritten "
-                      "after %.1f s of retries: %s; they are lost", self.name, lines,
-                      self._backlog_bytes, files, self.close_grace, self._state.error)
-            self._backlog.clear()
-            self._backlog_bytes = 0
-            self._pending_files.clear()
+            if not detached and time.monotonic() >= deadline:
+                detached = True
+                log.error("%s: closed with %d lines (%d bytes) and %d files still unwritten "
+                          "after %.1f s of retries (%s); retrying them in the background "
+                          "until they are written or this process exits", self.name,
+                          len(self._backlog), self._backlog_bytes, len(self._pending_files),
+                          self.close_grace, self._state.error)
+                self._release_flushes()
+                self._close_files()  # the open ones; the retries reopen what they need
+                self._released.set()
+            time.sleep(max(0.0, min(self._retry_at - time.monotonic(), RETRY_MAX_S)))
+        self._release_flushes()
+
+    def _release_flushes(self) -> None:
         for done in self._waiting_flushes:
             done.set()
         self._waiting_flushes.clear()
