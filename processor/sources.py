@@ -22,7 +22,6 @@ it answers, with bounded open and read timeouts.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import queue
@@ -34,7 +33,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -87,18 +86,17 @@ def redact(target: str | int) -> str:
     parts = urlsplit(text)
     if parts.username is None and parts.password is None:
         return text
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"***@{host}").geturl()
 
 
 def probe_stream(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     """Why the camera at ``url`` does not answer, or ``None`` when it does (or cannot be asked).
 
-    HTTP(S): the server must answer a GET with a status line; a 4xx/5xx other than 401 (left
-    to FFmpeg, which knows digest authentication) is a failure.  RTSP(S): the server must
-    answer OPTIONS.  Other schemes are not probed.  Never holds a lock other cameras need.
+    HTTP(S): the server must answer a GET (sent without credentials) with a status line; a
+    4xx/5xx other than 401/403 (left to FFmpeg, which authenticates) is a failure.
+    RTSP(S): the server must answer OPTIONS.  Other schemes are not probed.  Never holds a
+    lock other cameras need.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -109,7 +107,8 @@ def probe_stream(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
         port = parts.port or ports[scheme]
     except ValueError:
         return f"bad port in {redact(url)}"
-    where = f"{parts.hostname}:{port}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+    where = f"{host}:{port}"
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -127,11 +126,8 @@ def probe_stream(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
             ctx.verify_mode = ssl.CERT_NONE  # only asking whether it answers, as FFmpeg does
             sock = ctx.wrap_socket(sock, server_hostname=parts.hostname)
         if scheme.startswith("http"):
-            auth = ""
-            if parts.username is not None:
-                pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-                auth = f"Authorization: Basic {base64.b64encode(pair.encode()).decode()}\r\n"
-            request = f"GET {path} HTTP/1.0\r\nHost: {where}\r\n{auth}\r\n"
+            # No credentials: they would go in clear to a camera that wants digest.
+            request = f"GET {path} HTTP/1.0\r\nHost: {where}\r\n\r\n"
             expect = b"HTTP/"
         else:
             bare = parts._replace(netloc=where).geturl()
@@ -157,7 +153,7 @@ def probe_stream(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
             else f"{where} answered something else than {expect.decode()}: {line[:60]!r}"
     fields = line.split()
     code = fields[1] if len(fields) > 1 else ""
-    if code.isdigit() and int(code) >= 400 and int(code) != 401:
+    if code.isdigit() and int(code) >= 400 and int(code) not in (401, 403):
         return f"{where} answered {line[:80]}"
     return None
 

@@ -13,6 +13,7 @@ worker process, API) fed by real HTTP MJPEG cameras on loopback.
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import time
@@ -26,7 +27,9 @@ from tests.conftest import PETS
 from tests.test_api_server import Client, configure, free_port, start, stop, wait_healthy
 from tests.test_live_http import Camera, SilentCamera, load_jpegs
 
-OUTAGE = 8.0  # s; the 2 s and 5 s bounds are what is asserted (a 20 s outage: see report)
+# s; the 2 s and 5 s bounds are what is asserted.  The 20 s outage:
+# LOOKOUT_OUTAGE_SECONDS=20 pytest tests/test_camera_status.py -k drop -s
+OUTAGE = float(os.environ.get("LOOKOUT_OUTAGE_SECONDS", "8"))
 INTERVAL = 0.125  # s between frames of the test cameras (8 fps, well under what one core does)
 
 
@@ -134,6 +137,7 @@ def test_drop_and_return_of_a_live_stream(x86_config: Path,
         during = sample_fps(client, "cam-b", OUTAGE - (time.monotonic() - dropped) - 0.5)
         st = client.json("GET", "/status")
         assert st["cam-a"]["status"] == "reconnecting" and st["cam-a"]["fps"] == 0, st["cam-a"]
+        print(f"cam-a during the outage: {st['cam-a']['status']}: {st['cam-a']['reason']}")
         assert "127.0.0.1" in st["cam-a"]["reason"], st["cam-a"]  # why: the HTTP error
         assert all(s["status"] == "running" for s in during), during
         fps_during = statistics.mean(s["fps"] for s in during)
@@ -149,7 +153,7 @@ def test_drop_and_return_of_a_live_stream(x86_config: Path,
         _, st = poll(client, lambda st: st["cam-a"]["frames"] > frames + 5, 5.0)
         assert st["cam-a"]["reason"] is None and st["cam-a"]["last_error"]
         assert st["cam-0-silent"]["status"] == "connecting"  # still, never "running"
-        assert time.monotonic() - t_up < 50
+        assert time.monotonic() - t_up < 30 + OUTAGE
     finally:
         stop(proc)
         silent.close()
