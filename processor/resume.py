@@ -108,6 +108,7 @@ class ResumeStore:
         self.live = is_live(source)
         self.checkpoint = Checkpoint(source.id, self.fingerprint)
         self._lock = threading.Lock()
+        self._save_failing = False
 
     # -- reading ---------------------------------------------------------------------------
     def _read(self) -> Checkpoint | None:
@@ -216,6 +217,12 @@ class ResumeStore:
             try:
                 self._write(new)
             except OSError as exc:  # a full disk: the last checkpoint stays valid
-                log.warning("camera %s: cannot save progress (%s)", self.source.id, exc)
+                if not self._save_failing:
+                    log.warning("camera %s: cannot save progress (%s); the last checkpoint "
+                                "stands", self.source.id, exc)
+                self._save_failing = True
                 return
+            if self._save_failing:
+                log.info("camera %s: progress saved again", self.source.id)
+                self._save_failing = False
             self.checkpoint = new
