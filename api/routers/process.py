@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -12,6 +13,12 @@ from api.deps import Admin, Context, Viewer
 from libs.config.secrets import mask_secrets
 
 router = APIRouter(tags=["Process"])
+_FOLDERS = re.compile(r"(?:/[^/\s:'\"]+)+/(?=[^/\s:'\"]+)")
+
+
+def public_reason(reason: str) -> str:
+    """A reason fit for anyone: credentials masked, folders of file paths left out."""
+    return _FOLDERS.sub(".../", str(mask_secrets(reason)))
 
 
 class CameraStatus(BaseModel):
@@ -46,8 +53,10 @@ async def health(ctx: Context) -> dict[str, Any] | JSONResponse:
         return {"status": "ok"}
     summary = sup.health()  # a summary the loop keeps up to date: no waiting on the loop
     if summary.get("status") != "ok":
-        # public: the reasons never show a camera URL's credentials
-        return JSONResponse(mask_secrets(summary), status_code=503)
+        # public: no camera URL's credentials, no folders of the box
+        public = {"status": summary.get("status"),
+                  "reasons": [public_reason(r) for r in summary.get("reasons", [])]}
+        return JSONResponse(public, status_code=503)
     return {"status": "ok"}
 
 
