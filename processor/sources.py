@@ -48,7 +48,7 @@ VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ts"
 PROBE_TIMEOUT = 3.0  # s a network camera has to answer our probe before OpenCV opens it
 OPEN_TIMEOUT = 5.0  # s OpenCV may take to open a stream that answered the probe
 READ_TIMEOUT = 5.0  # s without data before OpenCV gives up on an open stream
-STALL_SECONDS = 2.0  # s without a new frame (at least) before a live camera counts as stalled
+STALL_SECONDS = 1.5  # s without a new frame (at least) before a live camera counts as stalled
 DEGRADED_HOLD = 2.0  # s a recording stays "degraded" after frames were skipped
 
 
@@ -544,14 +544,15 @@ class LiveSource(FrameSource):
                 return None
             return ("reconnecting" if seq else "connecting"), reason or "opening the stream"
         last = self._latest_at
-        since = now - (last if last is not None and last > self._connected_at
-                       else self._connected_at)
         limit = max(self.stall_seconds, 5 * self._interval)
+        if last is None or last < self._connected_at:  # open, no frame through it yet
+            since = now - self._connected_at
+            return ("reconnecting" if seq else "connecting"), (
+                "connected, waiting for the first frame" if since <= limit
+                else f"connected, but no frame for {since:.0f} s")
+        since = now - last
         if since <= limit:
             return None
-        if last is None or last < self._connected_at:
-            return ("reconnecting" if seq else "connecting"), \
-                f"connected, but no frame for {since:.0f} s"
         return "stalled", f"no frame for {since:.0f} s"
 
     def read(self, timeout: float = 1.0) -> SourceFrame | None:

@@ -128,11 +128,15 @@ def test_drop_and_return_of_a_live_stream(x86_config: Path,
         fps_before = statistics.mean(s["fps"] for s in before)
         assert fps_before > 0.6 / INTERVAL, before  # the camera's rate, not a trickle
 
-        cam_a.stop()
         dropped = time.monotonic()
-        took, st = poll(client, lambda st: st["cam-a"]["status"] == "reconnecting"
-                        and st["cam-a"]["reason"], 2.0, every=0.05)
+        cam_a.stop()  # closes the stream, then the listening socket (refused from then on)
+        # The worker's own words ("stream lost ...", then the HTTP error), not the
+        # supervisor's stand-in shown until its event is read.
+        _, st = poll(client, lambda st: st["cam-a"]["status"] == "reconnecting"
+                     and st["cam-a"]["reason"] not in (None, "source lost"), 2.0, every=0.05)
+        took = time.monotonic() - dropped
         print(f"reconnecting after {took:.2f} s: {st['cam-a']['reason']}")
+        assert took <= 2.0
         assert st["cam-a"]["fps"] == 0
         during = sample_fps(client, "cam-b", OUTAGE - (time.monotonic() - dropped) - 0.5)
         st = client.json("GET", "/status")
@@ -146,8 +150,11 @@ def test_drop_and_return_of_a_live_stream(x86_config: Path,
 
         while time.monotonic() - dropped < OUTAGE:
             time.sleep(0.05)
+        returned = time.monotonic()
         cam_a.start()
-        back, st = poll(client, lambda st: st["cam-a"]["status"] == "running", 5.0, every=0.05)
+        _, st = poll(client, lambda st: st["cam-a"]["status"] == "running", 5.0, every=0.05)
+        back = time.monotonic() - returned
+        assert back <= 5.0
         print(f"running again {back:.2f} s after the return")
         frames = st["cam-a"]["frames"]
         _, st = poll(client, lambda st: st["cam-a"]["frames"] > frames + 5, 5.0)
@@ -161,7 +168,7 @@ def test_drop_and_return_of_a_live_stream(x86_config: Path,
 
 def corrupt_clip(path: Path, frames: int = 200, fps: float = 10.0) -> None:
     """The first ``frames`` of the PETS clip as MJPEG in AVI, with 30 % of its bytes (a
-    stretch in the middle) zeroed, as a damaged disk or a torn copy leaves it."""
+    stretch from 20 % to 50 %) zeroed, as a damaged disk or a torn copy leaves it."""
     cap = cv2.VideoCapture(str(PETS / "vtest.avi"))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (768, 576))
     for _ in range(frames):
@@ -171,7 +178,7 @@ def corrupt_clip(path: Path, frames: int = 200, fps: float = 10.0) -> None:
     writer.release()
     cap.release()
     data = bytearray(path.read_bytes())
-    a, b = int(len(data) * 0.4), int(len(data) * 0.7)
+    a, b = int(len(data) * 0.2), int(len(data) * 0.5)
     data[a:b] = bytes(b - a)
     path.write_bytes(bytes(data))
 
