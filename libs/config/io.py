@@ -57,15 +57,16 @@ def _trusted(path: Path, key: StatKey) -> bool:
         return _written.get(str(path.resolve())) == key
 
 
-def _read_once(path: Path) -> tuple[bytes, StatKey] | None:
-    """The bytes of ``path`` and its status, or None when it changed during the read."""
+def _read_once(path: Path, settled: StatKey) -> bytes | None:
+    """The bytes of ``path`` if it still has the status ``settled`` (the one judged settled)
+    from before the read to after it; None when it changed."""
     with open(path, "rb") as fh:
         before = stat_key(os.fstat(fh.fileno()))
         data = fh.read(MAX_CONFIG_BYTES + 1)
         during = stat_key(os.fstat(fh.fileno()))
     after = stat_key(os.stat(path))
-    if before == during == after and len(data) == before[2]:
-        return data, before
+    if settled == before == during == after and len(data) == settled[2]:
+        return data
     return None
 
 
@@ -95,11 +96,10 @@ def read_settled(
             seen, seen_since = key, now
         age = time.time() - st.st_mtime_ns / 1e9
         if _trusted(path, key) or age >= quiet or now - seen_since >= quiet:
-            got = _read_once(path)
-            if got is not None:
-                data, read_key = got
+            data = _read_once(path, key)
+            if data is not None:
                 try:
-                    return data.decode("utf-8"), read_key
+                    return data.decode("utf-8"), key
                 except UnicodeDecodeError as exc:
                     raise ConfigError(
                         [ConfigProblem(file, None, None, "file is not UTF-8 text")]) from exc
