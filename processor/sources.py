@@ -470,6 +470,7 @@ class LiveSource(FrameSource):
             why = probe_stream(target, self.probe_timeout)
             if why is not None:
                 return None, why
+        t0 = time.monotonic()
         if isinstance(target, str) and not target.startswith("/dev/"):
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
@@ -478,7 +479,10 @@ class LiveSource(FrameSource):
             cap = cv2.VideoCapture(target)
         if not cap.isOpened():
             cap.release()
-            return None, f"OpenCV cannot open {redact(target)}"
+            why = f"OpenCV cannot open {redact(target)}"
+            if time.monotonic() - t0 >= 0.9 * self.open_timeout:
+                why += f" (no video within {self.open_timeout:g} s)"
+            return None, why
         return cap, ""
 
     def _wait_retry(self, delay: float) -> bool:
