@@ -141,3 +141,18 @@ def test_masked_values_sent_back_keep_the_secret(api: Api) -> None:
     new = "rtsp://cam-user:other@127.0.0.1:8554/live/main"
     assert api.put("/cameras/door", {"VideoPath": new}).status_code == 200
     assert api.sections()["Source_door"]["VideoPath"] == new
+
+
+def test_config_errors_never_quote_a_password(x86_config: Path) -> None:
+    """Problems name the value they refuse (logs, 422 bodies): its URL credentials masked."""
+    import os
+
+    from libs.config import ConfigError
+
+    text = x86_config.read_text().replace("FrameRate = 7", f"FrameRate = {URL}")
+    x86_config.write_text(text)
+    os.utime(x86_config, (1, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(x86_config)
+    assert PASSWORD not in str(info.value)
+    assert MASKED_URL in str(info.value)

@@ -24,6 +24,7 @@ from libs.config.models import (
     SourceConfig,
     TrackerConfig,
 )
+from libs.config.secrets import mask_text
 from libs.config.video_source import VideoPathError, check_video_path
 
 FIXED_SECTIONS: dict[str, type[BaseModel]] = {
@@ -106,7 +107,8 @@ def _validate(
             else:
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 if key is not None and "input" in err and isinstance(err["input"], str):
-                    msg = f"{msg}, got {err['input']!r}"
+                    shown = mask_text(repr(err["input"][:200]))  # errors reach logs, too
+                    msg = f"{msg}, got {shown}"
                 problems.append(ConfigProblem(file, section, key, msg, _form_of(model, key)))
         return None
     if hasattr(obj, "_section"):
