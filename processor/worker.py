@@ -143,8 +143,11 @@ class CameraRunner(threading.Thread):
         st = self.state
         now = time.monotonic()
         self._fps_n += frame is not None
-        if now - self._fps_t0 >= 1.0:
-            st[FPS] = self._fps_n / (now - self._fps_t0)
+        elapsed = now - self._fps_t0
+        # Every second; sooner when frames come back after none, so "running" is not
+        # shown at 0 fps for a second.
+        if elapsed >= 1.0 or (st[FPS] == 0 and self._fps_n >= 3 and elapsed >= 0.3):
+            st[FPS] = self._fps_n / elapsed
             self._fps_t0, self._fps_n = now, 0
         st[SKIPPED] = self._skipped_base + source.skipped_frames
         problem = source.problem()
