@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -124,6 +125,7 @@ class CameraRunner(threading.Thread):
         self._fps_t0 = time.monotonic()
         self._fps_n = 0
         self._reason: str | None = None
+        self._said: tuple[float, str] = (RUNNING, "")
         self._skipped_base = 0.0
         self._perf: PerformanceLog | None = None
         self._write_error: str | None = None
@@ -157,10 +159,13 @@ class CameraRunner(threading.Thread):
             st[FPS] = 0.0 if status != DEGRADED else st[FPS]
         if reason != self._reason:  # the reason first: the status must not come without it
             cam = self.source_cfg.id
-            if reason is not None:
+            # Logged when it says something new ("no frame for 2 s", "3 s", ... only once).
+            said = (status, re.sub(r"\d+", "#", reason or ""))
+            if reason is not None and said != self._said:
                 log.warning("camera %s: %s (%s)", cam, STATUS_NAMES[status], reason)
-            elif self._reason is not None:
+            elif reason is None and self._reason is not None:
                 log.info("camera %s: running again", cam)
+            self._said = said
             self._reason = reason
             self._send("reason", cam, reason)
         st[STATUS] = status
