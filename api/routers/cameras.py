@@ -250,13 +250,22 @@ def grab(target: str | int) -> Probe:
         cap.release()
 
 
+def slot_owner(request: Request, user: Principal) -> str:
+    """Whose share a probe or stream slot counts against: the signed-in user, or the client's
+    address when authentication is off (everyone is then the same anonymous admin)."""
+    if user.username == "anonymous" and request.client is not None:
+        return f"address {request.client.host}"
+    return user.username
+
+
 async def run_probe(request: Request, user: Principal, work: Callable[[], T]) -> T:
     """Run ``work`` (opening a camera) in a thread of its own, at most PROBE_LIMIT at once
     and half of them for one user (429 over that), and wait at most GRAB_TIMEOUT_S.  A thread
     that outlives the wait still holds its slot until OpenCV gives up, so hung sources cannot
     pile up threads."""
     probes = slots(request.app.state, "camera_probes", PROBE_LIMIT)
-    outcome = probes.try_take(user.username)
+    owner = slot_owner(request, user)
+    outcome = probes.try_take(owner)
     if outcome != "ok":
         raise probes.refusal(outcome, "camera probes", retry_after=5)
     loop = asyncio.get_running_loop()
@@ -278,7 +287,7 @@ async def run_probe(request: Request, user: Principal, work: Callable[[], T]) ->
         except BaseException as exc:
             error = exc
         finally:
-            probes.give(user.username)
+            probes.give(owner)
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             loop.call_soon_threadsafe(settle, value, error)
 
@@ -543,10 +552,11 @@ async def stream(ctx: Context, user: Viewer, request: Request, camera_id: Camera
     # The slot is taken here, before the answer starts, so one user cannot open more than
     # their share (429) and the whole limit is never overrun (503); the response gives it
     # back however it ends (stream over, client gone, cancelled before the first part).
-    outcome = streams.try_take(user.username)
+    owner = slot_owner(request, user)
+    outcome = streams.try_take(owner)
     if outcome != "ok":
         raise streams.refusal(outcome, "live streams", retry_after=10)
-    held = _Held(streams, user.username)
+    held = _Held(streams, owner)
 
     async def still_allowed() -> bool:
         cfg = await current_config(ctx)
