@@ -312,13 +312,15 @@ def test_one_viewer_cannot_take_every_probe_slot(api: Api) -> None:
         r = api.client.get("/cameras/mute/image", headers=api.viewer)
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
         assert time.monotonic() - t0 < 2
-        # the admin still gets a slot (whether OpenCV then opens the clip while FFmpeg's
-        # open lock is held by the hung probes is another matter: ok may be false)
+        # the admin still gets a slot, and the clip opens: the silent camera's probes wait
+        # on the processor's lock-free probe, not inside OpenCV's open
+        t0 = time.monotonic()
         r = api.post("/cameras/check_stream", {"video_path": "data/pets09_s2l1/vtest.avi"})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200 and r.json()["ok"] is True, r.text
+        assert time.monotonic() - t0 < 3
         for t in threads:
             t.join(30)
-        assert results == [504] * share or all(s in (502, 504) for s in results), results
+        assert sorted(results) == [502] * share, results  # "no answer ... within 3 s"
         deadline = time.monotonic() + 15
         while probes.used and time.monotonic() < deadline:
             time.sleep(0.05)

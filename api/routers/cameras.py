@@ -46,9 +46,11 @@ from api.routers.entities import (
 from libs.calibration import CalibrationError, FloorCalibration
 from libs.config import ConfigChange
 from libs.config.models import LookoutConfig, SourceConfig, ini_value
+from libs.config.secrets import mask_text
 from libs.config.video_source import MAX_VIDEO_PATH, VideoPathError, check_video_path
 from libs.loggers.video_logger import NAME as VIDEO_LOGGER
 from libs.loggers.video_logger import preview_path
+from processor.sources import probe_stream
 
 router = APIRouter(prefix="/cameras", tags=["Cameras"])
 
@@ -233,7 +235,15 @@ def checked_target(config: LookoutConfig, video_path: str, key: str = "VideoPath
 
 
 def grab(target: str | int) -> Probe:
-    """Open ``target``, read one frame, close.  Runs in a probe thread."""
+    """Open ``target``, read one frame, close.  Runs in a probe thread.
+
+    A network camera is first asked whether it answers at all (the processor's own probe,
+    which holds no lock): OpenCV's open of a camera that never answers would hold FFmpeg's
+    open lock and delay every other probe by its whole timeout."""
+    if isinstance(target, str) and "://" in target:
+        why = probe_stream(target)
+        if why is not None:
+            return Probe(False, error=why)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
     cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
@@ -326,7 +336,7 @@ async def _frame_jpeg(ctx: ApiContext, request: Request, user: Principal, camera
         raise HTTPException(504, f"camera {camera_id} gave no frame within "
                             f"{GRAB_TIMEOUT_S:g} s") from None
     if isinstance(result, str):
-        raise HTTPException(502, f"camera {camera_id}: {result}")
+        raise HTTPException(502, f"camera {camera_id}: {mask_text(result)}")
     return Response(result, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
