@@ -34,6 +34,7 @@ from api.routers.entities import (
     CameraId,
     PartName,
     Snapshot,
+    busy,
     current_config,
     current_text,
     edit,
@@ -43,7 +44,7 @@ from api.routers.entities import (
     to_ini_text,
     validation_problems,
 )
-from libs.config import ConfigChange, ConfigError
+from libs.config import ConfigBusy, ConfigChange, ConfigError
 from libs.config.io import MAX_CONFIG_BYTES, read_settled
 from libs.config.loader import NUMBERED
 from libs.config.models import DetectorConfig, LookoutConfig, PluginConfig, SourceConfig
@@ -222,7 +223,10 @@ async def put_config(ctx: Context, _admin: Admin, request: Request) -> ConfigWri
             line = text.count("\n", 0, bad.start()) + 1
             raise problem(None, None, f"line {line} contains a control character")
         text = await ctx.in_thread(_keep_masked_secrets, ctx.config_path, text)
-        reload = await ctx.replace(text)
+        try:
+            reload = await ctx.replace(text)
+        except ConfigBusy as exc:
+            raise busy(exc) from exc
         return ConfigWritten(sections=await _file_sections(ctx), reload=reload)
     if kind not in ("application/json", ""):
         raise HTTPException(415, "send application/json or text/plain")
@@ -263,7 +267,12 @@ def _keep_masked_secrets(path: Path, text: str) -> str:
         restored = {k: v for k, v in kept.items() if v != values[k]}
         if restored:
             changes.append(ConfigChange(section, restored))
-    return apply_changes(text, changes) if changes else text
+    if not changes:
+        return text
+    try:
+        return apply_changes(text, changes)
+    except Exception:  # a text the INI editor cannot read: the replace says why
+        return text
 
 
 @router.get("/config/info", tags=["Config"], response_model=ConfigInfo,
