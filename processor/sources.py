@@ -40,6 +40,8 @@ import numpy as np
 
 from libs.config.loader import is_device, is_stream_url
 from libs.config.models import LookoutConfig, SourceConfig
+from libs.config.secrets import mask_text
+from libs.config.video_source import VideoPathError, check_video_path
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,9 @@ class SourceFrame:
 
 
 def redact(target: str | int) -> str:
-    """``target`` without a password, fit for logs and status."""
-    text = str(target)
-    if "://" not in text:
-        return text
-    parts = urlsplit(text)
-    if parts.username is None and parts.password is None:
-        return text
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"***@{host}").geturl()
+    """``target`` without a password, fit for logs and status (the one masking rule of
+    :mod:`libs.config.secrets`)."""
+    return mask_text(str(target))
 
 
 def probe_stream(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -579,7 +575,12 @@ class LiveSource(FrameSource):
 
 
 def open_source(config: LookoutConfig, source: SourceConfig, start_index: int = 0) -> FrameSource:
-    """The right source for ``[Source_N] VideoPath``."""
+    """The right source for ``[Source_N] VideoPath``, checked again by the one VideoPath rule
+    (a link may have been pointed elsewhere since the file was loaded)."""
+    try:
+        check_video_path(source.video_path, config.assets_dir, config.data_dir, True)
+    except VideoPathError as exc:
+        raise SourceError(f"VideoPath refused: {exc}") from exc
     tz = config.app.tzinfo
     resize = config.app.resolution
     vp = source.video_path

@@ -244,6 +244,7 @@ def test_probe_reasons_and_redaction(camera: Camera) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert redact("rtsp://admin:s3cret@10.0.0.5:554/h264") == "rtsp://***@10.0.0.5:554/h264"
+    assert redact("rtsp://admin:s3cret@10.0.0.5:554/h264") == \
+        "rtsp://admin:***@10.0.0.5:554/h264"
     assert redact("http://cam.local/mjpg") == "http://cam.local/mjpg"
     assert redact(0) == "0"
