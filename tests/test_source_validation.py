@@ -143,3 +143,24 @@ def test_check_names_what_is_refused(tmp_path: Path) -> None:
     with pytest.raises(VideoPathError, match="control character"):
         check_video_path("rtsp://h/x\u2028y", tmp_path, tmp_path)
     assert check_video_path("7", tmp_path, tmp_path).target == 7
+
+
+def test_the_processor_checks_again_when_a_source_opens(x86_config: Path,
+                                                         tmp_path: Path) -> None:
+    """A link in DataDirectory pointed outside after the file was loaded: no frame read."""
+    from processor.sources import SourceError, open_source
+
+    data = x86_config.parent / "data"
+    data.mkdir(exist_ok=True)
+    link = data / "clip.avi"
+    link.symlink_to(PETS / "vtest.avi")
+    x86_config.write_text(x86_config.read_text().replace(
+        "VideoPath = data/pets09_s2l1/vtest.avi", f"VideoPath = {link}"))
+    cfg = load_config(x86_config)
+    open_source(cfg, cfg.sources[0]).close()  # inside: opens
+    outside = tmp_path / "outside.avi"
+    shutil.copy(PETS / "vtest.avi", outside)
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(SourceError, match="outside AssetsDirectory"):
+        open_source(cfg, cfg.sources[0])
