@@ -54,19 +54,28 @@ STALL_SECONDS = 1.5  # s without a new frame (at least) before a live camera cou
 DEGRADED_HOLD = 2.0  # s a recording stays "degraded" after frames were skipped
 
 
-def _ffmpeg_capture_options() -> None:
-    """Make FFmpeg's AVI reader follow the file's index (``fflags +sortdts``).
+# The only protocols FFmpeg may use for a source: what VideoPath allows, and what those
+# carry (an http(s) camera cannot redirect FFmpeg to ftp://, concat: or a local device).
+FFMPEG_PROTOCOLS = "file,http,https,tcp,tls,rtp,rtsp,udp"
 
-    Without it the reader counts packets, so a damaged stretch of an AVI silently shifts the
-    time of every later frame.  OpenCV takes demuxer options only from this environment
-    variable; its own default when the variable is unset (RTSP over TCP) is kept.
+
+def _ffmpeg_capture_options() -> None:
+    """Make FFmpeg's AVI reader follow the file's index (``fflags +sortdts``), and allow it
+    only the protocols of :data:`FFMPEG_PROTOCOLS`.
+
+    Without the first, the reader counts packets, so a damaged stretch of an AVI silently
+    shifts the time of every later frame.  OpenCV takes demuxer options only from this
+    environment variable; its own default when the variable is unset (RTSP over TCP) is kept.
     """
     name = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-    current = os.environ.get(name)
-    if current is None:
-        os.environ[name] = "rtsp_flags;prefer_tcp|fflags;+sortdts"
-    elif "fflags" not in current:
-        os.environ[name] = f"{current}|fflags;+sortdts"
+    options = os.environ.get(name)
+    if options is None:
+        options = "rtsp_flags;prefer_tcp"
+    if "fflags" not in options:
+        options += "|fflags;+sortdts"
+    if "protocol_whitelist" not in options:
+        options += f"|protocol_whitelist;{FFMPEG_PROTOCOLS}"
+    os.environ[name] = options
 
 
 _ffmpeg_capture_options()

@@ -164,3 +164,14 @@ def test_the_processor_checks_again_when_a_source_opens(x86_config: Path,
     link.symlink_to(outside)
     with pytest.raises(SourceError, match="outside AssetsDirectory"):
         open_source(cfg, cfg.sources[0])
+
+
+def test_ffmpeg_may_use_only_the_source_protocols() -> None:
+    """Even past the VideoPath rule (a redirect, a playlist), FFmpeg refuses other
+    protocols: concat: would read local files, gopher:// another host's service."""
+    import cv2
+
+    import processor.sources  # noqa: F401  (sets FFmpeg's options)
+
+    assert cv2.VideoCapture(str(PETS / "vtest.avi")).isOpened()
+    assert not cv2.VideoCapture(f"concat:{PETS / 'vtest.avi'}").isOpened()
