@@ -103,13 +103,25 @@ class UserStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int, int, int], dict[str, dict[str, str]]] | None = None
 
     def _read(self) -> dict[str, dict[str, str]]:
+        """The users as the file has them now; parsed again only when the file changed (every
+        request reads them).  Callers copy before changing it."""
         try:
-            data: dict[str, dict[str, str]] = json.loads(self.path.read_text())
-            return data
+            st = self.path.stat()
         except FileNotFoundError:
             return {}
+        key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        cached = self._cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            data: dict[str, dict[str, str]] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        self._cache = (key, data)
+        return data
 
     def _write(self, users: dict[str, dict[str, str]]) -> None:
         _atomic_write(self.path, json.dumps(users, indent=1, sort_keys=True).encode())
@@ -134,7 +146,7 @@ class UserStore:
         if len(password) < MIN_PASSWORD:
             raise UserError(f"password: at least {MIN_PASSWORD} characters")
         with self._lock:
-            users = self._read()
+            users = dict(self._read())
             if username in users and not replace:
                 raise UserError(f"username: {username!r} already exists")
             created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -147,7 +159,7 @@ class UserStore:
 
     def remove(self, username: str) -> bool:
         with self._lock:
-            users = self._read()
+            users = dict(self._read())
             if username not in users:
                 return False
             del users[username]

@@ -33,9 +33,11 @@ class ApiContext:
     users: UserStore = field(init=False)
     tokens: TokenIssuer = field(init=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
-    # Exports: one low-priority builder and a short queue, so they cannot starve the cameras.
+    # Exports: one builder at idle priority resting as long as it worked (at least 50 ms)
+    # after each, and a short queue, so they cannot starve the cameras.
     exports: WorkPool = field(
-        default_factory=lambda: WorkPool("lookout-export", workers=1, queue=8))
+        default_factory=lambda: WorkPool("lookout-export", workers=1, queue=8, idle=True,
+                                 retry_after=10, rest=1.0, min_rest=0.05))
     # Password checks: scrypt takes 16 MB and tens of ms each; two at a time, a short queue.
     logins: WorkPool = field(
         default_factory=lambda: WorkPool("lookout-login", workers=2, queue=16, niceness=0,

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import queue as queue_module
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -152,47 +153,93 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
-def lower_priority(niceness: int = 19) -> None:
-    """Lower the calling thread's CPU priority (Linux: a thread id is a PRIO_PROCESS id)."""
+def lower_priority(niceness: int = 19, idle: bool = False) -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread id is a PRIO_PROCESS id).
+
+    ``idle`` also puts the thread in the SCHED_IDLE class: it runs only on CPU time nothing
+    else wants, and any other thread that wakes up takes the CPU from it at once (with nice
+    alone it would keep its slice, and a detector's threads that wait for each other would
+    wait for it)."""
+    tid = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        os.setpriority(os.PRIO_PROCESS, tid, niceness)
     except (AttributeError, OSError) as exc:  # not Linux, or not allowed
         log.debug("cannot lower the priority of a work thread: %s", exc)
+    if idle:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError) as exc:
+            log.debug("cannot move a work thread to SCHED_IDLE: %s", exc)
 
 
 class WorkPool:
-    """At most ``workers`` jobs running (in threads at niceness ``niceness``) and ``queue``
-    waiting; one more is refused with :class:`Busy` at once instead of piling up."""
+    """At most ``workers`` jobs running (in threads at niceness ``niceness``, in SCHED_IDLE
+    with ``idle``) and ``queue`` waiting; one more is refused with :class:`Busy` at once
+    instead of piling up.
+
+    After each job a thread rests ``rest`` times as long as the job took, and at least
+    ``min_rest`` seconds, before it takes the next: with ``rest=1`` the pool's work uses at
+    most half of each of its threads, however many requests wait (the answer to a job is not
+    delayed by its rest)."""
 
     def __init__(self, name: str, workers: int = 1, queue: int = 4, niceness: int = 19,
-                 retry_after: int = 5) -> None:
+                 idle: bool = False, retry_after: int = 5, rest: float = 0.0,
+                 min_rest: float = 0.0) -> None:
+        self.name = name
         self.workers = workers
         self.capacity = workers + queue
         self.retry_after = retry_after
+        self.niceness = niceness
+        self.idle = idle
+        self.rest = rest
+        self.min_rest = min_rest
         self._admitted = 0
         self._lock = threading.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=name,
-            initializer=lower_priority, initargs=(niceness,))
+        self._jobs: queue_module.SimpleQueue[_Job | None] = queue_module.SimpleQueue()
+        self._threads: list[threading.Thread] = []
 
     @property
     def admitted(self) -> int:
         """Jobs running or waiting now."""
         return self._admitted
 
+    @property
+    def full(self) -> bool:
+        """No room now: a caller can refuse before doing any work of its own."""
+        return self._admitted >= self.capacity
+
+    def _work(self) -> None:
+        lower_priority(self.niceness, self.idle)
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while it waited
+            start = time.monotonic()
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            pause = max(self.min_rest, self.rest * (time.monotonic() - start))
+            if pause > 0:
+                time.sleep(pause)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
             if self._admitted >= self.capacity:
                 raise Busy(self.retry_after)
             self._admitted += 1
-        try:
-            future = self._executor.submit(fn, *args)
-        except BaseException:
-            self._release()
-            raise
+            if len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"{self.name}-{len(self._threads)}")
+                thread.start()
+                self._threads.append(thread)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         # The slot is free once the job has ended (or was cancelled before it started), not
         # when the request gives up waiting: a job still running keeps its slot.
         future.add_done_callback(self._release)
+        self._jobs.put((future, fn, args))
         return await asyncio.wrap_future(future)  # cancelling the wait cancels a queued job
 
     def _release(self, _: object = None) -> None:
@@ -200,4 +247,8 @@ class WorkPool:
             self._admitted -= 1
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+_Job = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...]]

@@ -10,12 +10,18 @@ Connections are bounded in time and number:
 * a request body must arrive within ``api.limits.BODY_TIMEOUT`` (408 otherwise);
 * past :data:`MAX_CONNECTIONS` open connections or running requests, new requests are
   answered 503 at once.
+
+The cameras come first: the thread that serves the API (and every thread it starts: request
+handlers' threads, the login and export pools) runs at niceness :data:`API_NICENESS`, below
+the supervisor and the camera workers, so a flood of requests takes only the CPU they leave
+(``benchmarks/export_benchmark.py`` measures it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +30,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import create_app
+from api.limits import lower_priority
 from libs.config import load_config
 
 if TYPE_CHECKING:
@@ -34,6 +41,15 @@ log = logging.getLogger(__name__)
 HEAD_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 MAX_CONNECTIONS = 500
+API_NICENESS = 10
+
+
+class LookoutServer(uvicorn.Server):
+    """uvicorn's server, serving at a lower CPU priority than the cameras."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        lower_priority(API_NICENESS)  # this thread, and the threads it starts from now on
+        await super().serve(sockets)
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
@@ -97,7 +113,7 @@ def build_server(config_path: str | Path, supervisor: Supervisor | None,
                          ssl_certfile=certfile, ssl_keyfile=keyfile,
                          http=HeadTimeoutH11Protocol, timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
                          limit_concurrency=MAX_CONNECTIONS)
-    return uvicorn.Server(cfg)
+    return LookoutServer(cfg)
 
 
 def url_of(config_path: str | Path) -> str:

@@ -268,14 +268,20 @@ def _chunks(f: IO[bytes]) -> Iterator[bytes]:
         f.close()
 
 
+def _busy(retry_after: int) -> HTTPException:
+    return HTTPException(503, "too many exports are being built; try again later",
+                         headers={"Retry-After": str(retry_after)})
+
+
 async def _export(ctx: Context, body: ExportRequest, where: str) -> StreamingResponse:
+    if ctx.exports.full:  # refused before any work of its own
+        raise _busy(ctx.exports.retry_after)
     config = await ctx.in_thread(ctx.config)
     plan = check_request(config, body, where)
     try:
         f, size, count = await ctx.exports.run(build_export, config, plan)
     except Busy as exc:
-        raise HTTPException(503, "too many exports are being built; try again later",
-                            headers={"Retry-After": str(exc.retry_after)}) from exc
+        raise _busy(exc.retry_after) from exc
     name = f"lookout-export_{plan.span.first.isoformat()}_{plan.span.last.isoformat()}.zip"
     headers = {
         "Content-Disposition": f'attachment; filename="{name}"',
