@@ -240,7 +240,12 @@ def test_unauthenticated_abuse_keeps_memory_bounded_and_clients_served(
     grown_mb = (max(peak) - idle) / 1024
     print(f"idle RSS {idle / 1024:.1f} MB, peak {max(peak) / 1024:.1f} MB "
           f"(+{grown_mb:.1f} MB), after {after / 1024:.1f} MB; signed-in requests "
-          f"{len(served)}, slowest {max(t for _, t in served):.2f} s")
+          f"{len(served)}, slowest {max(t for _, t in served):.2f} s; declared 100 MB "
+          f"bodies answered in {max(t for _, t in declared):.3f} s; chunked bodies cut after "
+          f"{max(n for _, n in chunked) / MB:.0f} MB sent; idle/slow heads closed after "
+          f"{min(t or 0 for t in heads):.1f}-{max(t or 0 for t in heads):.1f} s; slow bodies "
+          f"408 after {max(t for _, t in bodies):.1f} s; idle keep-alive closed after "
+          f"{keep_alive[0] or 0:.1f} s")
     assert grown_mb < 50, f"RSS grew {grown_mb:.1f} MB under abuse"
     assert served and all(code == 200 for code, _ in served), served
     assert max(t for _, t in served) < 3.0, served
