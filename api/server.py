@@ -8,8 +8,10 @@ Connections are bounded in time and number:
   otherwise;
 * an idle keep-alive connection is closed after :data:`KEEP_ALIVE_TIMEOUT` seconds;
 * a request body must arrive within ``api.limits.BODY_TIMEOUT`` (408 otherwise);
-* past :data:`MAX_CONNECTIONS` open connections or running requests, new requests are
-  answered 503 at once.
+* one client address may hold at most :data:`MAX_CONNECTIONS_PER_ADDRESS` connections (more
+  are closed at once), so no single client can fill the server's table; past
+  :data:`MAX_CONNECTIONS` open connections or running requests, new requests are answered
+  503 at once.
 
 The cameras come first: the thread that serves the API (and every thread it starts: request
 handlers' threads, the login and export pools) runs at niceness :data:`API_NICENESS`, below
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 HEAD_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 MAX_CONNECTIONS = 500
+MAX_CONNECTIONS_PER_ADDRESS = 64
 API_NICENESS = 10
 
 
@@ -53,13 +57,24 @@ class LookoutServer(uvicorn.Server):
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus a deadline for each request head (slowloris)."""
+    """uvicorn's h11 protocol, plus a deadline for each request head (slowloris) and a cap
+    on the connections of one client address."""
 
     head_timeout = HEAD_TIMEOUT
+    per_address = MAX_CONNECTIONS_PER_ADDRESS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._address: str | None = None
+
+    def _open_per_address(self) -> Counter[str]:
+        """Open connections by client address, shared by the server's connections."""
+        counts: Counter[str] | None = getattr(self.server_state, "lookout_per_address", None)
+        if counts is None:
+            counts = Counter()
+            self.server_state.lookout_per_address = counts  # type: ignore[attr-defined]
+        return counts
 
     def _watch_head(self) -> None:
         """Arm the timer while a request head is awaited (h11 IDLE), disarm it otherwise."""
@@ -77,6 +92,13 @@ class HeadTimeoutH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        address = self.client[0] if self.client else "unknown"
+        counts = self._open_per_address()
+        if counts[address] >= self.per_address:
+            transport.close()  # connection_lost follows; nothing was counted
+            return
+        counts[address] += 1
+        self._address = address
         self._watch_head()
 
     def data_received(self, data: bytes) -> None:
@@ -91,7 +113,20 @@ class HeadTimeoutH11Protocol(H11Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._forget_address()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._forget_address()  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade(event)
+
+    def _forget_address(self) -> None:
+        if self._address is not None:
+            counts = self._open_per_address()
+            counts[self._address] -= 1
+            if counts[self._address] <= 0:
+                del counts[self._address]
+            self._address = None
 
 
 def build_server(config_path: str | Path, supervisor: Supervisor | None,

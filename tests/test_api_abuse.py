@@ -6,6 +6,7 @@ request must be refused or cut off, and a signed-in client must be served throug
 from __future__ import annotations
 
 import re
+import select
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from api.auth import UserStore
 from api.limits import ANONYMOUS_BODY_LIMIT, BODY_LIMIT
-from api.server import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
+from api.server import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS
 from libs.config import load_config
 from tests.live_api import LiveApi, live_api, rss_kib
 
@@ -109,8 +110,8 @@ def many_user_names(api: LiveApi, results: list[int]) -> None:
 def slow_heads(api: LiveApi, count: int, results: list[float | None]) -> None:
     """Sockets that never finish a request head: idle ones and slowloris ones (a byte every
     half second)."""
-    idle = [connect(api) for _ in range(count)]
-    slow = [connect(api) for _ in range(count)]
+    idle = [connect(api, f"127.0.2.{i % 50 + 1}") for i in range(count)]
+    slow = [connect(api, f"127.0.2.{i % 50 + 1}") for i in range(count)]
     for s in slow:
         s.sendall(b"GET /health HTTP/1.1\r\n")
     start = time.monotonic()
@@ -130,6 +131,22 @@ def slow_heads(api: LiveApi, count: int, results: list[float | None]) -> None:
         closed = closed_by_server(s, max(left, 0.5))
         results.append(None if closed is None else time.monotonic() - start)
     for s in idle + slow:
+        s.close()
+
+
+def one_address_many_sockets(api: LiveApi, results: list[int]) -> None:
+    """80 connections from one address: those past the per-address cap are closed at once."""
+    socks = [connect(api, "127.0.4.1") for _ in range(80)]
+    time.sleep(0.5)
+    readable, _, _ = select.select(socks, [], [], 0)  # a closed socket reads as readable
+    closed = 0
+    for s in readable:
+        try:
+            closed += s.recv(1) == b""
+        except OSError:
+            closed += 1
+    results.append(closed)
+    for s in socks:
         s.close()
 
 
@@ -209,6 +226,7 @@ def test_unauthenticated_abuse_keeps_memory_bounded_and_clients_served(
         heads: list[float | None] = []
         bodies: list[tuple[int | None, float]] = []
         keep_alive: list[float | None] = []
+        capped: list[int] = []
         jobs: list[tuple[Callable[..., None], tuple[object, ...]]] = [
             *[(declared_huge_body, (api, declared)) for _ in range(5)],
             *[(chunked_huge_body, (api, path, chunked))
@@ -218,6 +236,7 @@ def test_unauthenticated_abuse_keeps_memory_bounded_and_clients_served(
             (slow_heads, (api, 100, heads)),
             *[(slow_body, (api, bodies)) for _ in range(3)],
             (idle_keep_alive, (api, keep_alive)),
+            (one_address_many_sockets, (api, capped)),
         ]
         watchers = [threading.Thread(target=sample), threading.Thread(target=signed_in_client)]
         threads = [threading.Thread(target=fn, args=args) for fn, args in jobs]
@@ -245,7 +264,8 @@ def test_unauthenticated_abuse_keeps_memory_bounded_and_clients_served(
           f"{max(n for _, n in chunked) / MB:.0f} MB sent; idle/slow heads closed after "
           f"{min(t or 0 for t in heads):.1f}-{max(t or 0 for t in heads):.1f} s; slow bodies "
           f"408 after {max(t for _, t in bodies):.1f} s; idle keep-alive closed after "
-          f"{keep_alive[0] or 0:.1f} s")
+          f"{keep_alive[0] or 0:.1f} s; {capped[0]} of 80 sockets from one address closed "
+          f"at once")
     assert grown_mb < 50, f"RSS grew {grown_mb:.1f} MB under abuse"
     assert served and all(code == 200 for code, _ in served), served
     assert max(t for _, t in served) < 3.0, served
@@ -260,6 +280,7 @@ def test_unauthenticated_abuse_keeps_memory_bounded_and_clients_served(
     assert len(heads) == 200 and all(t is not None and t < HEAD_TIMEOUT + 3 for t in heads)
     assert all(c == 408 and t < BODY_TIMEOUT + 2 for c, t in bodies), bodies
     assert keep_alive[0] is not None and keep_alive[0] < KEEP_ALIVE_TIMEOUT + 2
+    assert capped == [80 - MAX_CONNECTIONS_PER_ADDRESS]
 
 
 def test_docs_are_served_from_local_files(x86_config: Path) -> None:
