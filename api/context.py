@@ -40,7 +40,7 @@ class ApiContext:
                                  retry_after=10, rest=1.0, min_rest=0.05))
     # Password checks: scrypt takes 16 MB and tens of ms each; two at a time, a short queue.
     logins: WorkPool = field(
-        default_factory=lambda: WorkPool("lookout-login", workers=2, queue=16, niceness=0,
+        default_factory=lambda: WorkPool("lookout-login", workers=2, queue=16, niceness=None,
                                  retry_after=1))
     _cache: tuple[tuple[int, int, int], LookoutConfig] | None = field(default=None, init=False)
 

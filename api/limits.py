@@ -182,7 +182,7 @@ class WorkPool:
     most half of each of its threads, however many requests wait (the answer to a job is not
     delayed by its rest)."""
 
-    def __init__(self, name: str, workers: int = 1, queue: int = 4, niceness: int = 19,
+    def __init__(self, name: str, workers: int = 1, queue: int = 4, niceness: int | None = 19,
                  idle: bool = False, retry_after: int = 5, rest: float = 0.0,
                  min_rest: float = 0.0) -> None:
         self.name = name
@@ -209,7 +209,8 @@ class WorkPool:
         return self._admitted >= self.capacity
 
     def _work(self) -> None:
-        lower_priority(self.niceness, self.idle)
+        if self.niceness is not None:  # None: the priority of the thread that started it
+            lower_priority(self.niceness, self.idle)
         while (job := self._jobs.get()) is not None:
             future, fn, args = job
             if not future.set_running_or_notify_cancel():
