@@ -9,9 +9,10 @@
   get :data:`ANONYMOUS_BODY_LIMIT` (the login forms are far smaller), the others
   :data:`BODY_LIMIT`, sized for ``PUT /config`` (an INI text of at most 1 MiB, or its JSON
   form).
-* :class:`WorkPool`: a few low-priority threads for heavy work (exports), a bounded queue in
-  front of them, and a refusal with ``Retry-After`` once the queue is full, so any number of
-  requests costs the cameras at most the pool's threads at the lowest CPU priority.
+* :class:`WorkPool`: a few threads for heavy work (exports: one, in SCHED_IDLE, resting as
+  long as it worked after each job; password checks: two), a bounded queue in front of them,
+  and a refusal with ``Retry-After`` once the queue is full, so any number of requests costs
+  at most the pool's threads, and for exports at most half of one thread's idle CPU time.
 """
 
 from __future__ import annotations
