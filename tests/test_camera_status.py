@@ -27,9 +27,9 @@ from tests.conftest import PETS
 from tests.test_api_server import Client, configure, free_port, start, stop, wait_healthy
 from tests.test_live_http import Camera, SilentCamera, load_jpegs
 
-# s; the 2 s and 5 s bounds are what is asserted.  The 20 s outage:
-# LOOKOUT_OUTAGE_SECONDS=20 pytest tests/test_camera_status.py -k drop -s
-OUTAGE = float(os.environ.get("LOOKOUT_OUTAGE_SECONDS", "8"))
+# s: the outage of the acceptance criterion (20 s); the 2 s and 5 s bounds are what is
+# asserted.  A shorter one for a quick local run: LOOKOUT_OUTAGE_SECONDS=8 pytest ...
+OUTAGE = float(os.environ.get("LOOKOUT_OUTAGE_SECONDS", "20"))
 INTERVAL = 0.125  # s between frames of the test cameras (8 fps, well under what one core does)
 
 

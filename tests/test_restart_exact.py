@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -238,3 +239,25 @@ def test_disable_then_enable_over_the_api_does_not_redo_a_finished_recording(
         assert log_rows(data, "objects_log") == before
     finally:
         server.stop(proc)
+
+
+@pytest.mark.slow
+def test_killed_processor_with_the_api_leaves_no_process(x86_config: Path) -> None:
+    """The same with the API serving (its threads started the workers too)."""
+    from tests import test_api_server as server
+
+    port = server.free_port()
+    server.configure(x86_config, port)
+    data = x86_config.parent / "data"
+    proc = server.start(x86_config)
+    wait_until(proc, data, lambda st: st["pid"] == proc.pid and next_index(st) >= 20)
+    kids = descendants(proc.pid)
+    assert kids
+    proc.kill()
+    proc.wait()
+    t0 = time.monotonic()
+    while any(alive(k) for k in kids) and time.monotonic() - t0 < 2.0:
+        time.sleep(0.02)
+    assert not [k for k in kids if alive(k)], "processes outlived the killed processor"
+    with socket.socket() as s:  # and nobody serves its port any more
+        assert s.connect_ex(("127.0.0.1", port)) != 0
