@@ -36,8 +36,8 @@ from typing import Any
 
 from libs.config.loader import is_device, is_stream_url
 from libs.config.models import LookoutConfig, SourceConfig
-from libs.loggers.file_system_logger import source_log_root
 from libs.loggers.writer import atomic_write_bytes
+from libs.storage import source_log_root
 
 log = logging.getLogger(__name__)
 

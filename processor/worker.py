@@ -25,8 +25,8 @@ from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
 from libs.frame import Frame
-from libs.loggers.file_system_logger import csv_line
 from libs.loggers.writer import BackgroundWriter, WriteHealth
+from libs.storage import csv_line
 from processor.pipeline import CameraPipeline
 from processor.resume import WARMUP_FRAMES, ResumeStore
 from processor.runlock import die_with_parent, hold_worker_lock

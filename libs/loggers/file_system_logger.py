@@ -58,40 +58,47 @@ screenshots are skipped and counted; ``write_health()`` says which state a logge
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
 from pydantic import Field
 
+from libs.clock import IntervalGate, aware, format_timestamp
 from libs.config.models import PluginConfig, form
 from libs.config.occupancy_rules import occupancy_limit, parse_occupancy_rules
+from libs.config.plugins import plugin_settings
 from libs.frame import Frame
 from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS, AreaLogger, SourceLogger
 from libs.loggers.writer import BackgroundWriter, WriteHealth, atomic_write_bytes
+from libs.storage import (  # noqa: F401
+    AREA_LOG_FOLDER,
+    DEFAULT_AREA_LOG_DIRECTORY,
+    DEFAULT_SCREENSHOTS_DIRECTORY,
+    DEFAULT_SOURCE_LOG_DIRECTORY,
+    EVENTS_FOLDER,
+    FILE_SYSTEM_LOGGER,
+    LINE_EVENTS_FOLDER,
+    SOURCE_LOG_FOLDER,
+    area_log_root,
+    csv_line,
+    file_sizes,
+    screenshots_root,
+    source_log_root,
+)
 
 if TYPE_CHECKING:
     from libs.config.models import AreaConfig, LookoutConfig, SourceConfig
 
 log = logging.getLogger(__name__)
 
-NAME = "file_system_logger"
-DEFAULT_SOURCE_LOG_DIRECTORY = "processor/static/data/sources"
-DEFAULT_AREA_LOG_DIRECTORY = "processor/static/data/areas"
-DEFAULT_SCREENSHOTS_DIRECTORY = "processor/static/screenshots"
-SOURCE_LOG_FOLDER = "objects_log"
-AREA_LOG_FOLDER = "occupancy_log"
-LINE_EVENTS_FOLDER = "line_crossings"
-EVENTS_FOLDER = "events"
+NAME = FILE_SYSTEM_LOGGER
 LINE_EVENT_COLUMNS = ("Timestamp", "Frame", "Line", "TrackId", "Direction")
 SOURCE_LOG_COLUMNS = (
     "Timestamp",
@@ -107,108 +114,6 @@ SOURCE_LOG_COLUMNS = (
 AREA_LOG_COLUMNS = ("Timestamp", "Occupancy", "Threshold", "Violation", "Cameras")
 STALE_AFTER = timedelta(seconds=30)
 SCREENSHOT_JPEG_QUALITY = 90
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-C = TypeVar("C", bound=PluginConfig)
-
-
-# ---------------------------------------------------------------------------------------
-# Helpers shared with the metrics and the API
-# ---------------------------------------------------------------------------------------
-
-
-def _logger_directory(sections: Iterable[PluginConfig], default: str) -> str:
-    for section in sections:
-        if section.name == NAME and section.enabled:
-            return str(getattr(section, "log_directory", default))
-    return default
-
-
-def source_log_root(config: LookoutConfig) -> Path:
-    """Folder holding one sub-folder per camera (``<root>/<camera_id>/objects_log/...``)."""
-    return config.data_path(_logger_directory(config.source_loggers, DEFAULT_SOURCE_LOG_DIRECTORY))
-
-
-def area_log_root(config: LookoutConfig) -> Path:
-    """Folder holding one sub-folder per area (``<root>/<area_id>/occupancy_log/...``)."""
-    return config.data_path(_logger_directory(config.area_loggers, DEFAULT_AREA_LOG_DIRECTORY))
-
-
-def screenshots_root(config: LookoutConfig) -> Path:
-    """Folder holding one sub-folder of screenshots per camera."""
-    for section in config.source_loggers:
-        if section.name == NAME and section.enabled:
-            value = getattr(section, "screenshots_directory", DEFAULT_SCREENSHOTS_DIRECTORY)
-            return config.data_path(str(value))
-    return config.data_path(DEFAULT_SCREENSHOTS_DIRECTORY)
-
-
-def file_sizes(paths: Iterable[Path]) -> dict[str, int]:
-    """Size of each of ``paths`` that exists, forced to disk first (a checkpoint's view of
-    the logs, which must hold after a power cut too)."""
-    out: dict[str, int] = {}
-    for p in paths:
-        try:
-            fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-            out[str(p)] = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-    return out
-
-
-def format_timestamp(ts: datetime, tz: tzinfo) -> str:
-    """``ts`` as ISO 8601 with milliseconds and its UTC offset in ``tz``."""
-    return ts.astimezone(tz).isoformat(timespec="milliseconds")
-
-
-def aware(ts: datetime, tz: tzinfo) -> datetime:
-    """``ts`` itself when it has a time zone; a naive time is read as local time in ``tz``."""
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=tz)
-
-
-def csv_line(values: Sequence[object]) -> str:
-    """One CSV record with the quoting the ``csv`` module applies, ending in ``\\n``."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
-
-
-def plugin_settings(model: type[C], config: PluginConfig) -> C:
-    """``config`` as ``model``: itself when the loader built it so, else re-validated."""
-    if isinstance(config, model):
-        return config
-    return model.model_validate(config.model_dump(by_alias=True))
-
-
-class IntervalGate:
-    """Says yes once per slot of ``seconds`` on a grid aligned to the Unix epoch.
-
-    Integer microseconds, so a slot boundary never wobbles with floating point.  A time in
-    another slot than the last accepted one (later or, after a clock jump, earlier) opens it.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        if seconds <= 0:
-            raise ValueError("interval must be > 0")
-        self.step_us = max(1, round(seconds * 1_000_000))
-        self._last: int | None = None
-
-    def slot(self, ts: datetime) -> int:
-        return ((ts - _EPOCH) // _MICROSECOND) // self.step_us
-
-    def due(self, ts: datetime) -> bool:
-        slot = self.slot(ts)
-        if slot == self._last:
-            return False
-        self._last = slot
-        return True
-
 
 @dataclass(frozen=True)
 class FrameSummary:

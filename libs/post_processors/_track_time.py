@@ -31,16 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from libs.loggers.file_system_logger import (
-    EVENTS_FOLDER,
-    NAME,
-    IntervalGate,
-    aware,
-    csv_line,
-    format_timestamp,
-    source_log_root,
-)
+from libs.clock import IntervalGate, aware, format_timestamp
 from libs.loggers.writer import BackgroundWriter
+from libs.storage import EVENTS_FOLDER, csv_line, source_log_root
+from libs.storage import FILE_SYSTEM_LOGGER as NAME
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, PluginConfig, SourceConfig

@@ -41,9 +41,9 @@ import numpy as np
 from pydantic import Field
 
 from libs.config.models import PluginConfig, form
+from libs.config.plugins import plugin_settings
 from libs.frame import Detections, Frame
 from libs.geometry import iou_matrix
-from libs.loggers.file_system_logger import plugin_settings
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors.faces import head_regions
 

@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from libs.clock import aware
 from libs.config.models import PluginConfig, form
 from libs.frame import EMOTIONS, Frame
-from libs.loggers.file_system_logger import aware
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors._track_time import (

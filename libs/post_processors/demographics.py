@@ -47,10 +47,10 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import Field
 
+from libs.clock import aware
 from libs.config.models import PluginConfig, form
 from libs.detectors.onnxruntime_backend import session_options
 from libs.frame import EMOTIONS, Frame
-from libs.loggers.file_system_logger import aware
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors._track_time import elapsed_us, micros
 

@@ -69,9 +69,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from libs.clock import IntervalGate, aware, format_timestamp
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
-from libs.loggers.file_system_logger import IntervalGate, aware, format_timestamp
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors._track_time import (

@@ -63,8 +63,8 @@ import numpy as np
 from pydantic import Field
 
 from libs.config.models import PluginConfig, form
+from libs.config.plugins import plugin_settings
 from libs.frame import Frame
-from libs.loggers.file_system_logger import plugin_settings
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 
 if TYPE_CHECKING:

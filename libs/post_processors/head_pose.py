@@ -58,8 +58,8 @@ import numpy as np
 from pydantic import Field
 
 from libs.config.models import PluginConfig, form
+from libs.config.plugins import plugin_settings
 from libs.frame import Frame
-from libs.loggers.file_system_logger import plugin_settings
 from libs.metrics.reports import Counter, Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors.facemask import requires_faces_before

@@ -62,9 +62,10 @@ import numpy as np
 from pydantic import BeforeValidator, Field, field_validator
 
 from libs.calibration import CalibrationError, FloorCalibration
+from libs.clock import IntervalGate, aware
 from libs.config.models import PluginConfig, form
+from libs.config.plugins import plugin_settings
 from libs.frame import Frame
-from libs.loggers.file_system_logger import IntervalGate, aware, plugin_settings
 from libs.loggers.writer import BackgroundWriter
 from libs.metrics.clusters import ClusterWindow
 from libs.metrics.heatmap import (

@@ -67,24 +67,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from libs.clock import IntervalGate, aware, format_timestamp
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
 from libs.geometry import points_in_polygon
-from libs.loggers.file_system_logger import (
-    EVENTS_FOLDER,
-    IntervalGate,
-    SourceFileSystemConfig,
-    aware,
-    csv_line,
-    format_timestamp,
-    source_log_root,
-)
-from libs.loggers.file_system_logger import (
-    NAME as FILE_SYSTEM_LOGGER,
-)
+from libs.loggers.file_system_logger import SourceFileSystemConfig
 from libs.loggers.writer import BackgroundWriter
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.storage import EVENTS_FOLDER, FILE_SYSTEM_LOGGER, csv_line, source_log_root
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
