@@ -42,7 +42,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -99,14 +99,11 @@ class RecordIds:
 # ---------------------------------------------------------------------------------------
 
 
-def col(csv: str = "", unit: str = "") -> Any:
+def col(csv: str = "", unit: str = "", *, default: Any = dataclasses.MISSING,
+        default_factory: Any = dataclasses.MISSING) -> Any:
     """A record field: ``csv`` names today's CSV column it maps to, ``unit`` its unit."""
-    return field(metadata={"csv": csv, "unit": unit})
-
-
-def opt(csv: str = "", unit: str = "") -> Any:
-    """An optional record field (``None`` when unknown), default ``None``."""
-    return field(default=None, metadata={"csv": csv, "unit": unit})
+    return field(default=default, default_factory=default_factory,
+                 metadata={"csv": csv, "unit": unit})
 
 
 Converter = Callable[[Any, bool, str], Any]
@@ -146,6 +143,9 @@ def _str(value: Any, from_json: bool, path: str) -> str:
     return value
 
 
+_OFFSETS: dict[timedelta, timezone] = {}
+
+
 def _datetime(value: Any, from_json: bool, path: str) -> datetime:
     if from_json:
         if not isinstance(value, str):
@@ -156,8 +156,16 @@ def _datetime(value: Any, from_json: bool, path: str) -> datetime:
             raise _fail(path, "an ISO 8601 time with its UTC offset", value) from None
     if not isinstance(value, datetime):
         raise _fail(path, "a datetime", value)
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset() if value.tzinfo is not None else None
+    if offset is None:
         raise _fail(path, "a time-zone-aware time (with a UTC offset)", value)
+    if type(value.tzinfo) is not timezone:
+        # A fixed offset, the one the time had: records compare by instant (even in the
+        # repeated hour of a DST change) and carry no zone database object between processes.
+        tz = _OFFSETS.get(offset)
+        if tz is None:
+            tz = _OFFSETS.setdefault(offset, timezone(offset))
+        value = value.astimezone(tz)
     return value
 
 
@@ -307,6 +315,7 @@ class Struct:
 S = TypeVar("S", bound=type[Struct])
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(col,))
 def struct(cls: S) -> S:
     """Class decorator for a nested part of a record."""
     made = dataclass(frozen=True, slots=True, kw_only=True)(cls)
@@ -382,7 +391,15 @@ class Record(Struct):
         if schema < 1:
             raise RecordError(f"{kind}: schema {schema} does not exist")
         body = {k: v for k, v in data.items() if k not in ("kind", "schema")}
+        if schema < target.SCHEMA:
+            body = target.upgrade(body, schema)
         return target._build(body, True, kind)  # type: ignore[no-any-return]
+
+    @classmethod
+    def upgrade(cls, body: dict[str, Any], schema: int) -> dict[str, Any]:
+        """The fields of an older ``schema`` of this kind in the current layout (JSON form,
+        envelope included).  A kind that raises its ``SCHEMA`` overrides this."""
+        raise RecordError(f"{cls.KIND}: no upgrade from schema {schema} to {cls.SCHEMA}")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Record:
@@ -399,6 +416,7 @@ _TYPES: dict[str, type[Record]] = {}
 RECORD_TYPES: Mapping[str, type[Record]] = types.MappingProxyType(_TYPES)
 
 
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(col,))
 def record(kind: str, category: str, sources: tuple[str, ...] = ("camera",)) -> Callable[[R], R]:
     """Class decorator: makes a record type of ``kind`` and registers it."""
     if category not in CATEGORIES:
@@ -484,7 +502,7 @@ class Cluster(Struct):
     intensity: float = col(csv="intensity", unit="person-seconds")
     radius: float = col(csv="radius", unit="m or px")
     samples: int = col(csv="samples", unit="positions")
-    image_position: tuple[float, float] | None = opt(csv="image_position", unit="px")
+    image_position: tuple[float, float] | None = col(csv="image_position", unit="px", default=None)
 
 
 STRUCT_TYPES: tuple[type[Struct], ...] = (
@@ -664,7 +682,7 @@ class DistancingStart(Record):
     violating_objects: int = col(unit="people")
     violating_pairs: int = col(unit="pairs")
     track_ids: tuple[int, ...] = col()
-    min_distance_cm: float | None = opt(unit="cm")
+    min_distance_cm: float | None = col(unit="cm", default=None)
 
 
 @record("distancing_end", "event")
@@ -715,13 +733,14 @@ class AudienceSession(Record):
     track_id: int = col(csv="TrackId")
     present: float = col(csv="Present", unit="s")
     stopped: float = col(csv="Stopped", unit="s")
-    looking: float | None = opt(csv="Looking", unit="s")
+    looking: float | None = col(csv="Looking", unit="s", default=None)
     passing_by: bool = col(csv="PassingBy")
     interested: bool = col(csv="Interested")
-    age_band: Literal["0-17", "18-34", "35-54", "55+", "unknown"] | None = opt(csv="AgeBand")
-    gender: Literal["male", "female", "unknown"] | None = opt(csv="Gender")
+    age_band: Literal["0-17", "18-34", "35-54", "55+", "unknown"] | None = col(
+        csv="AgeBand", default=None)
+    gender: Literal["male", "female", "unknown"] | None = col(csv="Gender", default=None)
     emotion: Literal["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
-                     "unknown"] | None = opt(csv="Emotion")
+                     "unknown"] | None = col(csv="Emotion", default=None)
 
 
 @record("mask_state", "event")
@@ -740,8 +759,8 @@ class CameraState(Record):
     state: Literal["idle", "running", "finished", "failed", "stopped", "connecting",
                    "reconnecting", "stalled", "degraded"] = col()
     previous: Literal["idle", "running", "finished", "failed", "stopped", "connecting",
-                      "reconnecting", "stalled", "degraded"] | None = opt()
-    reason: str | None = opt()
+                      "reconnecting", "stalled", "degraded"] | None = col(default=None)
+    reason: str | None = col(default=None)
 
 
 @record("clusters", "event")
@@ -772,12 +791,10 @@ class FrameSummary(Record):
     occupancy: int = col(csv="Occupancy", unit="people")
     occupancy_threshold: int = col(unit="people")
     environment_score: float = col(csv="EnvironmentScore", unit="0..1")
-    min_distance_cm: float | None = opt(unit="cm")
-    estimated_occupancy: int | None = opt(unit="people")
-    line_counts: dict[str, LineCount] = field(default_factory=dict,
-                                              metadata={"csv": "", "unit": ""})
-    zone_counts: dict[str, ZoneCount] = field(default_factory=dict,
-                                              metadata={"csv": "", "unit": ""})
+    min_distance_cm: float | None = col(unit="cm", default=None)
+    estimated_occupancy: int | None = col(unit="people", default=None)
+    line_counts: dict[str, LineCount] = col(default_factory=dict)
+    zone_counts: dict[str, ZoneCount] = col(default_factory=dict)
 
 
 def fields_of(cls: type[Struct]) -> list[dataclasses.Field[Any]]:
