@@ -43,7 +43,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import numpy as np
 
@@ -371,7 +371,7 @@ class Record(Struct):
                           ensure_ascii=False, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """The record of ``data`` (a :meth:`to_dict` form); the type is looked up by kind,
         and must be ``cls`` or one of its subclasses."""
         if not isinstance(data, Mapping):
@@ -402,7 +402,7 @@ class Record(Struct):
         raise RecordError(f"{cls.KIND}: no upgrade from schema {schema} to {cls.SCHEMA}")
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Record:
+    def from_json(cls, text: str | bytes) -> Self:
         """The record of ``text`` (a :meth:`to_json` form); :class:`RecordError` if not."""
         try:
             data = json.loads(text, parse_constant=_refuse_constant)
