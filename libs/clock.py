@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The end-of-stream records are stamped this long after the last frame, so their rows never
+# share the instant of a row already logged (the reports keep one row per instant).
+FINAL_ROW_OFFSET = timedelta(milliseconds=1)
 _MICROSECOND = timedelta(microseconds=1)
 
 

@@ -35,6 +35,7 @@ SOURCE_LOG_FOLDER = "objects_log"
 AREA_LOG_FOLDER = "occupancy_log"
 LINE_EVENTS_FOLDER = "line_crossings"
 EVENTS_FOLDER = "events"
+DEFAULT_TIME_INTERVAL = 0.5  # s between two raw-log rows of a camera (its TimeInterval)
 
 
 def _logger_directory(sections: Iterable[PluginConfig], default: str) -> str:
@@ -52,6 +53,18 @@ def source_log_root(config: LookoutConfig) -> Path:
 def area_log_root(config: LookoutConfig) -> Path:
     """Folder holding one sub-folder per area (``<root>/<area_id>/occupancy_log/...``)."""
     return config.data_path(_logger_directory(config.area_loggers, DEFAULT_AREA_LOG_DIRECTORY))
+
+
+def sample_interval(config: LookoutConfig | None) -> float:
+    """``TimeInterval`` of the camera's enabled ``file_system_logger`` (the default if none):
+    the one sample clock the stages' periodic rows follow."""
+    if config is not None:
+        for section in config.source_loggers:
+            if section.name == FILE_SYSTEM_LOGGER and section.enabled:
+                value = getattr(section, "time_interval", None)
+                if value is not None:
+                    return float(value)
+    return DEFAULT_TIME_INTERVAL
 
 
 def screenshots_root(config: LookoutConfig) -> Path:

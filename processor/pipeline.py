@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
+import numpy as np
+
+from libs.clock import FINAL_ROW_OFFSET
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.detectors import Detector, create_detector
 from libs.frame import Frame
@@ -17,8 +21,33 @@ from libs.trackers import TRACKERS, Tracker
 log = logging.getLogger(__name__)
 
 
+def finish_stream(camera_id: str, last_timestamp: datetime,
+                  stages: Sequence[tuple[str, PostProcessor]],
+                  loggers: Sequence[tuple[str, SourceLogger]]) -> Frame:
+    """The end of a camera's stream: every stage puts its end-of-stream records (the last
+    samples, the events of what is still open) on one frame stamped just after the last one,
+    and every logger records that frame.  Returns it."""
+    end = Frame(camera_id, -1, last_timestamp + FINAL_ROW_OFFSET, np.zeros((1, 1, 3), np.uint8))
+    for name, stage in stages:
+        try:
+            stage.finish(end)
+        except Exception:
+            log.exception("finishing stage %s of camera %s failed", name, camera_id)
+    for name, logger in loggers:
+        try:
+            logger.finish(end)
+        except Exception:
+            log.exception("logger %s of camera %s: end of stream failed", name, camera_id)
+    return end
+
+
 class CameraPipeline:
-    """Runs every enabled stage of one camera over a :class:`Frame`, timing each."""
+    """Runs every enabled stage of one camera over a :class:`Frame`, timing each.
+
+    Lifecycle: :meth:`process` per frame; :meth:`finish` at the end of the stream, which
+    gives every stage an end-of-stream frame to put what is still open on (the last samples,
+    the sessions of people still in view) and hands it to every logger; :meth:`close`.
+    """
 
     def __init__(
         self,
@@ -43,6 +72,8 @@ class CameraPipeline:
             (self.before if cls.phase == "before_tracker" else self.after).append(
                 (pp_cfg.name, stage)
             )
+        self.last_timestamp: datetime | None = None  # of the last frame processed
+        self.finished = False
         self.loggers: list[tuple[str, SourceLogger]] = []
         if with_loggers:
             for lg_cfg in config.source_loggers:
@@ -67,6 +98,7 @@ class CameraPipeline:
 
     def process_detections(self, frame: Frame) -> Frame:
         """Every stage after the detector, on detections already in the frame."""
+        self.last_timestamp = frame.timestamp
         for name, stage in self.before:
             frame = self._timed(frame, name, stage.process)
         # Everyone the detector saw, confirmed by the tracker or not: the anonymizer blurs
@@ -80,6 +112,15 @@ class CameraPipeline:
             logger.log(frame)
         frame.timings["loggers"] = (time.perf_counter() - t1) * 1000.0
         return frame
+
+    def finish(self) -> Frame | None:
+        """End of the stream (see :func:`finish_stream`), once; None when no frame was
+        processed."""
+        if self.finished or self.last_timestamp is None:
+            return None
+        self.finished = True
+        return finish_stream(self.source.id, self.last_timestamp,
+                             self.before + self.after, self.loggers)
 
     def checkpoint(self, done: Callable[[dict[str, int]], None]) -> None:
         """Call ``done(sizes)`` once every logger has written what it was given so far
@@ -117,6 +158,8 @@ class CameraPipeline:
         return finished.wait(timeout)
 
     def close(self) -> None:
+        """:meth:`finish` (when not done yet), then close every logger and stage."""
+        self.finish()
         for name, logger in self.loggers:
             try:
                 logger.close()

@@ -272,9 +272,10 @@ class CameraRunner(threading.Thread):
         finally:
             if pipeline is not None:
                 if store is not None and done_index is not None and not finished:
-                    # Before the stages close: what they flush for people still in view
-                    # comes after the checkpoint, and a resumed run will log it itself.
+                    # Before the end of the stream: what the stages record for people still
+                    # in view comes after the checkpoint, and a resumed run logs it itself.
                     self._checkpoint(pipeline, store, done_index, wait=True)
+                pipeline.finish()
                 pipeline.close()
                 if store is not None and finished:
                     store.save(done_index or int(st[TOTAL]), pipeline.tracker.next_track_id,

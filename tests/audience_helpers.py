@@ -120,7 +120,7 @@ def run_scene(stage: PostProcessor, people: Sequence[Person], frames: Iterable[i
         events += frame.metrics.get("events", [])
         out.append(frame)
     if finish:
-        last, final = stage.finish()  # type: ignore[attr-defined]
+        last, final = stage.end_open_tracks()  # type: ignore[attr-defined]
         for folder, row in last.items():
             samples.setdefault(folder, []).append(dict(row))
         events += final

@@ -19,7 +19,9 @@ from libs.post_processors.audience import (
     AudienceConfig,
     age_band,
 )
+from processor.pipeline import finish_stream
 from tests.audience_helpers import (
+    START,
     Person,
     config_in,
     file_logger,
@@ -198,8 +200,9 @@ def test_close_flushes_open_tracks(tmp_path, shared, monkeypatch) -> None:
     b = walking(2, range(30, 41))
     run = run_scene(aud, [a, b], range(0, 41), finish=False, logger=logger)
     assert run.events == [] and run.total(LOG, "People") == 0
-    logger.close()  # the pipeline closes its loggers first, then its stages
-    aud.close()
+    last = run.frames[-1].timestamp
+    finish_stream("pets-view1", last, [("audience", aud)], [("fs", logger)])
+    logger.close()
     root = tmp_path / "data" / "processor/static/data/sources" / "pets-view1"
     with open(root / "events" / "audience" / "2024-05-06.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -213,14 +216,17 @@ def test_close_flushes_open_tracks(tmp_path, shared, monkeypatch) -> None:
     assert sample["Timestamp"] == "2024-05-06T10:00:04.001+00:00"
     assert (sample["People"], sample["PassingBy"], sample["Interested"]) == ("2", "2", "1")
     assert list(sample)[1:] == list(AUDIENCE_COLUMNS)
-    aud.close()  # nothing left: no more rows
+    again = finish_stream("pets-view1", last, [("audience", aud)], [])
+    assert again.metrics == {}  # nothing left: no more rows
     assert len((root / LOG / "2024-05-06.csv").read_text().splitlines()) == 11
 
 
-def test_close_without_frames_or_logger_writes_nothing(tmp_path, shared, monkeypatch) -> None:
+def test_finish_without_frames_or_logger_writes_nothing(tmp_path, shared, monkeypatch) -> None:
     monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
     aud = stage(tmp_path, shared)
-    aud.close()  # no frame seen
+    end = finish_stream("pets-view1", START, [("audience", aud)], [])
+    assert end.metrics == {}  # no frame seen
+    aud.close()
     assert not (tmp_path / "data").exists()
     folder = tmp_path / "nolog"
     folder.mkdir()
@@ -230,9 +236,11 @@ def test_close_without_frames_or_logger_writes_nothing(tmp_path, shared, monkeyp
     path.write_text(path.read_text().replace(on, on.replace("True", "False")))
     config = load_config(path, check_files=False)
     aud = Audience(AudienceConfig.model_validate({"Name": "audience"}), config.sources[0], config)
-    run_scene(aud, [walking(1, range(0, 15))], range(0, 15), finish=False)
-    aud.close()  # no file logger: nowhere to write
-    assert not (folder / "data").exists()
+    run = run_scene(aud, [walking(1, range(0, 15))], range(0, 15), finish=False)
+    end = finish_stream("pets-view1", run.frames[-1].timestamp, [("audience", aud)], [])
+    assert end.metrics["events"]  # the open track ends on the end frame...
+    aud.close()
+    assert not (folder / "data").exists()  # ...and with no logger, nothing is written
 
 
 @pytest.mark.parametrize("bad", [{"StopSpeed": 0}, {"PassingSeconds": -1}])

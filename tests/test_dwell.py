@@ -27,6 +27,7 @@ from libs.loggers.file_system_logger import SourceFileSystemLogger
 from libs.metrics import recompute_all
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.dwell import DWELL_LOG, Dwell
+from processor.pipeline import finish_stream
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PASSWORD = "password123"
@@ -226,16 +227,17 @@ def test_flush_closes_open_sessions_on_the_end_frame() -> None:
                                             ("scene", 2, 2.5)]
     assert end.metrics["samples"][DWELL_LOG]["Sessions"] == 2
     assert end.metrics["samples"][DWELL_LOG]["DwellMs"] == 6000
-    stage.close()  # flushed already: nothing more
-    assert stage.closing_metrics == {}
+    again = finish_stream("pets-view1", end.timestamp, [("dwell", stage)], [])
+    assert again.metrics == {}  # flushed already: nothing more
 
 
-def test_close_without_flush_keeps_the_last_sessions() -> None:
+def test_finish_without_flush_puts_the_last_sessions_on_the_end_frame() -> None:
     stage = make()
-    run(stage, 1.0, lambda t: [(1, 200, 100)])
-    stage.close()  # no app: nothing written, the events are kept
-    assert brief(stage.closing_metrics["events"]) == [("scene", 1, 1.5)]
-    assert stage.closing_metrics["samples"][DWELL_LOG]["Sessions"] == 1
+    frames = run(stage, 1.0, lambda t: [(1, 200, 100)])
+    end = finish_stream("pets-view1", frames[-1].timestamp, [("dwell", stage)], [])
+    assert end.timestamp == frames[-1].timestamp + timedelta(milliseconds=1)
+    assert brief(end.metrics["events"]) == [("scene", 1, 1.5)]
+    assert end.metrics["samples"][DWELL_LOG]["Sessions"] == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -304,8 +306,8 @@ def dwell_api(x86_config: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
             frame.timestamp = T0.replace(hour=hour) + timedelta(seconds=t)
             logger.log(stage.process(frame))
             index += 1
-    logger.close()  # the pipeline's order: loggers, then the steps
-    stage.close()
+    finish_stream("pets-view1", frame.timestamp, [("dwell", stage)], [("fs", logger)])
+    logger.close()
     assert all(r.error is None for r in recompute_all(config))
     out: dict[str, Any] = {}
     with TestClient(create_app(path)) as client:
@@ -330,10 +332,11 @@ def test_dwell_raw_log_and_events(dwell_api: dict[str, Any]) -> None:
     raw = dwell_api["raw"]
     assert raw[0] == ("Timestamp,Sessions,DwellMs,LongestMs,Loitering,Bucket1,Bucket2,"
                       "Bucket3,Bucket4,Bucket5")
-    assert len(raw) == 1 + 30 + 10 + 1  # a row a second, and the row written by close()
+    assert len(raw) == 1 + 30 + 10 + 1  # a row a second, and the end-of-stream row
     assert raw[1 + 7] == "2026-01-05T10:00:07.000+00:00,1,5000,5000,0,1,0,0,0,0"
     assert raw[1 + 14] == "2026-01-05T10:00:14.000+00:00,0,0,0,1,0,0,0,0,0"
-    assert raw[-1] == "2026-01-05T11:00:10.000+00:00,1,10000,10000,0,1,0,0,0,0"
+    # the end-of-stream row, 1 ms after the last frame (11:00:09.5)
+    assert raw[-1] == "2026-01-05T11:00:09.501+00:00,1,10000,10000,0,1,0,0,0,0"
     day = "2026-01-05T1"
     assert dwell_api["events"] == [
         "Timestamp,Zone,TrackId,Enter,Exit,Seconds",
@@ -370,5 +373,5 @@ def test_dwell_reports_over_the_api(dwell_api: dict[str, Any]) -> None:
     assert dwell_api["daily"]["rows"][0]["Date"] == "2026-01-05"
     assert dwell_api["weekly"]["rows"][0]["Week"] == "2026-01-05"  # a Monday
     live = dwell_api["live"]["rows"]
-    assert len(live) == 1 and live[0]["To"] == "2026-01-05T11:00:10.000+00:00"
+    assert len(live) == 1 and live[0]["To"] == "2026-01-05T11:00:09.501+00:00"
     assert (live[0]["Samples"], live[0]["SumSessions"], live[0]["SumDwellMs"]) == (11, 2, 12_500)

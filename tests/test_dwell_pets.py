@@ -38,6 +38,7 @@ from libs.metrics import recompute_all
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.dwell import Dwell
 from libs.post_processors.zones import Zones
+from processor.pipeline import finish_stream
 from tests.conftest import PETS, REPO, core_config_text
 
 pytestmark = pytest.mark.slow
@@ -124,12 +125,11 @@ def run(pets_pipeline_run: dict, shared: Path,
             spent["dwell"] += time.perf_counter() - t1
             logger.log(frame)
             frames.append(frame)
+        end = finish_stream(src.id, frames[-1].timestamp, [("zones", zones), ("dwell", dwell)],
+                            [("fs", logger)])
         logger.close()
-        zones.close()
-        dwell.close()
         assert all(r.error is None for r in recompute_all(config))
-        closing = [*zones.closing_metrics.get("events", []),
-                   *dwell.closing_metrics.get("events", [])]
+        closing = list(end.metrics.get("events", []))
         events = [e for f in frames for e in f.metrics.get("events", [])] + closing
         n = len(frames)
         yield Run(path, config, frames, closing, events, 1000 * spent["zones"] / n,

@@ -24,6 +24,7 @@ from libs.post_processors.engagement import (
     target_angles,
     yaw_directions,
 )
+from processor.pipeline import finish_stream
 from tests.audience_helpers import (
     START,
     config_in,
@@ -246,9 +247,10 @@ def test_close_writes_the_open_tracks_to_the_logs(tmp_path, shared, monkeypatch)
     logger = file_logger(eng.app)
     p = standing(7, range(0, 12), x=300.0)
     p.attributes["head_yaw"] = {k: 180.0 for k in range(12)}
-    run_scene(eng, [p], range(0, 12), finish=False, logger=logger)
-    logger.close()  # the pipeline closes its loggers first, then its stages
-    eng.close()
+    run = run_scene(eng, [p], range(0, 12), finish=False, logger=logger)
+    last = run.frames[-1].timestamp
+    finish_stream("pets-view1", last, [("engagement", eng)], [("fs", logger)])
+    logger.close()
     root = tmp_path / "data" / "processor/static/data/sources" / "pets-view1"
     with open(root / "events" / "engagement" / "2024-05-06.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
@@ -261,13 +263,15 @@ def test_close_writes_the_open_tracks_to_the_logs(tmp_path, shared, monkeypatch)
     assert rows[-1] == {"Timestamp": "2024-05-06T10:00:01.101+00:00", "People": "1",
                         "EngagedPeople": "1", "EngagementMs": "1100", "ObservedMs": "100"}
     assert sum(int(r["ObservedMs"]) for r in rows) == 1100
-    eng.close()  # twice: nothing more
+    again = finish_stream("pets-view1", last, [("engagement", eng)], [])
+    assert again.metrics == {}  # twice: nothing more
     assert len((root / LOG / "2024-05-06.csv").read_text().splitlines()) == 5
 
 
 def test_close_writes_nothing_where_no_logger_ran(tmp_path, shared, monkeypatch) -> None:
     monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
     eng = stage(tmp_path, shared, Target="300,0")
-    run_scene(eng, [standing(7, range(0, 12))], range(0, 12), finish=False)
-    eng.close()  # a pipeline without loggers (an evaluation): no half records
+    run = run_scene(eng, [standing(7, range(0, 12))], range(0, 12), finish=False)
+    finish_stream("pets-view1", run.frames[-1].timestamp, [("engagement", eng)], [])
+    eng.close()  # a pipeline without loggers (an evaluation): no records written
     assert not (tmp_path / "data").exists()

@@ -24,6 +24,7 @@ from libs.loggers.file_system_logger import SourceFileSystemLogger
 from libs.metrics import recompute_all
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.zones import PRESENCE_LOG, SampleClock, Zones
+from processor.pipeline import finish_stream
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PASSWORD = "password123"
@@ -319,8 +320,8 @@ def presence_api(x86_config: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         frame = frame_at(0, people, metrics, index=i)
         frame.timestamp = ts
         logger.log(stage.process(frame))
+    finish_stream("pets-view1", frame.timestamp, [("zones", stage)], [("fs", logger)])
     logger.close()
-    stage.close()
     assert all(r.error is None for r in recompute_all(config))
     with TestClient(create_app(path)) as client:
         client.app.state.context.users.add("viewer1", PASSWORD, "viewer")  # type: ignore[attr-defined]

@@ -34,6 +34,10 @@ class SourceLogger(ABC):
     def log(self, frame: Frame) -> None:
         """Record what the frame says; return at once."""
 
+    def finish(self, end: Frame) -> None:  # noqa: B027 - optional hook
+        """Record the end-of-stream frame: every sample and event on it, whatever the
+        logger's own interval (called once, after the last :meth:`log`, before close)."""
+
     def checkpoint(self, done: Callable[[dict[str, int]], None]) -> bool:
         """Call ``done(sizes)`` once everything logged so far is written, with the size of
         each file this logger has written to (the resume point of a restart; see

@@ -82,6 +82,7 @@ from libs.storage import (  # noqa: F401
     DEFAULT_AREA_LOG_DIRECTORY,
     DEFAULT_SCREENSHOTS_DIRECTORY,
     DEFAULT_SOURCE_LOG_DIRECTORY,
+    DEFAULT_TIME_INTERVAL,
     EVENTS_FOLDER,
     FILE_SYSTEM_LOGGER,
     LINE_EVENTS_FOLDER,
@@ -188,7 +189,7 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
 
 class SourceFileSystemConfig(PluginConfig):
     time_interval: float = Field(
-        0.5,
+        DEFAULT_TIME_INTERVAL,
         alias="TimeInterval",
         gt=0,
         description="Seconds of the camera's clock (video time for recordings) between two "
@@ -276,23 +277,8 @@ class SourceFileSystemLogger(SourceLogger):
             return
         if row_due:
             self._append(self.log_path(ts), self.row(frame, ts), self._header)
-            # Analytics' periodic figures: metrics["samples"] = {log folder: {column: number}}
-            for folder, values in frame.metrics.get("samples", {}).items():
-                self._append(
-                    self.log_dir.parent / folder / f"{ts.astimezone(self.tz).date()}.csv",
-                    csv_line([format_timestamp(ts, self.tz), *values.values()]),
-                    csv_line(["Timestamp", *values]),
-                )
-        # Analytics' events: metrics["events"] = [{"kind": ..., "timestamp": ..., ...}]
-        for event in frame.metrics.get("events", ()):
-            ets = aware(event["timestamp"], self.tz)
-            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
-            self._append(
-                self.log_dir.parent / EVENTS_FOLDER / event["kind"]
-                / f"{ets.astimezone(self.tz).date()}.csv",
-                csv_line([format_timestamp(ets, self.tz), *fields.values()]),
-                csv_line(["Timestamp", *fields]),
-            )
+            self._log_samples(frame, ts)
+        self._log_events(frame)
         for event in frame.metrics.get("line_events", ()):
             ets = aware(event["timestamp"], self.tz)
             self._append(
@@ -307,6 +293,35 @@ class SourceFileSystemLogger(SourceLogger):
             # Skippable: while the disk is full a screenshot is skipped and counted, not kept.
             self.writer.submit(lambda: write_jpeg(path, image, SCREENSHOT_JPEG_QUALITY),
                                skippable=True)
+
+    def finish(self, end: Frame) -> None:
+        """The end-of-stream frame: its samples and events, whatever the interval (no raw
+        log row: nobody is in an end frame)."""
+        if self._closed:
+            return
+        self._log_samples(end, aware(end.timestamp, self.tz))
+        self._log_events(end)
+
+    def _log_samples(self, frame: Frame, ts: datetime) -> None:
+        """Analytics' periodic figures: ``metrics["samples"] = {folder: {column: number}}``."""
+        for folder, values in frame.metrics.get("samples", {}).items():
+            self._append(
+                self.log_dir.parent / folder / f"{ts.astimezone(self.tz).date()}.csv",
+                csv_line([format_timestamp(ts, self.tz), *values.values()]),
+                csv_line(["Timestamp", *values]),
+            )
+
+    def _log_events(self, frame: Frame) -> None:
+        """Analytics' events: ``metrics["events"] = [{"kind": ..., "timestamp": ..., ...}]``."""
+        for event in frame.metrics.get("events", ()):
+            ets = aware(event["timestamp"], self.tz)
+            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
+            self._append(
+                self.log_dir.parent / EVENTS_FOLDER / event["kind"]
+                / f"{ets.astimezone(self.tz).date()}.csv",
+                csv_line([format_timestamp(ets, self.tz), *fields.values()]),
+                csv_line(["Timestamp", *fields]),
+            )
 
     def row(self, frame: Frame, ts: datetime) -> str:
         summary = frame_summary(frame)

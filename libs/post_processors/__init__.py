@@ -32,5 +32,10 @@ class PostProcessor(ABC):
     def process(self, frame: Frame) -> Frame:
         """Read and extend the frame record."""
 
+    def finish(self, end: Frame) -> None:  # noqa: B027 - optional hook
+        """End of the stream: put the records of what is still open (the last samples, the
+        events of people still in view) on ``end``, the pipeline's end-of-stream frame.
+        They reach every logger like the records of any other frame."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources at the end of the camera's run."""
+        """Release resources at the end of the camera's run (after :meth:`finish`)."""

@@ -15,10 +15,9 @@ only on the first frame of each ``TimeInterval`` slot (slots aligned to the Unix
 publish "what happened since the previous row" exactly on the frames that are logged and no
 count is ever lost between rows.
 
-**The end of a run.**  The pipeline closes its loggers before its post-processors, so what a
-stage learns in ``close()`` (the tracks still open) cannot go through the loggers any more;
-:func:`write_final_records` appends it to the same raw and event logs, in the layout of
-:mod:`libs.loggers.file_system_logger`, when that logger is enabled and has been writing them.
+**The end of a run.**  What a stage learns at the end of the stream (the tracks still open)
+goes on the pipeline's end frame in its ``finish()`` (:func:`put_final_records`) and reaches
+the loggers like any other record.
 """
 
 from __future__ import annotations
@@ -31,20 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from libs.clock import IntervalGate, aware, format_timestamp
-from libs.loggers.writer import BackgroundWriter
-from libs.storage import EVENTS_FOLDER, csv_line, source_log_root
-from libs.storage import FILE_SYSTEM_LOGGER as NAME
+from libs.clock import IntervalGate, aware
+from libs.storage import sample_interval
 
 if TYPE_CHECKING:
-    from libs.config.models import LookoutConfig, PluginConfig, SourceConfig
+    from libs.config.models import LookoutConfig
+    from libs.frame import Frame
 
 log = logging.getLogger(__name__)
 
 US_PER_S = 1_000_000
 _MICROSECOND = timedelta(microseconds=1)
-DEFAULT_TIME_INTERVAL = 0.5
-FINAL_ROW_OFFSET = timedelta(milliseconds=1)
 
 
 def micros(seconds: float) -> int:
@@ -67,66 +63,16 @@ def ms_of(us: int) -> int:
     return (us + 500) // 1000
 
 
-def file_logger_section(app: LookoutConfig) -> PluginConfig | None:
-    """The enabled camera ``file_system_logger`` section, if any."""
-    for section in app.source_loggers:
-        if section.name == NAME and section.enabled:
-            return section
-    return None
-
-
 class SampleSchedule:
     """True on the frames the ``file_system_logger`` writes a raw row for."""
 
     def __init__(self, app: LookoutConfig) -> None:
-        section = file_logger_section(app)
-        seconds = float(getattr(section, "time_interval", DEFAULT_TIME_INTERVAL))
+        seconds = sample_interval(app)
         self.tz = app.app.tzinfo
         self._gate = IntervalGate(seconds)
 
     def due(self, ts: datetime) -> bool:
         return self._gate.due(aware(ts, self.tz))
-
-
-def write_final_records(
-    app: LookoutConfig,
-    source: SourceConfig,
-    ts: datetime,
-    samples: Mapping[str, Mapping[str, int]],
-    events: Sequence[Mapping[str, Any]],
-) -> bool:
-    """Append one more raw row per sample folder (at ``ts`` + 1 ms, so it never shares the
-    instant of a row already logged, which the reports would de-duplicate) and the events,
-    exactly as :class:`~libs.loggers.file_system_logger.SourceFileSystemLogger` does.
-
-    Returns False (and writes nothing) when no camera ``file_system_logger`` is enabled, or
-    when it has not been writing these raw logs (no folder of ``samples`` exists: a pipeline
-    run without loggers, such as an evaluation), so a run never leaves half its records.
-    """
-    if file_logger_section(app) is None:
-        return False
-    tz = app.app.tzinfo
-    root = source_log_root(app) / source.id
-    if not any((root / folder).is_dir() for folder in samples):
-        return False
-    row_ts = aware(ts, tz) + FINAL_ROW_OFFSET
-    day = row_ts.astimezone(tz).date().isoformat()
-    with BackgroundWriter(name=f"final-{source.id}") as writer:
-        for folder, values in samples.items():
-            writer.append_line(
-                root / folder / f"{day}.csv",
-                csv_line([format_timestamp(row_ts, tz), *values.values()]),
-                header=csv_line(["Timestamp", *values]),
-            )
-        for event in events:
-            ets = aware(event["timestamp"], tz)
-            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
-            writer.append_line(
-                root / EVENTS_FOLDER / event["kind"] / f"{ets.astimezone(tz).date()}.csv",
-                csv_line([format_timestamp(ets, tz), *fields.values()]),
-                header=csv_line(["Timestamp", *fields]),
-            )
-    return True
 
 
 class FootHistory:
@@ -181,16 +127,15 @@ class FootHistory:
             self._points.pop(tid, None)
 
 
-def flush_open_tracks(
-    app: LookoutConfig,
-    source: SourceConfig,
-    last: datetime | None,
+def put_final_records(
+    end: Frame,
     samples: Mapping[str, Mapping[str, int]],
     events: Sequence[Mapping[str, Any]],
 ) -> None:
-    """At close: write what ``finish()`` returned (the last raw row of each folder and the
-    events of the tracks still open), unless there is nothing to write."""
-    if last is None:
-        return
+    """Put what a stage learns at the end of the stream (the last raw-log row of each folder
+    and the events of the tracks still open) on the pipeline's end frame, unless there is
+    nothing to record."""
     if events or any(any(row.values()) for row in samples.values()):
-        write_final_records(app, source, last, samples, events)
+        for folder, row in samples.items():
+            end.metrics.setdefault("samples", {})[folder] = dict(row)
+        end.metrics.setdefault("events", []).extend(dict(e) for e in events)

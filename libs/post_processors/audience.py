@@ -59,9 +59,9 @@ from libs.post_processors._track_time import (
     FootHistory,
     SampleSchedule,
     elapsed_us,
-    flush_open_tracks,
     micros,
     ms_of,
+    put_final_records,
     seconds_text,
 )
 
@@ -344,7 +344,7 @@ class Audience(PostProcessor):
         self.pending = _Pending()
         return row
 
-    def finish(self) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
+    def end_open_tracks(self) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
         """End every open track: the last raw-log row and the events."""
         if self.last_frame is None:
             return {}, []
@@ -352,9 +352,9 @@ class Audience(PostProcessor):
         events = [self._end(t) for t in tracks]
         return {AUDIENCE_LOG_FOLDER: self._sample()}, events
 
-    def close(self) -> None:
-        """Flush the open tracks into the logs (the loggers are already closed)."""
-        last = self.last_frame
-        samples, events = self.finish()
-        flush_open_tracks(self.app, self.source, last, samples, events)
+    def finish(self, end: Frame) -> None:
+        """End of the stream: the open tracks end, their events and the last raw-log row go
+        on ``end``."""
+        samples, events = self.end_open_tracks()
+        put_final_records(end, samples, events)
         self.last_frame = None

@@ -73,12 +73,10 @@ from libs.frame import Frame
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors.zones import (
-    FINAL_ROW_OFFSET,
     ZONES_ATTRIBUTE,
     SampleClock,
     add_events,
     add_sample,
-    append_final_records,
     camera_regions,
     membership,
     membership_from_attribute,
@@ -206,7 +204,6 @@ class Dwell(PostProcessor):
         # (region index, track id) -> open session; region 0 is the scene.
         self.sessions: dict[tuple[int, int], Session] = {}
         self.tallies = [Tally() for _ in self.names]
-        self.closing_metrics: dict[str, Any] = {}
         self.flushed = False
 
     # -- time ---------------------------------------------------------------------------
@@ -328,21 +325,15 @@ class Dwell(PostProcessor):
     def _order(self, key: tuple[int, int]) -> tuple[float, int, int]:
         return self.sessions[key].enter, key[0], key[1]
 
-    def close(self) -> None:
-        """End of the run when :meth:`flush` was not called (the pipeline closes its
-        loggers before its steps): the sessions still open are closed, and their ``dwell``
-        events and one more raw row (closed sessions not yet logged) are written straight to
-        the camera's logs, the row stamped at the end of the last frame; kept in
-        ``closing_metrics`` too."""
+    def finish(self, end: Frame) -> None:
+        """End of the stream (unless :meth:`flush` ran): the sessions still open are
+        closed, and their ``dwell`` events and one more raw row (closed sessions not yet
+        logged) go on ``end``."""
         if self.flushed or self.t0 is None:
             return
         if not self.sessions and not any(t.sessions or t.loitering for t in self.tallies):
             return
-        step = max(self.frame_interval(), FINAL_ROW_OFFSET.total_seconds())
-        end = Frame(self.source.id, -1, self.instant(self.now + step),
-                    np.zeros((1, 1, 3), np.uint8))
+        before = len(end.metrics.get("events", []))
         self.flush(end)
-        self.closing_metrics = end.metrics
-        append_final_records(self.app, self.source, end.timestamp, end.metrics)
         log.info("dwell of camera %s: %d sessions closed at the end of the run",
-                 self.source.id, len(end.metrics.get("events", [])))
+                 self.source.id, len(end.metrics.get("events", [])) - before)

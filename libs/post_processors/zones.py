@@ -67,15 +67,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from libs.clock import IntervalGate, aware, format_timestamp
+from libs.clock import IntervalGate, aware
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
 from libs.geometry import points_in_polygon
-from libs.loggers.file_system_logger import SourceFileSystemConfig
-from libs.loggers.writer import BackgroundWriter
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
-from libs.storage import EVENTS_FOLDER, FILE_SYSTEM_LOGGER, csv_line, source_log_root
+from libs.storage import sample_interval
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -85,7 +83,6 @@ log = logging.getLogger(__name__)
 PRESENCE_LOG = "presence_log"
 ZONE_ENTRY_EVENT = "zone_entry"
 ZONES_ATTRIBUTE = "zones"
-FINAL_ROW_OFFSET = timedelta(milliseconds=1)
 
 PRESENCE = ReportKind(
     "presence",
@@ -172,18 +169,6 @@ def membership_from_attribute(attribute: np.ndarray, names: Sequence[str]) -> np
     return inside
 
 
-def logger_interval(app: LookoutConfig | None) -> float:
-    """``TimeInterval`` of the camera's enabled ``file_system_logger`` (its default if none)."""
-    if app is not None:
-        for section in app.source_loggers:
-            if section.name == FILE_SYSTEM_LOGGER and section.enabled:
-                value = getattr(section, "time_interval", None)
-                if value is not None:
-                    return float(value)
-    default = SourceFileSystemConfig.model_fields["time_interval"].default
-    return float(default)
-
-
 class SampleClock:
     """Which frames the ``file_system_logger`` writes a raw row for.
 
@@ -196,7 +181,7 @@ class SampleClock:
 
     def __init__(self, app: LookoutConfig | None) -> None:
         self.tz: tzinfo = app.app.tzinfo if app is not None else UTC
-        self.interval = logger_interval(app)
+        self.interval = sample_interval(app)
         self.gate = IntervalGate(self.interval)
 
     def due(self, ts: datetime) -> bool:
@@ -210,43 +195,6 @@ class SampleClock:
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         start = epoch + timedelta(microseconds=(slot + 1) * self.gate.step_us)
         return start.astimezone(ts.tzinfo)
-
-
-def append_final_records(
-    app: LookoutConfig | None, source: SourceConfig, ts: datetime, metrics: dict[str, Any]
-) -> bool:
-    """Write ``metrics["samples"]`` (one raw row each, stamped ``ts``) and
-    ``metrics["events"]`` straight to the camera's logs, in the layout and format of the
-    ``file_system_logger``.
-
-    For the end of a run: the pipeline closes its loggers before its post-processors, so what
-    a step learns in ``close()`` cannot go through them any more.  ``ts`` must be later than
-    every logged row (the reports keep one row per instant).  Returns False, writing nothing,
-    when the camera has no enabled ``file_system_logger``.
-    """
-    if app is None or not any(
-        s.name == FILE_SYSTEM_LOGGER and s.enabled for s in app.source_loggers
-    ):
-        return False
-    tz = app.app.tzinfo
-    root = source_log_root(app) / source.id
-    ts = aware(ts, tz)
-    with BackgroundWriter(name=f"final-{source.id}") as writer:
-        for folder, values in metrics.get("samples", {}).items():
-            writer.append_line(
-                root / folder / f"{ts.astimezone(tz).date()}.csv",
-                csv_line([format_timestamp(ts, tz), *values.values()]),
-                header=csv_line(["Timestamp", *values]),
-            )
-        for event in metrics.get("events", ()):
-            ets = aware(event["timestamp"], tz)
-            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
-            writer.append_line(
-                root / EVENTS_FOLDER / event["kind"] / f"{ets.astimezone(tz).date()}.csv",
-                csv_line([format_timestamp(ets, tz), *fields.values()]),
-                header=csv_line(["Timestamp", *fields]),
-            )
-    return True
 
 
 def add_events(frame: Frame, events: list[dict[str, Any]]) -> None:
@@ -323,7 +271,6 @@ class Zones(PostProcessor):
         self.balance = 0
         self.last_ts: datetime | None = None
         self.flushed = False
-        self.closing_metrics: dict[str, Any] = {}
 
     def seconds(self, ts: datetime) -> float:
         if self.t0 is None:
@@ -409,14 +356,9 @@ class Zones(PostProcessor):
         self.flushed = True
         return frame
 
-    def close(self) -> None:
-        """Entries since the last logged row, unless :meth:`flush` ran: one more raw row,
-        1 ms after the last frame, written straight to ``presence_log`` (the loggers are
-        closed by now); kept in ``closing_metrics`` too."""
+    def finish(self, end: Frame) -> None:
+        """End of the stream: the entries not yet in a logged row go on ``end`` (unless
+        :meth:`flush` ran, or there are none)."""
         if self.flushed or self.last_ts is None or not any(self.pending_entries):
             return
-        end = Frame(self.source.id, -1, self.last_ts + FINAL_ROW_OFFSET,
-                    np.zeros((1, 1, 3), np.uint8))
         self.flush(end)
-        self.closing_metrics = end.metrics
-        append_final_records(self.app, self.source, end.timestamp, end.metrics)
