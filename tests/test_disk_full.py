@@ -267,6 +267,7 @@ def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
         cam = camera()
         assert cam["last_error"].startswith("disk full: writing "), cam
         assert str(data) in cam["last_error"], cam
+        assert (cam["write_error"] or "").startswith("disk full: writing "), cam
         assert proc.poll() is None
         # The API still answers what needs the processor, config writes included (the
         # configuration file is outside the full mount).

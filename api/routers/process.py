@@ -37,6 +37,8 @@ class CameraStatus(BaseModel):
     reason: str | None = Field(None, description="why the camera is not running well, now")
     skipped_frames: int = Field(0, description="frames of the source that could not be "
                                 "decoded")
+    write_error: str | None = Field(None, description="why the camera's records cannot be "
+                                    "written now (a full disk); null while writes succeed")
 
 
 @router.get("/health", tags=["Health"], summary="Liveness and writes (public)",
