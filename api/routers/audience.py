@@ -21,8 +21,8 @@ Dates are local dates in ``[App] TimeZone`` (``from_date`` defaults to 6 days be
 ``to_date``, ``to_date`` to today, taken per request); ids and dates are checked as in every
 data API (:mod:`api.params`); the viewer role is needed.
 
-This module also lists the report kinds of the engagement and audience analytics
-(:data:`REPORT_KINDS`) for the ``/metrics`` table.
+The ``/metrics`` routes of the ``audience`` and ``engagement`` report kinds themselves come from
+their declarations (see :mod:`api.routers.metrics`), like every report kind's.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the handler's Annotated types.
@@ -48,8 +48,8 @@ from api.params import (
     today_in,
 )
 from libs.config.models import LookoutConfig
-from libs.metrics import ReportKind, camera_dir, hourly_path, read_report, reports_dir
-from libs.metrics.reports import Totals
+from libs.metrics import camera_dir, hourly_path, read_report, reports_dir
+from libs.metrics.reports import KEY_COLUMNS, Totals
 from libs.post_processors.audience import (
     AGE_COLUMNS,
     AUDIENCE_COLUMNS,
@@ -57,7 +57,6 @@ from libs.post_processors.audience import (
     EMOTION_COLUMNS,
     GENDER_COLUMNS,
 )
-from libs.post_processors.engagement import ENGAGEMENT_REPORT
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +64,8 @@ router = APIRouter(prefix="/metrics", tags=["Metrics"])
 
 BUCKETS = ("by_hour", "by_day", "global")
 DEFAULT_DAYS = 7
-REPORT_PATH = "/metrics/cameras/audience/report"
-
-REPORT_KINDS: tuple[tuple[str, ReportKind, str], ...] = (
-    (
-        "engagement",
-        ENGAGEMENT_REPORT,
-        "People who left (People), those engaged with the camera's target (EngagedPeople), "
-        "their engagement (EngagementMs) and the camera time observed (ObservedMs); "
-        "average engagement = SumEngagementMs / SumEngagedPeople.",
-    ),
-    (
-        "audience",
-        AUDIENCE_REPORT,
-        "People who left, passing by, interested (stopped and looking), the stop and "
-        "attention time of the interested (ms) and the interested per age band, gender and "
-        "emotion (when demographics are enabled).",
-    ),
-)
+ROUTE = f"/cameras/{AUDIENCE_REPORT.name}/report"
+REPORT_PATH = f"{router.prefix}{ROUTE}"
 
 
 def demographics_enabled(config: LookoutConfig) -> bool:
@@ -130,7 +113,7 @@ def figures(total: Totals, demographics: bool) -> dict[str, Any]:
 
 
 def _new() -> Totals:
-    return Totals(len(AUDIENCE_REPORT.measures), len(AUDIENCE_REPORT.counters))
+    return AUDIENCE_REPORT.new_totals()
 
 
 def _records(path: Path) -> list[dict[str, str]]:
@@ -166,11 +149,14 @@ def camera_report(
     entity = camera_dir(config, camera_id)
     folder = reports_dir(entity) / AUDIENCE_REPORT.folder
     body: dict[str, Any] = {"id": camera_id}
-    days = [(d, t) for d, t in _totals(_records(folder / "daily.csv"), "Date") if _in_span(d, span)]
+    day_key, = KEY_COLUMNS["daily"]
+    hour_key, = KEY_COLUMNS["hourly"]
+    days = [(d, t) for d, t in _totals(_records(folder / "daily.csv"), day_key)
+            if _in_span(d, span)]
     if "by_hour" in buckets:
         hours: list[tuple[str, Totals]] = []
         for day in span.dates():
-            hours += _totals(_records(hourly_path(entity, AUDIENCE_REPORT, day)), "Hour")
+            hours += _totals(_records(hourly_path(entity, AUDIENCE_REPORT, day)), hour_key)
         hours.sort(key=lambda item: datetime.fromisoformat(item[0]))
         body["by_hour"] = [{"hour": h, **figures(t, demographics)} for h, t in hours]
     if "by_day" in buckets:
@@ -187,7 +173,7 @@ _default_from = days_back(DEFAULT_DAYS)
 
 
 @router.get(
-    "/cameras/audience/report",
+    ROUTE,
     summary="Audience (passing by, interested, conversion, demographics) in time buckets",
     description="For each camera: `by_hour`, `by_day` (periods with data) and `global` "
     "(the whole range) buckets of people passing by (present >= PassingSeconds), interested "
@@ -222,7 +208,7 @@ async def audience_report(
         return [camera_report(config, i, span, wanted, demographics) for i in ids]
 
     return {
-        "kind": "audience",
+        "kind": AUDIENCE_REPORT.name,
         "time_zone": config.app.time_zone,
         "from_date": span.first.isoformat(),
         "to_date": span.last.isoformat(),
@@ -239,4 +225,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(router)
 
 
-__all__ = ["AUDIENCE_COLUMNS", "REPORT_KINDS", "include_routers", "router"]
+__all__ = ["AUDIENCE_COLUMNS", "include_routers", "router"]

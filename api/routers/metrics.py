@@ -1,11 +1,13 @@
 """``/metrics``: reports of cameras and areas, line crossings and heatmaps, as JSON.
 
-Routes are made from a table, not written per kind: every entry of :data:`METRICS` (a
-:class:`ReportMetric` for report files of :mod:`libs.metrics`, or any object with the
-:class:`Metric` shape) gets ``GET /metrics/<cameras|areas>/<kind>/<period>`` for each of its
-periods.  A new kind (dwell, facemask, audience...) is one more entry::
-
-    ReportMetric("dwell", CAMERAS, DWELL)   # DWELL: its libs.metrics ReportKind
+Routes are made from a table, not written per kind: every entry of :data:`METRICS` gets
+``GET /metrics/<cameras|areas>/<kind>/<period>`` for each of its periods and an entry in
+``GET /metrics/kinds``.  The table is derived from the report kinds registered in
+:mod:`libs.metrics.reports` (a :class:`ReportMetric` per kind: its name, columns and
+description come from the kind's one declaration), plus metrics computed otherwise (any
+object with the :class:`Metric` shape, such as :class:`LineCrossingMetric`).  A new report
+kind (dwell, facemask, audience...) is one ``ReportKind`` registered by its analytic; its
+routes, its listing and its report files follow.
 
 Periods and their query values (all checked: ids against the id pattern and the
 configuration, dates ``YYYY-MM-DD``, ``from_date <= to_date``, at most 366 days):
@@ -62,9 +64,6 @@ from libs.config.models import LookoutConfig
 from libs.loggers.file_system_logger import LINE_EVENTS_FOLDER, SOURCE_LOG_FOLDER
 from libs.loggers.video_logger import preview_path
 from libs.metrics import (
-    AREA_OCCUPANCY,
-    CAMERA_OCCUPANCY,
-    SOCIAL_DISTANCING,
     ReportKind,
     area_dir,
     camera_dir,
@@ -91,18 +90,24 @@ from libs.metrics.heatmap import (
     sum_answer,
     sum_hours,
 )
-from libs.metrics.reports import Totals, hour_start
+from libs.metrics.reports import (
+    KEY_COLUMNS,
+    PERIODS,
+    REPORTS,
+    Period,
+    ReportRegistry,
+    Totals,
+    describe,
+    hour_start,
+    report_kinds,
+)
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/metrics", tags=["Metrics"])
 
-Period = Literal["live", "hourly", "daily", "weekly"]
-ALL_PERIODS: tuple[Period, ...] = ("live", "hourly", "daily", "weekly")
 DAILY_DEFAULT_DAYS = 7
 WEEKLY_DEFAULT_WEEKS = 4
-KEY_COLUMNS = {"live": ("From", "To"), "hourly": ("Hour",), "daily": ("Date",),
-               "weekly": ("Week",)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -179,16 +184,23 @@ def _monday(day: date) -> date:
 
 @dataclass(frozen=True)
 class ReportMetric:
-    """A metric read from the report files (``reports/<folder>/``) of :mod:`libs.metrics`."""
+    """A report kind of :mod:`libs.metrics` (files ``reports/<folder>/``) of one entity type:
+    name, columns and description are the kind's own."""
 
-    name: str
     entity: EntityType
     report: ReportKind
-    description: str = ""
-    periods: tuple[Period, ...] = ALL_PERIODS
+    periods: tuple[Period, ...] = PERIODS
+
+    @property
+    def name(self) -> str:
+        return self.report.name
+
+    @property
+    def description(self) -> str:
+        return describe(self.report)
 
     def columns(self, period: Period) -> list[str]:
-        return self.report.header(KEY_COLUMNS[period])
+        return self.report.columns(period)
 
     def folder(self, config: LookoutConfig, entity_id: str) -> Path:
         return reports_dir(self.entity.folder(config, entity_id)) / self.report.folder
@@ -206,12 +218,12 @@ class ReportMetric:
         elif req.period == "daily":
             assert span is not None
             records = [r for r in _records(folder / "daily.csv")
-                       if _record_date(r, "Date") in span]
+                       if _record_date(r, KEY_COLUMNS["daily"][0]) in span]
         else:
             assert span is not None
             weeks = DateRange(_monday(span.first), span.last)
             records = [r for r in _records(folder / "weekly.csv")
-                       if _record_date(r, "Week") in weeks]
+                       if _record_date(r, KEY_COLUMNS["weekly"][0]) in weeks]
         keys = KEY_COLUMNS[req.period]
         rows = [_row(r, keys) for r in records]
         totals = None if req.period == "live" else self._totals(records)
@@ -219,7 +231,7 @@ class ReportMetric:
 
     def _totals(self, records: Iterable[dict[str, str]]) -> dict[str, Any]:
         kind = self.report
-        total = Totals(len(kind.measures), len(kind.counters))
+        total = kind.new_totals()
         for record in records:
             try:
                 total.merge(Totals.from_record(kind, record))
@@ -355,50 +367,20 @@ def _instant_then_line(item: tuple[tuple[str, str], dict[str, int]]) -> tuple[da
 # The table
 # ---------------------------------------------------------------------------------------
 
-from libs.post_processors.dwell import DWELL  # noqa: E402  (analytics' report kinds)
-from libs.post_processors.zones import PRESENCE  # noqa: E402
+ENTITY_TYPES = {e.name: e for e in (CAMERAS, AREAS)}
 
-METRICS: tuple[Metric, ...] = (
-    ReportMetric(
-        "social-distancing", CAMERAS, SOCIAL_DISTANCING,
-        "People, violating people (closer than the distance limit to someone) and "
-        "violating pairs per camera.",
-    ),
-    ReportMetric("occupancy", CAMERAS, CAMERA_OCCUPANCY, "People counted per camera."),
-    ReportMetric(
-        "occupancy", AREAS, AREA_OCCUPANCY,
-        "Occupancy of an area (sum of its cameras) and samples over its capacity.",
-    ),
-    LineCrossingMetric(),
-    ReportMetric(
-        "presence", CAMERAS, PRESENCE,
-        "People in the camera's Zones (all people without Zones), entries through its "
-        "EntryZones (Entries: people who passed through) and into its Zones (ZoneEntries), "
-        "and the occupancy estimated from its counting lines, never below 0 (zones step).",
-    ),
-    ReportMetric(
-        "dwell", CAMERAS, DWELL,
-        "Visits of the scene that ended in the period (dwell step): SumSessions visits, "
-        "average SumDwellMs / SumSessions ms, longest MaxLongestMs ms, SumLoitering loitering "
-        "events, SumBucket1..5 visits per duration bucket (edges: the step's Buckets).",
-    ),
-    # engagement and audience steps: their kinds are listed in api.routers.audience
-    *(ReportMetric(kind, CAMERAS, report, text) for kind, report, text in __import__(
-        "api.routers.audience", fromlist=["REPORT_KINDS"]).REPORT_KINDS),
-    ReportMetric(
-        "facemask", CAMERAS,
-        __import__("libs.post_processors.facemask", fromlist=["FACEMASK"]).FACEMASK,
-        "People with a mask, without one and unknown (NoFace: no face seen or not enough "
-        "evidence yet) per camera (facemask step); usage = SumWithMask / (SumWithMask + "
-        "SumWithoutMask); WithoutMaskSamples: samples with someone unmasked.",
-    ),
-    ReportMetric(
-        "attention", CAMERAS,
-        __import__("libs.post_processors.head_pose", fromlist=["ATTENTION"]).ATTENTION,
-        "People and people looking at the camera or display (head inside the configured "
-        "cone; head_pose step) per camera; LookingSamples: samples with someone looking.",
-    ),
-)
+
+def metric_table(registry: ReportRegistry = REPORTS) -> tuple[Metric, ...]:
+    """Every metric: a :class:`ReportMetric` per report kind of ``registry`` (cameras', then
+    line crossings, then areas')."""
+    if registry is REPORTS:
+        report_kinds("camera")  # import the analytics: they register their kinds
+    cameras = [ReportMetric(CAMERAS, k) for k in registry.kinds("camera")]
+    areas = [ReportMetric(AREAS, k) for k in registry.kinds("area")]
+    return (*cameras, LineCrossingMetric(), *areas)
+
+
+METRICS: tuple[Metric, ...] = metric_table()
 
 
 def report_metrics(entity: EntityType) -> list[ReportMetric]:
@@ -516,19 +498,34 @@ def add_metric_routes(target: APIRouter, metric: Metric) -> None:
         )
 
 
-@router.get("/kinds", summary="The metric kinds, their entity types, periods and columns")
-async def kinds(_: Viewer) -> list[dict[str, Any]]:
+def kinds_listing(table: Iterable[Metric], prefix: str = "/metrics") -> list[dict[str, Any]]:
+    """The ``GET /metrics/kinds`` answer for ``table``."""
     return [
         {
             "kind": m.name,
             "entity_type": m.entity.name,
-            "path": f"/metrics/{m.entity.plural}/{m.name}",
+            "path": f"{prefix}/{m.entity.plural}/{m.name}",
             "periods": list(m.periods),
             "columns": {p: m.columns(p) for p in m.periods},
             "description": m.description,
         }
-        for m in METRICS
+        for m in table
     ]
+
+
+def add_table_routes(target: APIRouter, table: tuple[Metric, ...]) -> None:
+    """``GET /kinds`` listing ``table`` and the routes of each of its metrics."""
+    listing = kinds_listing(table, target.prefix)
+
+    async def kinds(_: Viewer) -> list[dict[str, Any]]:
+        return listing
+
+    target.add_api_route(
+        "/kinds", kinds, methods=["GET"], name="kinds",
+        summary="The metric kinds, their entity types, periods and columns",
+    )
+    for metric in table:
+        add_metric_routes(target, metric)
 
 
 # ---------------------------------------------------------------------------------------
@@ -722,5 +719,4 @@ async def engagement_clusters(ctx: Context, _: Viewer,
     return {**empty, **(latest or {}), "camera_id": camera}
 
 
-for _metric in METRICS:
-    add_metric_routes(router, _metric)
+add_table_routes(router, METRICS)

@@ -70,7 +70,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from libs.loggers.file_system_logger import (
     AREA_LOG_FOLDER,
@@ -121,11 +121,36 @@ class Counter:
     column: str
 
 
+Period = Literal["live", "hourly", "daily", "weekly"]
+PERIODS: tuple[Period, ...] = get_args(Period)
+KEY_COLUMNS: dict[Period, tuple[str, ...]] = {
+    "live": ("From", "To"),
+    "hourly": ("Hour",),
+    "daily": ("Date",),
+    "weekly": ("Week",),
+}
+"""The columns that say which period a report row covers, per report file."""
+
+Entity = Literal["camera", "area"]
+
+
 @dataclass(frozen=True)
 class ReportKind:
+    """One kind of report: the only declaration of its name, columns and description.
+
+    Its ``folder`` (``reports/<folder>/``) is also its name (the ``/metrics`` URL segment and
+    the ``kind`` of ``GET /metrics/kinds``); the API's routes, listing and the report files
+    are all made from the kinds registered in a :class:`ReportRegistry`.
+    """
+
     folder: str
     measures: tuple[Measure, ...]
     counters: tuple[Counter, ...] = ()
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.folder
 
     def header(self, key: Sequence[str]) -> list[str]:
         return [
@@ -135,6 +160,13 @@ class ReportKind:
             *(c.name for c in self.counters),
             *(f"Sum{m.name}" for m in self.measures),
         ]
+
+    def columns(self, period: Period) -> list[str]:
+        """The header of the kind's ``period`` report files (and of the API's rows)."""
+        return self.header(KEY_COLUMNS[period])
+
+    def new_totals(self) -> Totals:
+        return Totals(len(self.measures), len(self.counters))
 
 
 @dataclass(frozen=True)
@@ -159,43 +191,113 @@ SOCIAL_DISTANCING = ReportKind(
         Measure("ViolatingPairs", "ViolatingPairs"),
     ),
     (Counter("ViolationSamples", "ViolatingObjects"),),
+    "People, violating people (closer than the distance limit to someone) and "
+    "violating pairs per camera.",
 )
-CAMERA_OCCUPANCY = ReportKind("occupancy", (Measure("Occupancy", "Occupancy"),))
+CAMERA_OCCUPANCY = ReportKind(
+    "occupancy", (Measure("Occupancy", "Occupancy"),), (), "People counted per camera."
+)
 AREA_OCCUPANCY = ReportKind(
     "occupancy",
     (Measure("Occupancy", "Occupancy"),),
     (Counter("OverCapacitySamples", "Violation"),),
+    "Occupancy of an area (sum of its cameras) and samples over its capacity.",
 )
 SOURCE_REPORTS = RawLogSpec(SOURCE_LOG_FOLDER, (SOCIAL_DISTANCING, CAMERA_OCCUPANCY))
 AREA_REPORTS = RawLogSpec(AREA_LOG_FOLDER, (AREA_OCCUPANCY,))
 
-# Raw logs of further analytics (dwell, audience, facemask...): each analytic's module calls
-# register_source_spec() / register_area_spec() at import, and recompute_all() reports them
-# like the built-in ones.  A spec's raw rows are ``Timestamp`` plus its numeric columns.
-_EXTRA_SOURCE_SPECS: dict[str, RawLogSpec] = {}
-_EXTRA_AREA_SPECS: dict[str, RawLogSpec] = {}
+
+class ReportRegistry:
+    """The raw-log specs of cameras and areas, and so every report kind.
+
+    The report engine reports each spec's raw logs; the API serves each kind under
+    ``/metrics/<cameras|areas>/<kind.name>/<period>`` and lists it in ``GET /metrics/kinds``.
+    Built-in specs come first, the others in the order of their folder names (the same
+    whatever order their modules were imported in).
+    """
+
+    def __init__(self, source: Iterable[RawLogSpec] = (), area: Iterable[RawLogSpec] = ()):
+        self._builtin = {"camera": list(source), "area": list(area)}
+        self._extra: dict[Entity, dict[str, RawLogSpec]] = {"camera": {}, "area": {}}
+
+    def register(self, entity: Entity, spec: RawLogSpec) -> RawLogSpec:
+        """Report ``spec`` for every camera (``"camera"``) or area (``"area"``)."""
+        names = {k.name for s in self.specs(entity) if s.folder != spec.folder for k in s.kinds}
+        clash = names & {k.name for k in spec.kinds}
+        if clash:
+            raise ValueError(f"{entity} report kinds {sorted(clash)} are declared twice")
+        self._extra[entity][spec.folder] = spec
+        return spec
+
+    def specs(self, entity: Entity) -> list[RawLogSpec]:
+        extra = self._extra[entity]
+        return [*self._builtin[entity], *(extra[f] for f in sorted(extra))]
+
+    def kinds(self, entity: Entity) -> list[ReportKind]:
+        return [kind for spec in self.specs(entity) for kind in spec.kinds]
+
+
+REPORTS = ReportRegistry([SOURCE_REPORTS], [AREA_REPORTS])
+"""The registry of this process: built-in kinds here, analytics' ones at their import."""
+
+# Kinds whose description is not yet part of their declaration: each is to move into its
+# post-processor's ReportKind(..., description=...) and leave this table (a test checks no
+# kind has both, and that every entry names a registered kind).
+_UNMOVED_DESCRIPTIONS: dict[str, str] = {
+    "presence": "People in the camera's Zones (all people without Zones), entries through "
+    "its EntryZones (Entries: people who passed through) and into its Zones (ZoneEntries), "
+    "and the occupancy estimated from its counting lines, never below 0 (zones step).",
+    "dwell": "Visits of the scene that ended in the period (dwell step): SumSessions visits, "
+    "average SumDwellMs / SumSessions ms, longest MaxLongestMs ms, SumLoitering loitering "
+    "events, SumBucket1..5 visits per duration bucket (edges: the step's Buckets).",
+    "engagement": "People who left (People), those engaged with the camera's target "
+    "(EngagedPeople), their engagement (EngagementMs) and the camera time observed "
+    "(ObservedMs); average engagement = SumEngagementMs / SumEngagedPeople.",
+    "audience": "People who left, passing by, interested (stopped and looking), the stop and "
+    "attention time of the interested (ms) and the interested per age band, gender and "
+    "emotion (when demographics are enabled).",
+    "facemask": "People with a mask, without one and unknown (NoFace: no face seen or not "
+    "enough evidence yet) per camera (facemask step); usage = SumWithMask / (SumWithMask + "
+    "SumWithoutMask); WithoutMaskSamples: samples with someone unmasked.",
+    "attention": "People and people looking at the camera or display (head inside the "
+    "configured cone; head_pose step) per camera; LookingSamples: samples with someone "
+    "looking.",
+}
+
+
+def describe(kind: ReportKind) -> str:
+    """What ``kind`` reports, in words (its declaration's ``description``)."""
+    return kind.description or _UNMOVED_DESCRIPTIONS.get(kind.name, "")
 
 
 def register_source_spec(spec: RawLogSpec) -> RawLogSpec:
-    """Report a camera raw log folder (``<camera dir>/<spec.folder>/<date>.csv``)."""
-    _EXTRA_SOURCE_SPECS[spec.folder] = spec
-    return spec
+    """Report a camera raw log folder (``<camera dir>/<spec.folder>/<date>.csv``).
+
+    Analytics call it at import; :func:`recompute_all` and the API then report them like
+    the built-in ones.  A spec's raw rows are ``Timestamp`` plus its numeric columns.
+    """
+    return REPORTS.register("camera", spec)
 
 
 def register_area_spec(spec: RawLogSpec) -> RawLogSpec:
     """Report an area raw log folder (``<area dir>/<spec.folder>/<date>.csv``)."""
-    _EXTRA_AREA_SPECS[spec.folder] = spec
-    return spec
+    return REPORTS.register("area", spec)
 
 
 def source_specs() -> list[RawLogSpec]:
     _import_analytics()
-    return [SOURCE_REPORTS, *_EXTRA_SOURCE_SPECS.values()]
+    return REPORTS.specs("camera")
 
 
 def area_specs() -> list[RawLogSpec]:
     _import_analytics()
-    return [AREA_REPORTS, *_EXTRA_AREA_SPECS.values()]
+    return REPORTS.specs("area")
+
+
+def report_kinds(entity: Entity) -> list[ReportKind]:
+    """Every report kind of cameras or areas (analytics imported first)."""
+    _import_analytics()
+    return REPORTS.kinds(entity)
 
 
 def _import_analytics() -> None:
@@ -419,7 +521,7 @@ def write_hourly(
         rows = [
             [start.astimezone(tz).isoformat(), *hours[start][k].cells()] for start in sorted(hours)
         ]
-        write_if_changed(path, _csv_bytes(proj.kind.header(["Hour"]), rows))
+        write_if_changed(path, _csv_bytes(proj.kind.columns("hourly"), rows))
 
 
 def _daily_totals(kind_dir: Path, kind: ReportKind) -> dict[date, Totals]:
@@ -429,7 +531,7 @@ def _daily_totals(kind_dir: Path, kind: ReportKind) -> dict[date, Totals]:
             day = date.fromisoformat(path.stem.removeprefix("hourly_"))
         except ValueError:
             continue
-        total = Totals(len(kind.measures), len(kind.counters))
+        total = kind.new_totals()
         for record in read_report(path):
             try:
                 total.merge(Totals.from_record(kind, record))
@@ -447,11 +549,11 @@ def write_daily_weekly(entity_dir: Path, kind: ReportKind) -> None:
     weeks: dict[date, Totals] = {}
     for day in sorted(days):
         monday = day - timedelta(days=day.weekday())
-        weeks.setdefault(monday, Totals(len(kind.measures), len(kind.counters))).merge(days[day])
+        weeks.setdefault(monday, kind.new_totals()).merge(days[day])
     daily = [[d.isoformat(), *days[d].cells()] for d in sorted(days)]
     weekly = [[w.isoformat(), *weeks[w].cells()] for w in sorted(weeks)]
-    write_if_changed(kind_dir / "daily.csv", _csv_bytes(kind.header(["Date"]), daily))
-    write_if_changed(kind_dir / "weekly.csv", _csv_bytes(kind.header(["Week"]), weekly))
+    write_if_changed(kind_dir / "daily.csv", _csv_bytes(kind.columns("daily"), daily))
+    write_if_changed(kind_dir / "weekly.csv", _csv_bytes(kind.columns("weekly"), weekly))
 
 
 def write_live(
@@ -476,7 +578,7 @@ def write_live(
                 ]
             )
         path = reports_dir(entity_dir) / kind.folder / "live.csv"
-        write_if_changed(path, _csv_bytes(kind.header(["From", "To"]), rows))
+        write_if_changed(path, _csv_bytes(kind.columns("live"), rows))
 
 
 # ---------------------------------------------------------------------------------------
