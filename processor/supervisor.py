@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from libs.config import load_config
-from libs.config.models import LookoutConfig, SourceConfig
+from libs.config.models import LookoutConfig
+from libs.config.restarts import camera_restart_keys
 from libs.loggers import AREA_LOGGERS, AreaLogger
 from libs.loggers.writer import atomic_write_bytes, describe_write_error
 from libs.periodic_tasks import PERIODIC_TASKS, PeriodicTask
@@ -108,21 +109,6 @@ class TaskRunner(threading.Thread):
     def stop(self) -> None:
         self.stop_flag.set()
         self.wake.set()
-
-
-def _camera_key(src: SourceConfig) -> dict[str, Any]:
-    return src.model_dump()
-
-
-def _pipeline_key(cfg: LookoutConfig) -> Any:
-    """Everything outside [Source_N] that a camera's pipeline depends on."""
-    app = cfg.app.model_dump(exclude={"has_been_configured", "max_processes",
-                                      "max_thread_restarts", "process_areas"})
-    return (app, cfg.detector.model_dump(), cfg.tracker.model_dump(),
-            [p.model_dump() for p in cfg.source_post_processors],
-            [p.model_dump() for p in cfg.source_loggers],
-            cfg.classifier.model_dump() if cfg.classifier else None,
-            sorted({c for a in cfg.areas for c in a.cameras}), cfg.app.process_areas)
 
 
 class Supervisor:
@@ -369,7 +355,8 @@ class Supervisor:
         old = self.config
         old_src = {s.id: s for s in old.sources}
         new_src = {s.id: s for s in new.sources}
-        everything = _pipeline_key(old) != _pipeline_key(new)
+        # Which cameras a change restarts is derived from the config models' markers.
+        old_keys, new_keys = camera_restart_keys(old), camera_restart_keys(new)
         started, restarted, stopped = [], [], []
         self.config = new
         for cid in old_src.keys() - new_src.keys():
@@ -387,7 +374,7 @@ class Supervisor:
                     self._stop_camera(cid)
                     stopped.append(cid)
                 continue
-            if everything or _camera_key(before) != _camera_key(src) or not before.enabled:
+            if old_keys[cid] != new_keys[cid] or not before.enabled:
                 reset = before.video_path != src.video_path or not before.enabled
                 self.paused.discard(cid)
                 self._start_camera(cid, reset=reset)

@@ -3,6 +3,10 @@
 Field aliases are the INI keys users know from Smart Social Distancing; each field's
 ``description`` is its documentation and its ``form`` (in ``json_schema_extra``) is the
 expected form quoted in error messages.  Unknown keys are rejected.
+
+Each section of :class:`LookoutConfig`, and each key of the sections marked ``BY_KEY``, says in
+its type which cameras a change of it restarts (a :class:`~libs.config.restarts.Restarts`
+marker); the supervisor derives its reloads from these markers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from libs.config.restarts import Restarts
 
 # ---------------------------------------------------------------------------------------
 # Value forms as they are written in an INI file
@@ -280,23 +286,25 @@ Zones = Annotated[list[Zone], BeforeValidator(_split_zones)]
 
 
 class AppConfig(StrictModel):
-    has_been_configured: bool = Field(
+    has_been_configured: Annotated[bool, Restarts.NO_CAMERA] = Field(
         False, alias="HasBeenConfigured", description="Whether a person has set this file up."
     )
-    historical_data_mode: bool = Field(
+    historical_data_mode: Annotated[bool, Restarts.EVERY_CAMERA] = Field(
         False,
         alias="HistoricalDataMode",
         description="Process recordings as fast as possible, every frame, then exit.",
     )
-    resolution: OptionalSize = Field(
+    resolution: Annotated[OptionalSize, Restarts.EVERY_CAMERA] = Field(
         None,
         alias="Resolution",
         description="Resize every frame to this size before processing; empty keeps the "
         "camera's own size.",
         json_schema_extra=form("'width,height', for example '768,576', or empty"),
     )
-    encoder: str = Field("", alias="Encoder", description="Kept for compatibility; unused.")
-    max_processes: int = Field(
+    encoder: Annotated[str, Restarts.NO_CAMERA] = Field(
+        "", alias="Encoder", description="Kept for compatibility; unused."
+    )
+    max_processes: Annotated[int, Restarts.NO_CAMERA] = Field(
         1,
         alias="MaxProcesses",
         ge=1,
@@ -304,68 +312,72 @@ class AppConfig(StrictModel):
         description="Worker processes the cameras are spread over.",
         json_schema_extra=form("an integer from 1 to 64"),
     )
-    max_thread_restarts: int = Field(
+    max_thread_restarts: Annotated[int, Restarts.NO_CAMERA] = Field(
         5,
         alias="MaxThreadRestarts",
         ge=0,
         description="How many times a crashed worker is restarted before it is given up.",
         json_schema_extra=form("an integer >= 0"),
     )
-    heatmap_resolution: Size = Field(
+    heatmap_resolution: Annotated[Size, Restarts.EVERY_CAMERA] = Field(
         (150, 150),
         alias="HeatmapResolution",
         description="Grid size of heatmaps.",
         json_schema_extra=form("'columns,rows'"),
     )
-    log_performance_metrics: bool = Field(
+    log_performance_metrics: Annotated[bool, Restarts.EVERY_CAMERA] = Field(
         False,
         alias="LogPerformanceMetrics",
         description="Log fps and per-stage milliseconds every LogPerformanceMetricsEvery "
         "frames.",
     )
-    log_performance_metrics_every: int = Field(
+    log_performance_metrics_every: Annotated[int, Restarts.EVERY_CAMERA] = Field(
         100,
         alias="LogPerformanceMetricsEvery",
         ge=1,
         description="Frames between two performance log lines.",
         json_schema_extra=form("an integer >= 1"),
     )
-    log_performance_metrics_directory: str = Field(
+    log_performance_metrics_directory: Annotated[str, Restarts.EVERY_CAMERA] = Field(
         "",
         alias="LogPerformanceMetricsDirectory",
         description="When set, performance lines are also appended to a CSV file per camera "
         "in this directory (relative to DataDirectory).",
     )
-    entity_config_directory: str = Field(
+    entity_config_directory: Annotated[str, Restarts.NO_CAMERA] = Field(
         "", alias="EntityConfigDirectory", description="Kept for compatibility; unused."
     )
-    process_areas: bool = Field(
+    process_areas: Annotated[bool, Restarts.EVERY_CAMERA] = Field(
         True, alias="ProcessAreas", description="Compute and log area occupancy."
     )
-    dashboard_url: str = Field("", alias="DashboardURL", description="Kept for compatibility.")
-    dashboard_authorization_token: str = Field(
+    dashboard_url: Annotated[str, Restarts.NO_CAMERA] = Field(
+        "", alias="DashboardURL", description="Kept for compatibility."
+    )
+    dashboard_authorization_token: Annotated[str, Restarts.NO_CAMERA] = Field(
         "", alias="DashboardAuthorizationToken", description="Kept for compatibility."
     )
-    slack_channel: str = Field("", alias="SlackChannel", description="Slack channel name.")
-    occupancy_alerts_min_interval: int = Field(
+    slack_channel: Annotated[str, Restarts.NO_CAMERA] = Field(
+        "", alias="SlackChannel", description="Slack channel name."
+    )
+    occupancy_alerts_min_interval: Annotated[int, Restarts.NO_CAMERA] = Field(
         180,
         alias="OccupancyAlertsMinInterval",
         ge=0,
         description="Seconds between two occupancy alerts.",
     )
-    time_zone: str = Field(
+    time_zone: Annotated[str, Restarts.EVERY_CAMERA] = Field(
         "UTC",
         alias="TimeZone",
         description="IANA time zone of logs and reports (day and hour boundaries).",
         json_schema_extra=form("an IANA time zone name such as 'Europe/London'"),
     )
-    data_directory: str = Field(
+    data_directory: Annotated[str, Restarts.EVERY_CAMERA] = Field(
         "data",
         alias="DataDirectory",
         description="Where logs, reports, screenshots and previews are written. Relative to "
         "the configuration file; the LOOKOUT_DATA_DIR environment variable overrides it.",
     )
-    assets_directory: str = Field(
+    assets_directory: Annotated[str, Restarts.EVERY_CAMERA] = Field(
         "../shared",
         alias="AssetsDirectory",
         description="Where models and sample recordings are found: relative VideoPath and "
@@ -719,35 +731,45 @@ class SourceConfig(StrictModel):
 class AreaConfig(StrictModel):
     """A group of cameras whose occupancy is summed: ``[Area_N]``."""
 
-    id: Annotated[str, BeforeValidator(str)] = Field(
+    id: Annotated[str, BeforeValidator(str), Restarts.NO_CAMERA] = Field(
         ..., alias="Id", json_schema_extra=form("1-64 letters, digits, '-' or '_'")
     )
-    name: str = Field("", alias="Name", max_length=MAX_NAME,
-                      json_schema_extra=form(f"at most {MAX_NAME} characters"))
-    cameras: CsvList = Field(
+    name: Annotated[str, Restarts.NO_CAMERA] = Field(
+        "", alias="Name", max_length=MAX_NAME,
+        json_schema_extra=form(f"at most {MAX_NAME} characters"),
+    )
+    cameras: Annotated[CsvList, Restarts.LISTED_CAMERAS] = Field(
         ..., alias="Cameras", max_length=MAX_LIST_ITEMS,
         description="Ids of the cameras in this area, comma separated."
     )
-    notify_every_minutes: int = Field(0, alias="NotifyEveryMinutes", ge=0)
-    violation_threshold: int = Field(0, alias="ViolationThreshold", ge=0)
-    emails: CsvList = Field(default_factory=list, alias="Emails", max_length=MAX_LIST_ITEMS)
-    enable_slack_notifications: bool = Field(False, alias="EnableSlackNotifications")
-    occupancy_threshold: int = Field(
+    notify_every_minutes: Annotated[int, Restarts.NO_CAMERA] = Field(
+        0, alias="NotifyEveryMinutes", ge=0
+    )
+    violation_threshold: Annotated[int, Restarts.NO_CAMERA] = Field(
+        0, alias="ViolationThreshold", ge=0
+    )
+    emails: Annotated[CsvList, Restarts.NO_CAMERA] = Field(
+        default_factory=list, alias="Emails", max_length=MAX_LIST_ITEMS
+    )
+    enable_slack_notifications: Annotated[bool, Restarts.NO_CAMERA] = Field(
+        False, alias="EnableSlackNotifications"
+    )
+    occupancy_threshold: Annotated[int, Restarts.NO_CAMERA] = Field(
         0,
         alias="OccupancyThreshold",
         ge=0,
         description="People above which the area is over capacity, when no OccupancyRules "
         "entry covers the time; 0 means no limit.",
     )
-    occupancy_rules: str = Field(
+    occupancy_rules: Annotated[str, Restarts.NO_CAMERA] = Field(
         "",
         alias="OccupancyRules",
         description="Time-dependent capacity: entries 'days HH:MM-HH:MM limit' separated by "
         "';', days as Mon..Sun, ranges like Mon-Fri, or lists like Sat,Sun.",
         json_schema_extra=form("for example 'Mon-Fri 09:00-18:00 50; Sat 10:00-14:00 20'"),
     )
-    daily_report: bool = Field(False, alias="DailyReport")
-    daily_report_time: str = Field(
+    daily_report: Annotated[bool, Restarts.NO_CAMERA] = Field(False, alias="DailyReport")
+    daily_report_time: Annotated[str, Restarts.NO_CAMERA] = Field(
         "06:00", alias="DailyReportTime", json_schema_extra=form("HH:MM")
     )
 
@@ -821,19 +843,19 @@ class LookoutConfig(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    path: Path
-    app: AppConfig
-    api: ApiConfig
-    core: CoreConfig
-    detector: DetectorConfig
-    classifier: ClassifierConfig | None = None
-    tracker: TrackerConfig
-    sources: list[SourceConfig]
-    areas: list[AreaConfig]
-    source_post_processors: list[PluginConfig]
-    source_loggers: list[PluginConfig]
-    area_loggers: list[PluginConfig]
-    periodic_tasks: list[PluginConfig]
+    path: Annotated[Path, Restarts.NO_CAMERA]
+    app: Annotated[AppConfig, Restarts.BY_KEY]
+    api: Annotated[ApiConfig, Restarts.NO_CAMERA]
+    core: Annotated[CoreConfig, Restarts.NO_CAMERA]
+    detector: Annotated[DetectorConfig, Restarts.EVERY_CAMERA]
+    classifier: Annotated[ClassifierConfig | None, Restarts.EVERY_CAMERA] = None
+    tracker: Annotated[TrackerConfig, Restarts.EVERY_CAMERA]
+    sources: Annotated[list[SourceConfig], Restarts.OWN_CAMERA]
+    areas: Annotated[list[AreaConfig], Restarts.BY_KEY]
+    source_post_processors: Annotated[list[PluginConfig], Restarts.EVERY_CAMERA]
+    source_loggers: Annotated[list[PluginConfig], Restarts.EVERY_CAMERA]
+    area_loggers: Annotated[list[PluginConfig], Restarts.NO_CAMERA]
+    periodic_tasks: Annotated[list[PluginConfig], Restarts.NO_CAMERA]
 
     ENV_DATA: ClassVar[str] = "LOOKOUT_DATA_DIR"
     ENV_ASSETS: ClassVar[str] = "LOOKOUT_ASSETS_DIR"
