@@ -214,7 +214,7 @@ def test_no_kind_name_columns_or_description_is_declared_twice() -> None:
                 and m is not reports for v in vars(m).values()}
     for module in (audience_router, export_router, metrics_router, reports):
         for name, value in vars(module).items():
-            if name in ("METRICS", "REPORTS", "_UNMOVED_DESCRIPTIONS") or \
+            if name in ("METRICS", "REPORTS") or \
                     isinstance(value, (ModuleType, type)) or id(value) in imported:
                 continue
             for item in _containers(value):
@@ -226,14 +226,10 @@ def test_no_kind_name_columns_or_description_is_declared_twice() -> None:
                         module.__name__, name)
 
 
-def test_descriptions_not_yet_in_their_declarations_are_listed_once() -> None:
+def test_every_kind_describes_itself() -> None:
     kinds = {k.name: k for e in ("camera", "area") for k in report_kinds(e)}
     assert kinds == {k.name: k for e in ("camera", "area") for k in REPORTS.kinds(e)}
-    unmoved = reports._UNMOVED_DESCRIPTIONS
-    assert set(unmoved) <= set(kinds)  # no stale entry
-    for name in unmoved:
-        assert kinds[name].description == "", f"{name}: described twice"
-    assert all(describe(k) for k in kinds.values())
+    assert all(k.description and describe(k) == k.description for k in kinds.values())
 
 
 def test_a_kind_name_cannot_be_registered_twice() -> None:

@@ -240,34 +240,9 @@ class ReportRegistry:
 REPORTS = ReportRegistry([SOURCE_REPORTS], [AREA_REPORTS])
 """The registry of this process: built-in kinds here, analytics' ones at their import."""
 
-# Kinds whose description is not yet part of their declaration: each is to move into its
-# post-processor's ReportKind(..., description=...) and leave this table (a test checks no
-# kind has both, and that every entry names a registered kind).
-_UNMOVED_DESCRIPTIONS: dict[str, str] = {
-    "presence": "People in the camera's Zones (all people without Zones), entries through "
-    "its EntryZones (Entries: people who passed through) and into its Zones (ZoneEntries), "
-    "and the occupancy estimated from its counting lines, never below 0 (zones step).",
-    "dwell": "Visits of the scene that ended in the period (dwell step): SumSessions visits, "
-    "average SumDwellMs / SumSessions ms, longest MaxLongestMs ms, SumLoitering loitering "
-    "events, SumBucket1..5 visits per duration bucket (edges: the step's Buckets).",
-    "engagement": "People who left (People), those engaged with the camera's target "
-    "(EngagedPeople), their engagement (EngagementMs) and the camera time observed "
-    "(ObservedMs); average engagement = SumEngagementMs / SumEngagedPeople.",
-    "audience": "People who left, passing by, interested (stopped and looking), the stop and "
-    "attention time of the interested (ms) and the interested per age band, gender and "
-    "emotion (when demographics are enabled).",
-    "facemask": "People with a mask, without one and unknown (NoFace: no face seen or not "
-    "enough evidence yet) per camera (facemask step); usage = SumWithMask / (SumWithMask + "
-    "SumWithoutMask); WithoutMaskSamples: samples with someone unmasked.",
-    "attention": "People and people looking at the camera or display (head inside the "
-    "configured cone; head_pose step) per camera; LookingSamples: samples with someone "
-    "looking.",
-}
-
-
 def describe(kind: ReportKind) -> str:
     """What ``kind`` reports, in words (its declaration's ``description``)."""
-    return kind.description or _UNMOVED_DESCRIPTIONS.get(kind.name, "")
+    return kind.description
 
 
 def register_source_spec(spec: RawLogSpec) -> RawLogSpec:

@@ -99,7 +99,10 @@ AUDIENCE_COLUMNS: tuple[str, ...] = (
     *AGE_COLUMNS.values(), *GENDER_COLUMNS.values(), *EMOTION_COLUMNS.values(),
 )
 AUDIENCE_REPORT = ReportKind(
-    "audience", tuple(Measure(column, column) for column in AUDIENCE_COLUMNS)
+    "audience", tuple(Measure(column, column) for column in AUDIENCE_COLUMNS),
+    description=("People who left, passing by, interested (stopped and looking), the stop "
+                 "and attention time of the interested (ms) and the interested per age "
+                 "band, gender and emotion (when demographics are enabled)."),
 )
 AUDIENCE_SPEC = register_source_spec(RawLogSpec(AUDIENCE_LOG_FOLDER, (AUDIENCE_REPORT,)))
 

@@ -104,6 +104,10 @@ DWELL = ReportKind(
         Measure("Loitering", "Loitering"),
         *(Measure(f"Bucket{i}", f"Bucket{i}") for i in range(1, BUCKETS + 1)),
     ),
+    description=("Visits of the scene that ended in the period (dwell step): SumSessions "
+                 "visits, average SumDwellMs / SumSessions ms, longest MaxLongestMs ms, "
+                 "SumLoitering loitering events, SumBucket1..5 visits per duration bucket "
+                 "(edges: the step's Buckets)."),
 )
 DWELL_REPORTS = register_source_spec(RawLogSpec(DWELL_LOG, (DWELL,)))
 

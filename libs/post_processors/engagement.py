@@ -91,7 +91,11 @@ if TYPE_CHECKING:
 ENGAGEMENT_LOG_FOLDER = "engagement_log"
 ENGAGEMENT_COLUMNS = ("People", "EngagedPeople", "EngagementMs", "ObservedMs")
 ENGAGEMENT_REPORT = ReportKind(
-    "engagement", tuple(Measure(column, column) for column in ENGAGEMENT_COLUMNS)
+    "engagement", tuple(Measure(column, column) for column in ENGAGEMENT_COLUMNS),
+    description=("People who left (People), those engaged with the camera's target "
+                 "(EngagedPeople), their engagement (EngagementMs) and the camera time "
+                 "observed (ObservedMs); average engagement = SumEngagementMs / "
+                 "SumEngagedPeople."),
 )
 ENGAGEMENT_SPEC = register_source_spec(RawLogSpec(ENGAGEMENT_LOG_FOLDER, (ENGAGEMENT_REPORT,)))
 

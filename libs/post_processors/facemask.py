@@ -72,6 +72,10 @@ FACEMASK = ReportKind(
         Measure("NoFace", "NoFace"),
     ),
     (Counter("WithoutMaskSamples", "WithoutMask"),),
+    description=("People with a mask, without one and unknown (NoFace: no face seen or not "
+                 "enough evidence yet) per camera (facemask step); usage = SumWithMask / "
+                 "(SumWithMask + SumWithoutMask); WithoutMaskSamples: samples with someone "
+                 "unmasked."),
 )
 FACEMASK_REPORTS = register_source_spec(RawLogSpec(FACEMASK_LOG_FOLDER, (FACEMASK,)))
 

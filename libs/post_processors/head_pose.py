@@ -92,6 +92,9 @@ ATTENTION = ReportKind(
     "attention",
     (Measure("People", "People"), Measure("Looking", "Looking")),
     (Counter("LookingSamples", "Looking"),),
+    description=("People and people looking at the camera or display (head inside the "
+                 "configured cone; head_pose step) per camera; LookingSamples: samples with "
+                 "someone looking."),
 )
 ATTENTION_REPORTS = register_source_spec(RawLogSpec(ATTENTION_LOG_FOLDER, (ATTENTION,)))
 

@@ -92,6 +92,10 @@ PRESENCE = ReportKind(
         Measure("ZoneEntries", "ZoneEntries"),
         Measure("EstimatedOccupancy", "EstimatedOccupancy"),
     ),
+    description=("People in the camera's Zones (all people without Zones), entries through "
+                 "its EntryZones (Entries: people who passed through) and into its Zones "
+                 "(ZoneEntries), and the occupancy estimated from its counting lines, never "
+                 "below 0 (zones step)."),
 )
 PRESENCE_REPORTS = register_source_spec(RawLogSpec(PRESENCE_LOG, (PRESENCE,)))
 
