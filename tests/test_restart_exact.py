@@ -115,6 +115,20 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def kill_and_wait_for_children(proc: subprocess.Popen[str], limit: float = 2.0) -> float:
+    """SIGKILL ``proc``; every process below it must be gone within ``limit`` seconds.
+    Returns how long they took."""
+    kids = descendants(proc.pid)
+    assert kids, "the processor has no child processes"
+    proc.kill()
+    proc.wait()
+    t0 = time.monotonic()
+    while any(alive(k) for k in kids) and time.monotonic() - t0 < limit:
+        time.sleep(0.02)
+    assert not [k for k in kids if alive(k)], "processes outlived the killed processor"
+    return time.monotonic() - t0
+
+
 @pytest.fixture
 def two_copies(tmp_path: Path, shipped_config: Path) -> tuple[Path, Path]:
     """The shipped configuration twice, each with its own data directory."""
@@ -153,14 +167,7 @@ def test_three_interrupted_runs_leave_exactly_one_runs_records(
     os.kill(worker_pid, signal.SIGKILL)
     wait_until(proc, data, lambda st: st["workers"][0]["pid"] not in (None, worker_pid)
                and next_index(st) >= 3 * total // 4)
-    kids = descendants(proc.pid)
-    assert kids, "the processor has no worker processes"
-    proc.kill()
-    proc.wait()
-    deadline = time.monotonic() + 2.0
-    while any(alive(k) for k in kids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [k for k in kids if alive(k)], "workers outlived their killed processor"
+    kill_and_wait_for_children(proc)
     # 3. Run to the end, then once more: a finished recording is not processed again.
     finish(start(restarted))
     out = finish(start(restarted))
@@ -189,16 +196,8 @@ def test_killed_processor_leaves_no_process_and_a_second_one_is_refused(
     second = start(shipped_config)
     out, _ = second.communicate(timeout=60)
     assert second.returncode == 2 and "another Lookout processor" in out, out
-    kids = descendants(proc.pid)
-    assert kids
-    proc.kill()
-    proc.wait()
-    t0 = time.monotonic()
-    while any(alive(k) for k in kids) and time.monotonic() - t0 < 2.0:
-        time.sleep(0.02)
-    assert not [k for k in kids if alive(k)], "processes outlived the killed processor"
-    print(f"SIGKILL of the processor: its {len(kids)} child processes gone after "
-          f"{time.monotonic() - t0:.2f} s")
+    took = kill_and_wait_for_children(proc)
+    print(f"SIGKILL of the processor: its child processes gone after {took:.2f} s")
     # The data directory is free again at once.
     proc = start(shipped_config)
     wait_until(proc, data, lambda st: st["pid"] == proc.pid and next_index(st) > 0)
@@ -251,13 +250,6 @@ def test_killed_processor_with_the_api_leaves_no_process(x86_config: Path) -> No
     data = x86_config.parent / "data"
     proc = server.start(x86_config)
     wait_until(proc, data, lambda st: st["pid"] == proc.pid and next_index(st) >= 20)
-    kids = descendants(proc.pid)
-    assert kids
-    proc.kill()
-    proc.wait()
-    t0 = time.monotonic()
-    while any(alive(k) for k in kids) and time.monotonic() - t0 < 2.0:
-        time.sleep(0.02)
-    assert not [k for k in kids if alive(k)], "processes outlived the killed processor"
+    kill_and_wait_for_children(proc)
     with socket.socket() as s:  # and nobody serves its port any more
         assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -35,7 +35,7 @@ from libs.config.io import ConfigBusy, read_settled
 from libs.config.loader import parse_config_text
 from libs.config.models import ID_PATTERN, LookoutConfig, ini_value
 from libs.config.secrets import is_secret_key, mask_secrets, unmask_values
-from libs.config.writer import WRITE_ATTEMPTS, FileChanged, apply_changes, atomic_write, locked
+from libs.config.writer import apply_changes, rewrite
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -127,33 +127,22 @@ def edit_file(path: Path, build: Build[T]) -> tuple[T, bool]:
     ``build`` may raise (HTTPException, ConfigError) to refuse; then nothing is written.
     Returns ``build``'s result and whether the file changed.
     """
-    with locked(path):
-        for attempt in range(WRITE_ATTEMPTS):
-            # Only a whole file is read (a hand edit being saved is waited for), and the
-            # rename happens only if the file is still the one read; else ``build`` runs again
-            # on what is there now.
-            text, key = read_settled(path)
-            snap = Snapshot(path, text, read_sections(text, str(path)))
-            changes, result = build(snap)
-            if not changes:
-                return result, False
-            for change in changes:
-                check_values_safe(change.section, change.values)
-            base = text
-            if any(not c.remove and snap.section_named(c.section) is None for c in changes):
-                base = text.rstrip("\n") + "\n\n"  # a blank line before each new section
-            new_text = apply_changes(base, changes)
-            if new_text == text:
-                return result, False
+    def edit(text: str) -> tuple[str | None, T]:
+        snap = Snapshot(path, text, read_sections(text, str(path)))
+        changes, result = build(snap)
+        if not changes:
+            return None, result
+        for change in changes:
+            check_values_safe(change.section, change.values)
+        base = text
+        if any(not c.remove and snap.section_named(c.section) is None for c in changes):
+            base = text.rstrip("\n") + "\n\n"  # a blank line before each new section
+        new_text = apply_changes(base, changes)
+        if new_text != text:
             parse_config_text(new_text, path, check_files=True)
-            try:
-                atomic_write(path, new_text, (key, text))
-            except FileChanged:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                continue
-            break
-    return result, True
+        return new_text, result
+
+    return rewrite(path, edit)
 
 
 def busy(exc: ConfigBusy) -> HTTPException:

@@ -20,10 +20,11 @@ import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from configupdater import ConfigUpdater
 
@@ -39,6 +40,7 @@ from libs.config.io import (
 from libs.config.loader import parse_config_text
 from libs.config.models import LookoutConfig
 
+R = TypeVar("R")
 KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 SECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,79}$")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
@@ -175,6 +177,31 @@ def atomic_write(path: Path, text: str, expected: tuple[StatKey, str] | None = N
         os.close(dir_fd)
 
 
+def rewrite(path: Path, edit: Callable[[str], tuple[str | None, R]]) -> tuple[R, bool]:
+    """Edit the file at ``path`` under the writer's lock: ``edit(text)`` gets the file as
+    it is (only a whole file is read: a hand edit being saved is waited for) and returns the
+    new text (None: nothing to write) and a result.  The new text replaces the file only if
+    the file is still the one read; else ``edit`` runs again on what is there now.
+
+    Returns ``edit``'s result and whether the file changed.  ``edit`` may raise to refuse;
+    then nothing is written.
+    """
+    with locked(path):
+        for attempt in range(WRITE_ATTEMPTS):
+            text, key = read_settled(path)
+            new_text, result = edit(text)
+            if new_text is None or new_text == text:
+                return result, False
+            try:
+                atomic_write(path, new_text, (key, text))
+            except FileChanged:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                continue
+            return result, True
+    raise AssertionError("WRITE_ATTEMPTS must be >= 1")
+
+
 def save_config_changes(
     path: Path | str, changes: list[ConfigChange], check_files: bool = True
 ) -> LookoutConfig:
@@ -183,18 +210,12 @@ def save_config_changes(
     On any problem :class:`ConfigError` is raised and the file is left untouched.
     """
     path = Path(path)
-    with locked(path):
-        for attempt in range(WRITE_ATTEMPTS):
-            text, key = read_settled(path)
-            new_text = apply_changes(text, changes)
-            config = parse_config_text(new_text, path, check_files=check_files)
-            try:
-                atomic_write(path, new_text, (key, text))
-            except FileChanged:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                continue
-            break
+
+    def edit(text: str) -> tuple[str, LookoutConfig]:
+        new_text = apply_changes(text, changes)
+        return new_text, parse_config_text(new_text, path, check_files=check_files)
+
+    config, _ = rewrite(path, edit)
     return config
 
 
