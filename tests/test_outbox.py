@@ -3,6 +3,7 @@ child process killed with SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -110,7 +111,12 @@ def record(i: int, pad: int = 0) -> dict[str, Any]:
 
 
 def dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    """Bytes of the files in ``path`` now (one may vanish while we look: a rename)."""
+    total = 0
+    for entry in os.scandir(path):
+        with contextlib.suppress(FileNotFoundError):
+            total += entry.stat().st_size
+    return total
 
 
 def test_every_record_is_delivered_once_in_order(tmp_path: Path) -> None:
@@ -377,9 +383,33 @@ def test_put_stays_fast_while_the_deliverer_hangs(tmp_path: Path) -> None:
 def test_a_record_needs_an_id_and_must_fit(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o", lambda batch: None, max_bytes=16 * 1024)
     try:
+        with pytest.raises(RuntimeError, match="already open"):
+            Outbox(tmp_path / "o", lambda batch: None)
         with pytest.raises(ValueError):
             outbox.put({"kind": "x"})
         with pytest.raises(ValueError):
             outbox.put({"id": "big", "pad": "z" * 20_000})
     finally:
         outbox.close(5)
+
+
+def test_torn_and_unreadable_lines_are_cut_or_counted(tmp_path: Path) -> None:
+    def refuse(batch: list[dict[str, Any]]) -> None:
+        raise ConnectionError("down")
+
+    outbox = Outbox(tmp_path / "o", refuse, retry_first_s=10, retry_max_s=10)
+    for i in range(10):
+        outbox.put(record(i))
+    assert outbox.close(5)
+    segment = max((tmp_path / "o").glob("*.jsonl"))
+    with open(segment, "ab") as f:
+        f.write(b"{not json\n")  # a damaged line
+        f.write(b'{"id":"r000010","n":')  # a write torn by a crash
+    delivered: list[dict[str, Any]] = []
+    outbox = Outbox(tmp_path / "o", delivered.extend)
+    assert wait_for(lambda: outbox.state().queued == 0, 5)
+    state = outbox.state()
+    assert outbox.close(5)
+    assert [r["id"] for r in delivered] == [f"r{i:06d}" for i in range(10)]
+    assert (state.delivered, state.dropped) == (10, 1)
+    assert segment.read_bytes().endswith(b"\n")

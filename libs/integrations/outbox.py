@@ -13,6 +13,7 @@ Storage: a directory of append-only segment files, not SQLite
     <directory>/000000000007.jsonl   one record per line (compact JSON, "\\n"-terminated)
     <directory>/000000000008.jsonl   ...the last one is being appended to
     <directory>/state.json           where delivery stands, delivered and dropped counts
+    <directory>/lock                 empty, flock-ed: one open Outbox per directory
 
 SQLite in WAL mode was considered and set aside, because the outbox's first promise is a
 bound on disk use and SQLite keeps that promise badly at the sizes that matter here: its
@@ -58,6 +59,7 @@ for each retry.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -72,6 +74,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+LOCK_FILE = "lock"  # empty; held with flock by the one Outbox that has the directory open
 SEGMENT_SUFFIX = ".jsonl"
 STATE_RESERVE_BYTES = 4096  # room kept in max_bytes for the state file and its temporary copy
 SEGMENTS_PER_BUDGET = 8
@@ -117,6 +120,7 @@ class _Segment:
 
 @dataclass
 class _Batch:
+    lines: list[bytes]
     records: list[dict[str, Any]]
     per_segment: dict[int, int]  # segment id -> lines of the batch in it
     end_segment: int
@@ -198,7 +202,17 @@ class Outbox:
         self._failures = 0
         self._next_retry_at: float | None = None
 
-        self._open()
+        self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise RuntimeError(f"outbox {self.directory} is already open") from None
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._thread = threading.Thread(target=self._run, name=f"outbox-{self.name}", daemon=True)
         self._flusher = threading.Thread(
             target=self._flush_loop, name=f"outbox-{self.name}-fsync", daemon=True
@@ -280,6 +294,7 @@ class Outbox:
         self._thread.join(max(0.0, deadline - time.monotonic()))
         stopped = not self._thread.is_alive()
         self._flush(final=True)
+        os.close(self._lock_fd)  # releases the flock: the directory may be opened again
         return stopped
 
     def __enter__(self) -> Outbox:
@@ -401,14 +416,15 @@ class Outbox:
     # ------------------------------------------------------------------ delivery
 
     def _read_batch(self) -> _Batch | None:
-        """The next batch from the oldest undelivered record on (under the lock)."""
-        records: list[dict[str, Any]] = []
+        """The lines of the next batch, from the oldest undelivered record on (under the
+        lock: at most ``batch_max_bytes`` copied from the page cache; parsing is done by
+        the caller, outside the lock)."""
+        lines: list[bytes] = []
         per_segment: dict[int, int] = {}
         nbytes = 0
-        skipped = 0
         end = (self._segments[0].id, self._head_offset, self._head_acked)
         for index, segment in enumerate(self._segments):
-            if len(records) >= self._batch_max_records:
+            if len(lines) >= self._batch_max_records:
                 break
             offset, acked = (self._head_offset, self._head_acked) if index == 0 else (0, 0)
             if offset >= segment.size:
@@ -416,28 +432,21 @@ class Outbox:
                 continue
             with open(segment.path, "rb") as f:
                 f.seek(offset)
-                while offset < segment.size:
+                while offset < segment.size and len(lines) < self._batch_max_records:
                     line = f.readline(segment.size - offset)
-                    if records and nbytes + len(line) > self._batch_max_bytes:
+                    if not line or (lines and nbytes + len(line) > self._batch_max_bytes):
                         break
                     offset += len(line)
                     acked += 1
-                    per_segment[segment.id] = per_segment.get(segment.id, 0) + 1
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        skipped += 1
-                        continue
-                    records.append(record)
                     nbytes += len(line)
-                    if len(records) >= self._batch_max_records:
-                        break
+                    lines.append(line)
+                    per_segment[segment.id] = per_segment.get(segment.id, 0) + 1
             end = (segment.id, offset, acked)
             if offset < segment.size:
                 break
-        if not records and not skipped:
+        if not lines:
             return None
-        return _Batch(records, per_segment, end[0], end[1], end[2], skipped)
+        return _Batch(lines, [], per_segment, end[0], end[1], end[2], 0)
 
     def _ack(self, batch: _Batch) -> None:
         """Remove a delivered batch from the disk (under the lock).
@@ -464,12 +473,24 @@ class Outbox:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                batch = self._read_batch()
-                if batch is None:
-                    self._wake.wait(self._idle_poll_s)
-                    continue
-                self._inflight = dict(batch.per_segment)
+            try:
+                with self._lock:
+                    batch = self._read_batch()
+                    if batch is None:
+                        self._wake.wait(self._idle_poll_s)
+                        continue
+                    self._inflight = dict(batch.per_segment)
+            except OSError as exc:  # the disk itself failed: retry as a failed delivery
+                log.exception("outbox %s: cannot read its segments", self.name)
+                self._failed(exc)
+                continue
+            for line in batch.lines:
+                try:
+                    batch.records.append(json.loads(line))
+                except ValueError:
+                    batch.skipped += 1
+            if batch.skipped:
+                log.error("outbox %s: %d unreadable records dropped", self.name, batch.skipped)
             try:
                 if batch.records:
                     self._deliver(batch.records)
