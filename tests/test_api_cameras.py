@@ -22,6 +22,7 @@ from libs.frame import Detections, Frame
 from libs.loggers.video_logger import VideoLogger, preview_path
 from tests.conftest import PETS
 from tests.test_api_config import Api, keys_named, make_api
+from tests.test_live_http import SilentCamera
 
 PETS_IMAGE = [[100, 220], [680, 190], [650, 430], [150, 440]]
 PETS_FLOOR = [[-7.207, 3.425], [1.894, -9.392], [-13.597, -14.155], [-17.316, -7.817]]
@@ -492,22 +493,8 @@ def test_check_stream_refuses_paths_outside_or_not_video(api: Api, video_path: s
 
 def test_check_stream_never_blocks_the_api(api: Api) -> None:
     """A camera that accepts the connection and then says nothing."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    port = server.getsockname()[1]
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=accept, daemon=True).start()
+    camera = SilentCamera()
+    port = camera.port
     result: dict[str, Any] = {}
 
     def probe() -> None:
@@ -527,10 +514,7 @@ def test_check_stream_never_blocks_the_api(api: Api) -> None:
         assert result["body"]["ok"] is False and result["body"]["error"]
         assert result["seconds"] < GRAB_TIMEOUT_S + 3
     finally:
-        stop.set()
-        for conn in held:
-            conn.close()
-        server.close()
+        camera.close()
 
 
 def test_check_stream_dead_url_is_ok_false(api: Api) -> None:

@@ -30,6 +30,7 @@ from libs.config import ConfigChange, load_config
 from libs.config.io import MAX_CONFIG_BYTES, QUIET_S, ConfigBusy
 from tests.test_api_cameras import Server, write_real_preview
 from tests.test_api_config import Api, make_api
+from tests.test_live_http import SilentCamera
 
 
 @pytest.fixture
@@ -275,23 +276,9 @@ def test_a_2mb_camera_name_is_refused_and_the_file_can_be_put_back(api: Api) -> 
 
 def test_one_viewer_cannot_take_every_probe_slot(api: Api) -> None:
     """Real probes held by a camera that accepts and says nothing."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    port = server.getsockname()[1]
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=accept, daemon=True).start()
-    r = api.post("/cameras", {"Id": "mute", "VideoPath": f"http://127.0.0.1:{port}/v"})
+    camera = SilentCamera()
+    r = api.post("/cameras", {"Id": "mute",
+                              "VideoPath": f"http://127.0.0.1:{camera.port}/v"})
     assert r.status_code == 201, r.text
     probes: Slots = api.app.state.camera_probes
     share = max(1, PROBE_LIMIT // 2)
@@ -326,10 +313,7 @@ def test_one_viewer_cannot_take_every_probe_slot(api: Api) -> None:
             time.sleep(0.05)
         assert probes.used == 0 and probes.held_by("viewer") == 0
     finally:
-        stop.set()
-        for conn in held:
-            conn.close()
-        server.close()
+        camera.close()
 
 
 def open_stream(port: int, token: str) -> tuple[socket.socket, bytes]:

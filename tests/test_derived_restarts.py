@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from libs.config.models import LookoutConfig, PluginConfig
 from libs.config.restarts import Restarts, changed_cameras, classified_fields, marker
 from libs.config.writer import apply_changes
 from processor.supervisor import Supervisor
+from tests.test_supervisor import wait_until
 
 TUD_SECTION = """
 [Source_1]
@@ -123,15 +124,6 @@ def test_a_change_restarts_exactly_the_affected_cameras(
 # ---------------------------------------------------------------------------------------
 # A real supervisor
 # ---------------------------------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture
