@@ -85,6 +85,16 @@ class LiveApi:
         return token
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM ``proc`` and wait ``timeout`` seconds for it; SIGKILL it after that."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def live_api(config: Path, overrides: str = "") -> Iterator[LiveApi]:
     """Serve ``config`` (its [API] Port replaced by a free one); ``overrides`` is Python run
@@ -114,9 +124,4 @@ def live_api(config: Path, overrides: str = "") -> Iterator[LiveApi]:
             time.sleep(0.1)
         yield api
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 15)

@@ -21,7 +21,7 @@ from libs.config.models import LookoutConfig, PluginConfig
 from libs.config.restarts import Restarts, changed_cameras, classified_fields, marker
 from libs.config.writer import apply_changes
 from processor.supervisor import Supervisor
-from tests.test_supervisor import wait_until
+from tests.test_supervisor import running_supervisor, wait_until
 
 TUD_SECTION = """
 [Source_1]
@@ -128,14 +128,8 @@ def test_a_change_restarts_exactly_the_affected_cameras(
 
 @pytest.fixture
 def supervisor(two_camera_config: Path) -> Iterator[tuple[Supervisor, Path]]:
-    sup = Supervisor(two_camera_config, show_progress=False, exit_when_done=False)
-    sup.run_in_thread()
-    try:
+    with running_supervisor(two_camera_config) as sup:
         yield sup, two_camera_config
-    finally:
-        sup.request_stop()
-        if sup._loop_thread is not None:
-            sup._loop_thread.join(60)
 
 
 def test_supervisor_reloads_restart_what_the_markers_say(supervisor) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 
 from libs.loggers.writer import BackgroundWriter
 from tests.conftest import REPO
+from tests.live_api import terminate
 from tests.test_api_server import Client, configure, free_port, wait_healthy
 from tests.test_run_e2e import read_csv_strict
 
@@ -319,12 +319,7 @@ def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             filler.unlink()
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, 90)
     output = out_path.read_text()
     assert proc.returncode == 0, output[-5000:]
     # Logged once per change of state, not once per round or per line.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,17 +30,24 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def two_cameras(x86_config: Path) -> Iterator[tuple[Supervisor, Path]]:
-    x86_config.write_text(x86_config.read_text() + TUD_SECTION)
-    sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
+@contextmanager
+def running_supervisor(config: Path) -> Iterator[Supervisor]:
+    """A supervisor looping on its own thread, stopped and joined at the end."""
+    sup = Supervisor(config, show_progress=False, exit_when_done=False)
     sup.run_in_thread()
     try:
-        yield sup, x86_config
+        yield sup
     finally:
         sup.request_stop()
         if sup._loop_thread is not None:
             sup._loop_thread.join(60)
+
+
+@pytest.fixture
+def two_cameras(x86_config: Path) -> Iterator[tuple[Supervisor, Path]]:
+    x86_config.write_text(x86_config.read_text() + TUD_SECTION)
+    with running_supervisor(x86_config) as sup:
+        yield sup, x86_config
 
 
 def status(sup: Supervisor) -> dict:
