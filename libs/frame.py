@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+from libs.records import Record, RecordIds
+
+R = TypeVar("R", bound=Record)
 
 
 def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -35,9 +39,10 @@ def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 #   age           float32 (N,)       demographics (opt-in): years; NaN unknown
 #   gender        int8 (N,)          demographics: 1 male, 0 female, -1 unknown
 #   emotion       int8 (N,)          demographics: index into EMOTIONS, -1 unknown
-# Per-frame channels for the loggers (``Frame.metrics``):
-#   samples  {log folder: {column: number}}: logged every TimeInterval, input of reports
-#   events   [{"kind": str, "timestamp": datetime, ...}]: logged as they happen
+# What leaves the pipeline: typed records (``Frame.records``, see libs/records.py), made
+# with :meth:`Frame.emit`.  Samples are emitted only on frames whose ``sample_due`` is set
+# (the pipeline's one sample clock); events as they happen.  ``Frame.metrics`` is only for
+# figures stages hand each other on the same frame (``line_counts`` for zones, ...).
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
@@ -106,9 +111,12 @@ class Frame:
     """One image of one camera and everything the stages learned about it.
 
     ``timestamp`` is time-zone aware: wall clock for a live stream, the video's own clock plus
-    the configured start time for a recording.  ``metrics`` holds per-frame scalars written by
-    post-processors (``people``, ``violating_people``, ``violating_pairs``, ``occupancy``...).
-    ``timings`` holds milliseconds spent per stage for performance logging.
+    the configured start time for a recording.  ``records`` is what the frame hands the sinks
+    (typed records, :meth:`emit`); ``sample_due`` says whether this frame is a tick of the
+    pipeline's sample clock (stages emit their samples on those frames only).  ``metrics``
+    holds per-frame figures stages pass each other (``people``, ``violating_people``,
+    ``occupancy``, ``line_counts``...); no sink reads it.  ``timings`` holds milliseconds
+    spent per stage for performance logging.
     """
 
     camera_id: str
@@ -121,6 +129,18 @@ class Frame:
     # Run again after a restart only to warm the tracker up: stages run, loggers record
     # nothing (the frame's records are on disk from the run before).
     replay: bool = False
+    records: list[Record] = field(default_factory=list)
+    sample_due: bool = False
+    # The pipeline run's id maker (see RecordIds); a frame made alone gets its own.
+    ids: RecordIds = field(default_factory=RecordIds, repr=False)
+
+    def emit(self, cls: type[R], timestamp: datetime | None = None, **fields: Any) -> R:
+        """Make a camera record of type ``cls`` (stamped with the frame's time unless
+        ``timestamp`` is given), append it to :attr:`records` and return it."""
+        rec = cls(id=self.ids(), source="camera", source_id=self.camera_id,
+                  timestamp=self.timestamp if timestamp is None else timestamp, **fields)
+        self.records.append(rec)
+        return rec
 
     @property
     def height(self) -> int:

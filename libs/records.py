@@ -32,6 +32,7 @@ this module disagree.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
@@ -84,6 +85,27 @@ class RecordIds:
         self._head = f"{prefix:020x}"
         self._next = 0
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_recording(cls, key: str) -> RecordIds:
+        """Ids of one recording's run: the prefix is the first 80 bits of SHA-256 of
+        ``key`` (the camera id and the fingerprint of its recordings), so a run resumed
+        after a restart (:meth:`restart` at the checkpoint's sequence) gives a record it
+        produces again the id it had before: receivers deduplicate it."""
+        digest = hashlib.sha256(key.encode()).digest()
+        return cls(int.from_bytes(digest[:PREFIX_BITS // 8], "big"))
+
+    def peek(self) -> int:
+        """The sequence number the next id will carry."""
+        with self._lock:
+            return self._next
+
+    def restart(self, sequence: int) -> None:
+        """Continue numbering at ``sequence`` (a resumed run, at its checkpoint)."""
+        if not 0 <= sequence < 1 << SEQUENCE_BITS:
+            raise ValueError("sequence out of range")
+        with self._lock:
+            self._next = sequence
 
     def __call__(self) -> str:
         with self._lock:

@@ -10,24 +10,29 @@ from datetime import datetime
 
 import numpy as np
 
-from libs.clock import FINAL_ROW_OFFSET
+from libs.clock import FINAL_ROW_OFFSET, IntervalGate, aware
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.detectors import Detector, create_detector
 from libs.frame import Frame
 from libs.loggers import SOURCE_LOGGERS, SourceLogger
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.records import RecordIds
+from libs.storage import sample_interval
 from libs.trackers import TRACKERS, Tracker
+from processor.summary import summary_records
 
 log = logging.getLogger(__name__)
 
 
 def finish_stream(camera_id: str, last_timestamp: datetime,
                   stages: Sequence[tuple[str, PostProcessor]],
-                  loggers: Sequence[tuple[str, SourceLogger]]) -> Frame:
-    """The end of a camera's stream: every stage puts its end-of-stream records (the last
-    samples, the events of what is still open) on one frame stamped just after the last one,
-    and every logger records that frame.  Returns it."""
-    end = Frame(camera_id, -1, last_timestamp + FINAL_ROW_OFFSET, np.zeros((1, 1, 3), np.uint8))
+                  loggers: Sequence[tuple[str, SourceLogger]],
+                  ids: RecordIds | None = None) -> Frame:
+    """The end of a camera's stream: every stage emits its end-of-stream records (the last
+    samples, the events of what is still open) on one frame stamped just after the last one
+    (a sample-clock tick of its own), and every logger takes that frame.  Returns it."""
+    end = Frame(camera_id, -1, last_timestamp + FINAL_ROW_OFFSET, np.zeros((1, 1, 3), np.uint8),
+                sample_due=True, ids=ids if ids is not None else RecordIds())
     for name, stage in stages:
         try:
             stage.finish(end)
@@ -47,6 +52,14 @@ class CameraPipeline:
     Lifecycle: :meth:`process` per frame; :meth:`finish` at the end of the stream, which
     gives every stage an end-of-stream frame to put what is still open on (the last samples,
     the sessions of people still in view) and hands it to every logger; :meth:`close`.
+
+    The pipeline owns the one sample clock (``TimeInterval`` of the camera's file logger,
+    on the epoch-aligned grid of :class:`IntervalGate`): it sets ``frame.sample_due`` before
+    the stages run, and stages emit their samples on those frames only.  It also owns the
+    run's record ids (``ids``; the worker makes them resumable for a recording).  After the
+    stages it emits the frame summary and, on a tick, the ``objects_log`` sample; then every
+    logger gets the frame.  A replayed frame (warm-up of a resumed run) goes through every
+    stage and clock but its records are dropped: they were delivered by the run before.
     """
 
     def __init__(
@@ -73,14 +86,16 @@ class CameraPipeline:
                 (pp_cfg.name, stage)
             )
         self.last_timestamp: datetime | None = None  # of the last frame processed
+        self.tz = config.app.tzinfo
+        self.clock = IntervalGate(sample_interval(config))
+        self.ids = RecordIds()
         self.finished = False
         self.loggers: list[tuple[str, SourceLogger]] = []
         if with_loggers:
             for lg_cfg in config.source_loggers:
-                if lg_cfg.enabled:
-                    self.loggers.append(
-                        (lg_cfg.name, SOURCE_LOGGERS.get(lg_cfg.name)(lg_cfg, source, config))
-                    )
+                cls = SOURCE_LOGGERS.get(lg_cfg.name)
+                if lg_cfg.enabled and not cls.on_bus:  # bus sinks run in the supervisor
+                    self.loggers.append((lg_cfg.name, cls(lg_cfg, source, config)))
 
     @staticmethod
     def _timed(frame: Frame, name: str, fn: Callable[[Frame], Frame]) -> Frame:
@@ -99,6 +114,8 @@ class CameraPipeline:
     def process_detections(self, frame: Frame) -> Frame:
         """Every stage after the detector, on detections already in the frame."""
         self.last_timestamp = frame.timestamp
+        frame.ids = self.ids
+        frame.sample_due = self.clock.due(aware(frame.timestamp, self.tz))
         for name, stage in self.before:
             frame = self._timed(frame, name, stage.process)
         # Everyone the detector saw, confirmed by the tracker or not: the anonymizer blurs
@@ -107,6 +124,9 @@ class CameraPipeline:
         frame = self._timed(frame, "tracker", self.tracker.update)
         for name, stage in self.after:
             frame = self._timed(frame, name, stage.process)
+        summary_records(frame)
+        if frame.replay:
+            frame.records.clear()
         t1 = time.perf_counter()
         for _, logger in self.loggers:
             logger.log(frame)
@@ -120,7 +140,7 @@ class CameraPipeline:
             return None
         self.finished = True
         return finish_stream(self.source.id, self.last_timestamp,
-                             self.before + self.after, self.loggers)
+                             self.before + self.after, self.loggers, self.ids)
 
     def checkpoint(self, done: Callable[[dict[str, int]], None]) -> None:
         """Call ``done(sizes)`` once every logger has written what it was given so far

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,6 +77,7 @@ from libs.config.plugins import plugin_settings
 from libs.frame import Frame
 from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS, AreaLogger, SourceLogger
 from libs.loggers.writer import BackgroundWriter, WriteHealth, atomic_write_bytes
+from libs.records import Record
 from libs.storage import (  # noqa: F401
     AREA_LOG_FOLDER,
     DEFAULT_AREA_LOG_DIRECTORY,
@@ -267,6 +268,9 @@ class SourceFileSystemLogger(SourceLogger):
         stamp = ts.astimezone(self.tz).strftime("%Y%m%dT%H%M%S%z")
         return self.screenshot_dir / f"{stamp}.jpg"
 
+    def take(self, records: Sequence[Record]) -> None:
+        """TODO(records): write records (being moved over from frame.metrics)."""
+
     def log(self, frame: Frame) -> None:
         if self._closed:  # a last frame racing a shutdown: nothing to do
             return
@@ -412,6 +416,9 @@ class AreaFileSystemLogger(AreaLogger):
         self.writer = writer if writer is not None else BackgroundWriter(name=f"log-{area.id}")
         self._header = csv_line(AREA_LOG_COLUMNS)
         self._closed = False
+
+    def take(self, records: Sequence[Record]) -> None:
+        """TODO(records): area records."""
 
     def log_path(self, ts: datetime) -> Path:
         return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"

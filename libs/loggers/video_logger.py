@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -25,6 +26,7 @@ from libs.loggers import SOURCE_LOGGERS, SourceLogger
 from libs.loggers.drawing import Annotations, annotate
 from libs.loggers.file_system_logger import aware, frame_summary, plugin_settings, write_jpeg
 from libs.loggers.writer import LatestOnlyWorker
+from libs.records import Record
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -97,6 +99,9 @@ class VideoLogger(SourceLogger):
     @property
     def previews_written(self) -> int:
         return self._worker.handled
+
+    def take(self, records: Sequence[Record]) -> None:
+        """Nothing to store: this sink draws the frames :meth:`log` gets."""
 
     def log(self, frame: Frame) -> None:
         if self._closed:
