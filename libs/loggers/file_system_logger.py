@@ -38,14 +38,15 @@ a JPEG of the frame is written every that many minutes of the camera's clock to
 ``<ScreenshotsDirectory>/<camera_id>/<YYYYMMDDTHHMMSS+ZZZZ>.jpg`` (ISO 8601 basic form, local
 time).
 
-Area rows (:class:`AreaFileSystemLogger`), one per ``TimeInterval`` of the area's clock (the
-latest timestamp any member camera reported), in
+Area rows (:class:`AreaFileSystemLogger`), one per ``occupancy_log`` sample of the area
+(the supervisor's area aggregation, :mod:`processor.areas`, makes one per ``TimeInterval`` of
+the area's clock: the latest timestamp any member camera reported), in
 ``<LogDirectory>/<area_id>/occupancy_log/<YYYY-MM-DD>.csv``::
 
     Timestamp,Occupancy,Threshold,Violation,Cameras
 
 ``Occupancy`` is the sum of the member cameras' latest counts; a camera that has not reported
-for more than :data:`STALE_AFTER` (30 s) of the area clock counts as 0, so a stopped camera
+for more than ``processor.areas.STALE_AFTER`` (30 s) of the area clock counts as 0, so a stopped camera
 does not freeze its last count into the area forever.  ``Threshold`` is the limit in force
 (``OccupancyRules`` at the local time, else ``OccupancyThreshold``; 0 = no limit);
 ``Violation`` is 1 when a limit is set and exceeded; ``Cameras`` is JSON ``{camera_id: count}``
@@ -62,7 +63,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,12 +73,11 @@ from pydantic import Field
 
 from libs.clock import IntervalGate, aware, format_timestamp
 from libs.config.models import PluginConfig, form
-from libs.config.occupancy_rules import occupancy_limit, parse_occupancy_rules
 from libs.config.plugins import plugin_settings
 from libs.frame import Frame
 from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS, AreaLogger, SourceLogger
 from libs.loggers.writer import BackgroundWriter, WriteHealth, atomic_write_bytes
-from libs.records import Record
+from libs.records import AreaOccupancySample, Record
 from libs.storage import (  # noqa: F401
     AREA_LOG_FOLDER,
     DEFAULT_AREA_LOG_DIRECTORY,
@@ -114,7 +114,6 @@ SOURCE_LOG_COLUMNS = (
     "ViolationsIndexes",
 )
 AREA_LOG_COLUMNS = ("Timestamp", "Occupancy", "Threshold", "Violation", "Cameras")
-STALE_AFTER = timedelta(seconds=30)
 SCREENSHOT_JPEG_QUALITY = 90
 
 @dataclass(frozen=True)
@@ -376,23 +375,10 @@ class AreaFileSystemConfig(PluginConfig):
     )
 
 
-@dataclass(frozen=True)
-class AreaSnapshot:
-    """The area's state at ``timestamp`` (its clock)."""
-
-    timestamp: datetime
-    occupancy: int
-    threshold: int
-    cameras: dict[str, int]
-
-    @property
-    def violation(self) -> bool:
-        return self.threshold > 0 and self.occupancy > self.threshold
-
-
 @AREA_LOGGERS.register(NAME)
 class AreaFileSystemLogger(AreaLogger):
-    """Writes an area's occupancy log; see the module docstring for the layout."""
+    """Writes an area's occupancy log from its ``occupancy_log`` samples (made by the
+    supervisor's area aggregation, :mod:`processor.areas`); see the module docstring."""
 
     Config: ClassVar[type[PluginConfig]] = AreaFileSystemConfig
 
@@ -407,61 +393,30 @@ class AreaFileSystemLogger(AreaLogger):
         self.settings = plugin_settings(AreaFileSystemConfig, config)
         self.tz = app.app.tzinfo
         self.log_dir = app.data_path(self.settings.log_directory) / area.id / AREA_LOG_FOLDER
-        self.rules = parse_occupancy_rules(area.occupancy_rules)
-        self._members = list(dict.fromkeys(area.cameras))
-        self._latest: dict[str, tuple[datetime, int]] = {}
-        self._clock: datetime | None = None
-        self._gate = IntervalGate(self.settings.time_interval)
         self._owns_writer = writer is None
         self.writer = writer if writer is not None else BackgroundWriter(name=f"log-{area.id}")
         self._header = csv_line(AREA_LOG_COLUMNS)
         self._closed = False
 
-    def take(self, records: Sequence[Record]) -> None:
-        """TODO(records): area records."""
-
     def log_path(self, ts: datetime) -> Path:
         return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
 
-    def update(self, camera_id: str, timestamp: datetime, occupancy: int) -> None:
+    def take(self, records: Sequence[Record]) -> None:
         if self._closed:
             return
-        if camera_id not in self._members:
-            log.debug("area %s: ignoring camera %s, not a member", self.area.id, camera_id)
-            return
-        ts = aware(timestamp, self.tz)
-        previous = self._latest.get(camera_id)
-        if previous is None or ts >= previous[0]:
-            self._latest[camera_id] = (ts, int(occupancy))
-        if self._clock is None or ts > self._clock:
-            self._clock = ts
-        if self._gate.due(self._clock):
-            snap = self.snapshot()
-            assert snap is not None
-            self.writer.append_line(self.log_path(snap.timestamp), self.row(snap), self._header)
+        for rec in records:
+            if isinstance(rec, AreaOccupancySample) and rec.source_id == self.area.id:
+                self.writer.append_line(self.log_path(rec.timestamp), self.row(rec),
+                                        self._header)
 
-    def snapshot(self) -> AreaSnapshot | None:
-        """Occupancy at the area clock, or None before any member camera reported."""
-        clock = self._clock
-        if clock is None:
-            return None
-        counts: dict[str, int] = {}
-        for camera_id in self._members:
-            latest = self._latest.get(camera_id)
-            fresh = latest is not None and clock - latest[0] <= STALE_AFTER
-            counts[camera_id] = latest[1] if fresh and latest is not None else 0
-        local = clock.astimezone(self.tz)
-        threshold = occupancy_limit(self.rules, self.area.occupancy_threshold, local)
-        return AreaSnapshot(clock, sum(counts.values()), threshold, counts)
-
-    def row(self, snap: AreaSnapshot) -> str:
-        cameras = json.dumps(dict(sorted(snap.cameras.items())), separators=(",", ":"))
+    def row(self, rec: AreaOccupancySample) -> str:
+        cameras = json.dumps(dict(sorted(rec.cameras.items())), separators=(",", ":"))
         return csv_line(
             [
-                format_timestamp(snap.timestamp, self.tz),
-                snap.occupancy,
-                snap.threshold,
-                int(snap.violation),
+                format_timestamp(rec.timestamp, self.tz),
+                rec.occupancy,
+                rec.threshold,
+                int(rec.violation),
                 cameras,
             ]
         )
