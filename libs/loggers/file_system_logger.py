@@ -45,10 +45,11 @@ the area's clock: the latest timestamp any member camera reported), in
 
     Timestamp,Occupancy,Threshold,Violation,Cameras
 
-``Occupancy`` is the sum of the member cameras' latest counts; a camera that has not reported
-for more than ``processor.areas.STALE_AFTER`` (30 s) of the area clock counts as 0, so a stopped camera
-does not freeze its last count into the area forever.  ``Threshold`` is the limit in force
-(``OccupancyRules`` at the local time, else ``OccupancyThreshold``; 0 = no limit);
+``Occupancy`` is the sum of the member cameras' latest counts; a camera that has not
+reported for more than ``processor.areas.STALE_AFTER`` (30 s) of the area clock counts as 0,
+so a stopped camera does not freeze its last count into the area forever.  ``Threshold`` is
+the limit in force (``OccupancyRules`` at the local time, else ``OccupancyThreshold``; 0 =
+no limit);
 ``Violation`` is 1 when a limit is set and exceeded; ``Cameras`` is JSON ``{camera_id: count}``
 with the counts used (0 for stale or silent cameras).
 
