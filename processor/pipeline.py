@@ -93,9 +93,9 @@ class CameraPipeline:
         self.loggers: list[tuple[str, SourceLogger]] = []
         if with_loggers:
             for lg_cfg in config.source_loggers:
-                cls = SOURCE_LOGGERS.get(lg_cfg.name)
-                if lg_cfg.enabled and not cls.on_bus:  # bus sinks run in the supervisor
-                    self.loggers.append((lg_cfg.name, cls(lg_cfg, source, config)))
+                lg_cls = SOURCE_LOGGERS.get(lg_cfg.name)
+                if lg_cfg.enabled and not lg_cls.on_bus:  # bus sinks run in the supervisor
+                    self.loggers.append((lg_cfg.name, lg_cls(lg_cfg, source, config)))
 
     @staticmethod
     def _timed(frame: Frame, name: str, fn: Callable[[Frame], Frame]) -> Frame:

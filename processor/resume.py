@@ -91,6 +91,7 @@ class Checkpoint:
     next_index: int = 0
     finished: bool = False
     next_track_id: int = 1
+    next_record_seq: int = 0  # sequence of the next record id (RecordIds.for_recording)
     saved_at: float = field(default_factory=time.time)
     files: dict[str, int] = field(default_factory=dict)
     schema: int = SCHEMA
@@ -139,6 +140,7 @@ class ResumeStore:
                 grown = len(self.fingerprint.get("files", [])) > \
                     len(old.fingerprint.get("files", []))
                 ck.next_index = old.next_index
+                ck.next_record_seq = old.next_record_seq
                 ck.finished = old.finished and not grown
                 ck.files = old.files
                 ck.saved_at = old.saved_at
@@ -191,8 +193,15 @@ class ResumeStore:
         data = json.dumps(asdict(ck), indent=1, sort_keys=True).encode()
         atomic_write_bytes(self.path, data, fsync=True)
 
+    def record_key(self) -> str:
+        """What the ids of this recording's records derive from: the camera and the
+        fingerprint of its recordings (so a source that changes gets new ids)."""
+        first = {k: v for k, v in self.fingerprint.items() if k != "files"}
+        files = self.fingerprint.get("files", [])[:1]  # a folder that grows keeps its ids
+        return json.dumps([self.source.id, first, files], sort_keys=True, default=str)
+
     def save(self, next_index: int, next_track_id: int, sizes: dict[str, int],
-             finished: bool = False) -> None:
+             finished: bool = False, next_record_seq: int | None = None) -> None:
         """Record that every frame before ``next_index`` is on disk, with the log sizes
         measured right after the writer wrote them."""
         with self._lock:
@@ -213,6 +222,8 @@ class ResumeStore:
                              next_index=max(next_index, ck.next_index if not self.live else 0),
                              finished=finished, next_track_id=max(next_track_id,
                                                                   ck.next_track_id),
+                             next_record_seq=ck.next_record_seq if next_record_seq is None
+                             else max(next_record_seq, ck.next_record_seq),
                              saved_at=now, files=files)
             try:
                 self._write(new)

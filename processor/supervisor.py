@@ -1,6 +1,8 @@
 """The supervisor: spreads cameras over worker processes, restarts crashed workers and
-cameras, applies configuration changes to the cameras they affect only, feeds the area
-loggers, runs the periodic tasks, shows progress and shuts down cleanly.
+cameras, applies configuration changes to the cameras they affect only, runs the event bus
+(every record of every camera, fanned out to the area aggregation, the area sinks, the sinks
+that run on the bus and the API's live stream; see :mod:`processor.bus`), runs the periodic
+tasks, shows progress and shuts down cleanly.
 
 Other threads (the API) talk to it through :meth:`Supervisor.submit`: a command runs on the
 supervisor's own loop and its result comes back through a future, so the supervisor's state
@@ -30,10 +32,13 @@ from typing import Any, TypeVar
 from libs.config import load_config
 from libs.config.models import LookoutConfig
 from libs.config.restarts import camera_restart_keys
-from libs.loggers import AREA_LOGGERS, AreaLogger
+from libs.loggers import AREA_LOGGERS, OUTPUTS, SOURCE_LOGGERS, AreaLogger, Sink
 from libs.loggers.writer import atomic_write_bytes, describe_write_error
 from libs.periodic_tasks import PERIODIC_TASKS, PeriodicTask
+from libs.records import Record
 from processor import worker as W
+from processor.areas import AreaAggregator
+from processor.bus import EventBus
 from processor.progress import ProgressDisplay
 from processor.runlock import RunLock
 
@@ -136,7 +141,10 @@ class Supervisor:
         self.reasons: dict[str, str] = {}  # why a camera is not running well, now
         n = max(1, self.config.app.max_processes)
         self.workers = [WorkerSlot(i) for i in range(n)]
-        self.area_loggers: list[AreaLogger] = []
+        self.area_loggers: list[AreaLogger] = []  # per-area sinks (the area file logger)
+        self.aggregators: list[AreaAggregator] = []
+        self.bus = EventBus()
+        self.bus_sinks: dict[str, Sink] = {}  # section name -> sink running on the bus
         self.tasks: list[TaskRunner] = []
         self.status_path = self.config.data_path("processor/status.json")
         self.progress = ProgressDisplay(enabled=show_progress)
@@ -247,11 +255,8 @@ class Supervisor:
                 log.warning("dropped an unreadable event from worker %d", worker.index)
                 return
             kind = event[0]
-            if kind == "occupancy":
-                _, cam, ts, occ = event
-                for lg in self.area_loggers:
-                    if cam in lg.area.cameras:
-                        lg.update(cam, ts, occ)
+            if kind == "records":
+                self.publish(event[1])
             elif kind == "error":
                 _, cam, msg = event
                 self.last_errors[cam] = msg
@@ -322,16 +327,75 @@ class Supervisor:
                 self._start_camera(cid, reset=False)
 
     # -- configuration ---------------------------------------------------------------------
-    def _build_area_loggers(self) -> None:
-        for lg in self.area_loggers:
-            lg.close()
+    def publish(self, records: list[Record]) -> None:
+        """Records of a camera on the bus; then the area records they make, on the bus."""
+        self.bus.publish(records)
+        made: list[Record] = []
+        for agg in self.aggregators:
+            made.extend(agg.take(records))
+        if made:
+            self.bus.publish(made)
+
+    def _close_sinks(self) -> None:
+        for name in [*self.bus.names()]:
+            if name.startswith(("area:", "sink:")):
+                self.bus.unsubscribe(name)
+        for sink in [*self.area_loggers, *self.bus_sinks.values()]:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %s failed", type(sink).__name__)
         self.area_loggers = []
-        if self.config.app.process_areas:
-            for area in self.config.areas:
-                for section in self.config.area_loggers:
-                    if section.enabled:
-                        self.area_loggers.append(
-                            AREA_LOGGERS.get(section.name)(section, area, self.config))
+        self.bus_sinks = {}
+        self.aggregators = []
+
+    def _build_sinks(self) -> None:
+        """Area aggregation, the areas' own sinks, and every sink that runs on the bus:
+        ``[SourceLogger_N]``/``[AreaLogger_N]`` sections whose sink is ``on_bus`` (one
+        instance for every camera or area) and the ``[Output_N]`` sections (every record)."""
+        self._close_sinks()
+        cfg = self.config
+        if cfg.app.process_areas:
+            self.aggregators = [AreaAggregator(area, cfg) for area in cfg.areas]
+            for area in cfg.areas:
+                for section in cfg.area_loggers:
+                    area_cls = AREA_LOGGERS.get(section.name)
+                    if not section.enabled or area_cls.on_bus:
+                        continue
+                    sink = area_cls(section, area, cfg)
+                    self.area_loggers.append(sink)
+                    self.bus.subscribe(
+                        f"area:{area.id}:{section.section}", sink.take,
+                        partial(_from_source, "area", area.id))
+        wanted: list[tuple[Any, type[Sink], Callable[[Record], bool] | None]] = []
+        wanted += [(s, SOURCE_LOGGERS.get(s.name), _from_cameras)
+                   for s in cfg.source_loggers]
+        if cfg.app.process_areas:
+            wanted += [(s, AREA_LOGGERS.get(s.name), _from_areas) for s in cfg.area_loggers]
+        wanted += [(s, OUTPUTS.get(s.name), None) for s in cfg.outputs]
+        for section, cls, accepts in wanted:
+            if not section.enabled or not cls.on_bus:
+                continue
+            try:
+                bus_sink: Sink = cls(section, None, cfg)  # type: ignore[call-arg]
+            except Exception as exc:
+                log.error("cannot start %s (%s): %s", section.section, section.name, exc)
+                self.loop_errors[f"sink {section.section}"] = f"{type(exc).__name__}: {exc}"
+                continue
+            self.bus_sinks[section.section] = bus_sink
+            self.bus.subscribe(f"sink:{section.section}", bus_sink.take, accepts)
+
+    def outputs_status(self) -> dict[str, Any]:
+        """State of each sink on the bus (connected, queued, delivered, dropped, error)."""
+        out: dict[str, Any] = {}
+        for name, sink in self.bus_sinks.items():
+            state = getattr(sink, "state", None)
+            try:
+                out[name] = state() if state is not None else {}
+            except Exception as exc:
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            out[name]["name"] = sink.config.name  # type: ignore[attr-defined]
+        return out
 
     def _build_tasks(self) -> None:
         for t in self.tasks:
@@ -379,10 +443,12 @@ class Supervisor:
                 self.paused.discard(cid)
                 self._start_camera(cid, reset=reset)
                 restarted.append(cid)
-        if [a.model_dump() for a in old.areas] != [a.model_dump() for a in new.areas] or \
-                [a.model_dump() for a in old.area_loggers] != \
-                [a.model_dump() for a in new.area_loggers]:
-            self._build_area_loggers()
+        if _dumps(old.areas) != _dumps(new.areas) or \
+                _dumps(old.area_loggers) != _dumps(new.area_loggers) or \
+                _dumps(old.source_loggers) != _dumps(new.source_loggers) or \
+                _dumps(old.outputs) != _dumps(new.outputs) or \
+                old.app.process_areas != new.app.process_areas:
+            self._build_sinks()
         if [t.model_dump() for t in old.periodic_tasks] != \
                 [t.model_dump() for t in new.periodic_tasks]:
             self._build_tasks()
@@ -480,6 +546,7 @@ class Supervisor:
                 for w in self.workers
             ],
             "cameras": self.camera_status(),
+            "outputs": self.outputs_status(),
             "health": self._health,
         }
 
@@ -597,7 +664,7 @@ class Supervisor:
         worker of an earlier one, is writing the same data directory."""
         self.run_lock.acquire()
         self.running = True
-        self._build_area_loggers()
+        self._build_sinks()
         self._build_tasks()
         enabled = [s.id for s in self.config.enabled_sources()]
         for i, cid in enumerate(enabled):
@@ -667,11 +734,7 @@ class Supervisor:
                 proc.terminate()
                 proc.join(5)
             self._drain(w)
-        for lg in self.area_loggers:
-            try:
-                lg.close()
-            except Exception:
-                log.exception("closing area logger failed")
+        self._close_sinks()
         for t in self.tasks:
             t.stop()
         for t in self.tasks:
@@ -681,6 +744,22 @@ class Supervisor:
         self.write_status()
         self.running = False
         self.run_lock.release()
+
+
+def _dumps(sections: list[Any]) -> list[Any]:
+    return [s.model_dump() for s in sections]
+
+
+def _from_source(source: str, source_id: str, rec: Record) -> bool:
+    return rec.source == source and rec.source_id == source_id
+
+
+def _from_cameras(rec: Record) -> bool:
+    return rec.source == "camera"
+
+
+def _from_areas(rec: Record) -> bool:
+    return rec.source == "area"
 
 
 def run(config_path: str | Path, log_level: str = "INFO", show_progress: bool = True) -> int:

@@ -3,7 +3,14 @@
 The worker shares one detector between its cameras (ONNX Runtime sessions are thread-safe
 and release the GIL).  Progress goes to a shared-memory row per camera that the supervisor
 owns, so it survives a crash of the worker and a restarted worker resumes a recording where
-the crashed one stopped.  Occupancy samples for areas go to the supervisor over a queue.
+the crashed one stopped.
+
+Everything a camera's pipeline produces goes to the supervisor's event bus over the worker's
+one event queue, as ``("records", [record, ...])`` per processed frame (never the records of
+a replayed frame), with the camera's state changes as ``camera_state`` records; errors and
+reasons travel on the same queue.  For a recording the record ids are resumable
+(:meth:`RecordIds.for_recording`, the sequence kept in the resume checkpoint), so a record a
+resumed run produces again carries the id it had before.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict
+from datetime import datetime
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ from libs.config.models import LookoutConfig, SourceConfig
 from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
 from libs.frame import Frame
 from libs.loggers.writer import BackgroundWriter, WriteHealth
+from libs.records import CameraState, Record, RecordIds
 from libs.storage import csv_line
 from processor.pipeline import CameraPipeline
 from processor.resume import WARMUP_FRAMES, ResumeStore
@@ -131,6 +140,32 @@ class CameraRunner(threading.Thread):
         self._write_error: str | None = None
         self._writes_checked = 0.0
         self._write_error_sent = 0.0
+        self._state_ids = RecordIds()
+        self._state_said: str | None = None  # the last camera_state sent
+        self.dropped_records = 0
+
+    def _send_records(self, records: list[Record]) -> None:
+        if self.events is None or not records:
+            return
+        try:
+            self.events.put_nowait(("records", records))
+        except Exception:
+            self.dropped_records += len(records)
+            log.warning("camera %s: event queue full; %d records not forwarded (%d so far)",
+                        self.source_cfg.id, len(records), self.dropped_records)
+
+    def _note_state(self) -> None:
+        """A ``camera_state`` record when the camera's state (or its reason) changed."""
+        name = STATUS_NAMES.get(self.state[STATUS], "idle")
+        said = f"{name}:{self._reason or ''}"
+        if said == self._state_said:
+            return
+        previous = None if self._state_said is None else self._state_said.split(":", 1)[0]
+        self._state_said = said
+        self._send_records([CameraState(
+            id=self._state_ids(), source="camera", source_id=self.source_cfg.id,
+            timestamp=datetime.now(self.config.app.tzinfo), state=name,  # type: ignore[arg-type]
+            previous=previous, reason=self._reason)])  # type: ignore[arg-type]
 
     def _send(self, *event: Any) -> None:
         if self.events is not None:
@@ -169,6 +204,7 @@ class CameraRunner(threading.Thread):
             self._reason = reason
             self._send("reason", cam, reason)
         st[STATUS] = status
+        self._note_state()
 
     def _report_writes(self, pipeline: CameraPipeline, force: bool = False) -> None:
         """Tell the supervisor when the camera's writes (its loggers', its performance log's)
@@ -213,6 +249,9 @@ class CameraRunner(threading.Thread):
             resume_at = 0 if store.live else ck.next_index
             pipeline = CameraPipeline(self.config, self.source_cfg, detector=self.detector)
             pipeline.tracker.next_track_id = ck.next_track_id
+            if not store.live:
+                pipeline.ids = RecordIds.for_recording(store.record_key())
+            ids_pending = True  # the first frame logged: its ids continue the checkpoint's
             source = open_source(self.config, self.source_cfg,
                                  start_index=max(0, resume_at - WARMUP_FRAMES))
             if resume_at:
@@ -231,7 +270,6 @@ class CameraRunner(threading.Thread):
                 )
                 perf = PerformanceLog(cam, app.log_performance_metrics_every, csv_dir)
             self._perf = perf
-            last_sent: tuple[int, float] | None = None
             self._fps_t0, self._fps_n = time.monotonic(), 0
             while not self.stop_event.is_set():
                 sf = source.read(timeout=0.5)
@@ -244,10 +282,14 @@ class CameraRunner(threading.Thread):
                     continue
                 frame = Frame(cam, sf.index, sf.timestamp, sf.image)
                 frame.replay = sf.index < resume_at
+                if ids_pending and not frame.replay:
+                    pipeline.ids.restart(0 if store.live else ck.next_record_seq)
+                    ids_pending = False
                 frame = pipeline.process(frame)
                 st[NEXT_INDEX] = float(sf.index + 1)
                 if frame.replay:
                     continue
+                self._send_records(frame.records)
                 done_index = sf.index + 1
                 if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
                     last_checkpoint = time.monotonic()
@@ -257,11 +299,6 @@ class CameraRunner(threading.Thread):
                 st[LAST_TS] = ts
                 if perf is not None:
                     perf.add(frame)
-                if self.report_areas:
-                    occ = int(frame.metrics.get("occupancy", len(frame.detections)))
-                    if last_sent is None or last_sent[0] != occ or ts - last_sent[1] >= 1.0:
-                        self._send("occupancy", cam, sf.timestamp, occ)
-                        last_sent = (occ, ts)
             else:
                 st[STATUS] = STOPPED
         except Exception as exc:
@@ -275,17 +312,20 @@ class CameraRunner(threading.Thread):
                     # Before the end of the stream: what the stages record for people still
                     # in view comes after the checkpoint, and a resumed run logs it itself.
                     self._checkpoint(pipeline, store, done_index, wait=True)
-                pipeline.finish()
+                end = pipeline.finish()
+                if end is not None:
+                    self._send_records(end.records)
                 pipeline.close()
                 if store is not None and finished:
                     store.save(done_index or int(st[TOTAL]), pipeline.tracker.next_track_id,
-                               {}, finished=True)
+                               {}, finished=True, next_record_seq=pipeline.ids.peek())
             if self._perf is not None:
                 self._perf.close()
             if pipeline is not None:  # the final word: written in the end, or not
                 self._report_writes(pipeline, force=True)
             if finished:
                 st[STATUS] = FINISHED
+            self._note_state()
             if source is not None:
                 source.close()
 
@@ -293,9 +333,10 @@ class CameraRunner(threading.Thread):
     def _checkpoint(pipeline: CameraPipeline, store: ResumeStore, next_index: int,
                     wait: bool = False) -> None:
         next_id = pipeline.tracker.next_track_id
+        next_seq = pipeline.ids.peek()
 
         def save(sizes: dict[str, int]) -> None:
-            store.save(next_index, next_id, sizes)
+            store.save(next_index, next_id, sizes, next_record_seq=next_seq)
 
         if wait:
             if not pipeline.checkpoint_now(save):

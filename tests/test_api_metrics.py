@@ -26,6 +26,7 @@ from libs.frame import Detections, Frame
 from libs.loggers.file_system_logger import AreaFileSystemLogger, SourceFileSystemLogger
 from libs.loggers.video_logger import VideoLogger, preview_path
 from libs.metrics import recompute_all
+from tests.area_helpers import AreaFeed
 from tests.conftest import REPO
 
 TZ_NAME = "Asia/Kolkata"
@@ -149,9 +150,9 @@ def write_data(config_path: Path) -> World:
         cam: SourceFileSystemLogger(fs, config.source(cam), config)
         for cam in ("pets-view1", "cam2")
     }
-    area = AreaFileSystemLogger(
+    area = AreaFeed(config, config.areas[0], AreaFileSystemLogger(
         section(config, config.area_loggers, "file_system_logger"), config.areas[0], config
-    )
+    ))
     index = 0
     for slot in SCHEDULE:
         for k in range(slot.count):

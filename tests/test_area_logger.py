@@ -20,11 +20,10 @@ from libs.config.models import (
     SourceConfig,
     TrackerConfig,
 )
-from libs.loggers.file_system_logger import (
-    AREA_LOG_COLUMNS,
-    STALE_AFTER,
-    AreaFileSystemLogger,
-)
+from libs.loggers.file_system_logger import AREA_LOG_COLUMNS, AreaFileSystemLogger
+from libs.records import OccupancyOver, OccupancyUnder
+from processor.areas import STALE_AFTER
+from tests.area_helpers import AreaFeed
 
 T0 = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)  # a Monday
 
@@ -36,7 +35,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
-def make_config(tmp_path: Path, area: AreaConfig, tz: str = "UTC") -> LookoutConfig:
+def make_config(tmp_path: Path, area: AreaConfig, tz: str = "UTC",
+                area_loggers: list[PluginConfig] | None = None) -> LookoutConfig:
     return LookoutConfig(
         path=tmp_path / "config.ini",
         app=AppConfig(TimeZone=tz),
@@ -48,7 +48,7 @@ def make_config(tmp_path: Path, area: AreaConfig, tz: str = "UTC") -> LookoutCon
         areas=[area],
         source_post_processors=[],
         source_loggers=[],
-        area_loggers=[],
+        area_loggers=area_loggers or [],
         periodic_tasks=[],
     )
 
@@ -57,15 +57,24 @@ def area_section(**ini: str) -> PluginConfig:
     return AreaFileSystemLogger.Config.model_validate({"Name": "file_system_logger", **ini})
 
 
-def make_logger(
-    tmp_path: Path, tz: str = "UTC", interval: str = "1", **area: str
-) -> AreaFileSystemLogger:
+class Logged(AreaFeed):
+    """The area's aggregation feeding its file logger."""
+
+    @property
+    def log_dir(self) -> Path:
+        sink = self.sinks[0]
+        assert isinstance(sink, AreaFileSystemLogger)
+        return sink.log_dir
+
+
+def make_logger(tmp_path: Path, tz: str = "UTC", interval: str = "1", **area: str) -> Logged:
     area_cfg = AreaConfig.model_validate({"Id": "hall", "Cameras": "cam1,cam2", **area})
-    config = make_config(tmp_path, area_cfg, tz)
-    return AreaFileSystemLogger(area_section(TimeInterval=interval), area_cfg, config)
+    section = area_section(TimeInterval=interval)
+    config = make_config(tmp_path, area_cfg, tz, [section])
+    return Logged(config, area_cfg, AreaFileSystemLogger(section, area_cfg, config))
 
 
-def rows_of(logger: AreaFileSystemLogger) -> list[dict[str, str]]:
+def rows_of(logger: Logged) -> list[dict[str, str]]:
     logger.close()
     out: list[dict[str, str]] = []
     for path in sorted(logger.log_dir.glob("*.csv")):
@@ -142,22 +151,21 @@ def test_a_silent_camera_counts_zero_after_30_seconds(tmp_path: Path) -> None:
     rows = rows_of(logger)
     assert [r["Occupancy"] for r in rows] == ["4", "6", "6", "2"]
     assert json.loads(rows[-1]["Cameras"]) == {"cam1": 2, "cam2": 0}
-    snap = logger.snapshot()
-    assert snap is not None and snap.occupancy == 2
+    agg = logger.aggregator
+    assert agg.clock is not None and sum(agg.counts(agg.clock).values()) == 2
 
 
 def test_non_members_and_late_updates(tmp_path: Path) -> None:
     logger = make_logger(tmp_path)
-    assert logger.snapshot() is None
+    agg = logger.aggregator
+    assert agg.clock is None
     logger.update("cam3", T0, 100)  # not in the area
-    assert logger.snapshot() is None
+    assert agg.clock is None and logger.records == []
     logger.update("cam1", T0 + timedelta(seconds=5), 2)
     logger.update("cam1", T0 + timedelta(seconds=4), 9)  # older than what cam1 said: ignored
     logger.update("cam2", T0 + timedelta(seconds=3), 1)  # behind the clock but fresh: counted
-    snap = logger.snapshot()
-    assert snap is not None
-    assert snap.cameras == {"cam1": 2, "cam2": 1}
-    assert snap.timestamp == T0 + timedelta(seconds=5)
+    assert agg.clock == T0 + timedelta(seconds=5)
+    assert agg.counts(agg.clock) == {"cam1": 2, "cam2": 1}
     rows = rows_of(logger)
     assert [r["Occupancy"] for r in rows] == ["2"]  # the clock never entered another slot
 
@@ -169,3 +177,21 @@ def test_rows_split_by_local_date(tmp_path: Path) -> None:
     logger.update("cam1", start + timedelta(minutes=1), 2)
     logger.close()
     assert sorted(p.name for p in logger.log_dir.iterdir()) == ["2024-03-04.csv", "2024-03-05.csv"]
+
+
+def test_occupancy_over_and_back_under_its_threshold_are_events(tmp_path: Path) -> None:
+    logger = make_logger(tmp_path, OccupancyThreshold="5")
+    for second, people in enumerate([3, 6, 8, 7, 4, 4, 9]):
+        logger.update("cam1", T0 + timedelta(seconds=second), people)
+    rows = rows_of(logger)
+    assert [r["Violation"] for r in rows] == ["0", "1", "1", "1", "0", "0", "1"]
+    events = [r for r in logger.records if isinstance(r, OccupancyOver | OccupancyUnder)]
+    assert [(type(e).__name__, e.timestamp - T0, e.occupancy) for e in events] == [
+        ("OccupancyOver", timedelta(seconds=1), 6),
+        ("OccupancyUnder", timedelta(seconds=4), 4),
+        ("OccupancyOver", timedelta(seconds=6), 9),
+    ]
+    under = events[1]
+    assert isinstance(under, OccupancyUnder)
+    assert (under.peak, under.seconds, under.threshold) == (8, 3.0, 5)
+    assert all(e.source == "area" and e.source_id == "hall" for e in logger.records)

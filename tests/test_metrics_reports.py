@@ -43,6 +43,7 @@ from libs.metrics import (
 )
 from libs.periodic_tasks import PERIODIC_TASKS
 from libs.periodic_tasks.metrics import MetricsTask
+from tests.area_helpers import AreaFeed
 
 MINUTE = timedelta(minutes=1)
 
@@ -395,11 +396,11 @@ def test_area_reports_count_over_capacity(tmp_path: Path) -> None:
     area = AreaConfig.model_validate(
         {"Id": "hall", "Cameras": "cam1,cam2", "OccupancyThreshold": "5"}
     )
-    config = make_config(tmp_path, area=area)
     section = AreaFileSystemLogger.Config.model_validate(
         {"Name": "file_system_logger", "TimeInterval": "60"}
     )
-    logger = AreaFileSystemLogger(section, area, config)
+    config = make_config(tmp_path, area=area).model_copy(update={"area_loggers": [section]})
+    logger = AreaFeed(config, area, AreaFileSystemLogger(section, area, config))
     start = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
     for k in range(360):  # both cameras report every 10 s
         ts = start + timedelta(seconds=10 * k)

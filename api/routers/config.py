@@ -73,6 +73,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "source_loggers": ("SourceLogger", "Source Loggers"),
     "area_loggers": ("AreaLogger", "Area Loggers"),
     "periodic_tasks": ("PeriodicTask", "Periodic Tasks"),
+    "outputs": ("Output", "Outputs"),
 }
 
 
@@ -115,6 +116,7 @@ class Features(BaseModel):
     source_loggers: list[str]
     area_loggers: list[str]
     periodic_tasks: list[str]
+    outputs: list[str]
 
 
 class ConfigInfo(BaseModel):
@@ -296,6 +298,7 @@ async def config_info(ctx: Context, _user: Viewer, request: Request) -> ConfigIn
             source_loggers=enabled(config.source_loggers),
             area_loggers=enabled(config.area_loggers),
             periodic_tasks=enabled(config.periodic_tasks),
+            outputs=enabled(config.outputs),
         ),
     )
 

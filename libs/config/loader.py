@@ -35,16 +35,26 @@ FIXED_SECTIONS: dict[str, type[BaseModel]] = {
     "Classifier": ClassifierConfig,
     "Tracker": TrackerConfig,
 }
+# Numbered section kinds -> the LookoutConfig list they fill (one table: the parser, the
+# error message and the API's section routes derive from it).
+LIST_SECTIONS: dict[str, str] = {
+    "Source": "sources",
+    "Area": "areas",
+    "SourcePostProcessor": "source_post_processors",
+    "SourceLogger": "source_loggers",
+    "AreaLogger": "area_loggers",
+    "PeriodicTask": "periodic_tasks",
+    "Output": "outputs",
+}
 NUMBERED = re.compile(
-    r"^(?P<kind>Source|Area|SourcePostProcessor|SourceLogger|AreaLogger|PeriodicTask)"
-    r"_(?P<n>[A-Za-z0-9_-]+)$"
+    rf"^(?P<kind>{'|'.join(LIST_SECTIONS)})_(?P<n>[A-Za-z0-9_-]+)$"
 )
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def _plugin_registries() -> dict[str, Any]:
     # Imported here: the registries' modules import the config models.
-    from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS
+    from libs.loggers import AREA_LOGGERS, OUTPUTS, SOURCE_LOGGERS
     from libs.periodic_tasks import PERIODIC_TASKS
     from libs.post_processors import POST_PROCESSORS
     from libs.trackers import TRACKERS
@@ -55,6 +65,7 @@ def _plugin_registries() -> dict[str, Any]:
         "SourceLogger": SOURCE_LOGGERS,
         "AreaLogger": AREA_LOGGERS,
         "PeriodicTask": PERIODIC_TASKS,
+        "Output": OUTPUTS,
     }
 
 
@@ -165,14 +176,7 @@ def parse_config_text(
 
     fixed: dict[str, Any] = {}
     canonical = {k.lower(): k for k in FIXED_SECTIONS}
-    lists: dict[str, list[Any]] = {
-        "Source": [],
-        "Area": [],
-        "SourcePostProcessor": [],
-        "SourceLogger": [],
-        "AreaLogger": [],
-        "PeriodicTask": [],
-    }
+    lists: dict[str, list[Any]] = {kind: [] for kind in LIST_SECTIONS}
 
     for section in parser.sections():
         values = dict(parser.items(section))
@@ -192,8 +196,8 @@ def parse_config_text(
                     section,
                     None,
                     "unknown section",
-                    "App, API, CORE, Detector, Classifier, Tracker, or Source_N, Area_N, "
-                    "SourcePostProcessor_N, SourceLogger_N, AreaLogger_N, PeriodicTask_N",
+                    ", ".join(FIXED_SECTIONS) + ", or "
+                    + ", ".join(f"{kind}_N" for kind in LIST_SECTIONS),
                 )
             )
             continue
@@ -230,12 +234,7 @@ def parse_config_text(
         detector=fixed["Detector"],
         classifier=fixed.get("Classifier"),
         tracker=fixed["Tracker"],
-        sources=lists["Source"],
-        areas=lists["Area"],
-        source_post_processors=lists["SourcePostProcessor"],
-        source_loggers=lists["SourceLogger"],
-        area_loggers=lists["AreaLogger"],
-        periodic_tasks=lists["PeriodicTask"],
+        **{field: lists[kind] for kind, field in LIST_SECTIONS.items()},
     )
     problems.extend(_cross_check(config, file, check_files))
     if problems:
@@ -342,6 +341,7 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
         *config.source_loggers,
         *config.area_loggers,
         *config.periodic_tasks,
+        *config.outputs,
     ]:
         check: Callable[..., list[tuple[str | None, str | None, str]]] | None = getattr(
             plugin, "cross_check", None

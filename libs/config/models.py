@@ -856,6 +856,9 @@ class LookoutConfig(BaseModel):
     source_loggers: Annotated[list[PluginConfig], Restarts.EVERY_CAMERA]
     area_loggers: Annotated[list[PluginConfig], Restarts.NO_CAMERA]
     periodic_tasks: Annotated[list[PluginConfig], Restarts.NO_CAMERA]
+    # Processor-wide sinks on the supervisor's event bus ([Output_N]); they never restart
+    # a camera.
+    outputs: Annotated[list[PluginConfig], Restarts.NO_CAMERA] = []
 
     ENV_DATA: ClassVar[str] = "LOOKOUT_DATA_DIR"
     ENV_ASSETS: ClassVar[str] = "LOOKOUT_ASSETS_DIR"

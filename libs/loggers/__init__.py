@@ -63,10 +63,10 @@ class Sink(ABC):
 class SourceLogger(Sink):
     """A camera's sink (``[SourceLogger_N]``)."""
 
-    def __init__(self, config: PluginConfig, source: SourceConfig | None,
+    def __init__(self, config: PluginConfig, source: SourceConfig,
                  app: LookoutConfig) -> None:
         self.config = config
-        self.source = source  # None for a bus sink, which serves every camera
+        self.source = source  # None (typed away) for a bus sink, which serves every camera
         self.app = app
 
     def log(self, frame: Frame) -> None:
@@ -85,8 +85,8 @@ class SourceLogger(Sink):
 class AreaLogger(Sink):
     """An area's sink (``[AreaLogger_N]``), fed the area's records."""
 
-    def __init__(self, config: PluginConfig, area: AreaConfig | None,
+    def __init__(self, config: PluginConfig, area: AreaConfig,
                  app: LookoutConfig) -> None:
         self.config = config
-        self.area = area  # None for a bus sink, which serves every area
+        self.area = area  # None (typed away) for a bus sink, which serves every area
         self.app = app
