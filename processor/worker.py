@@ -313,7 +313,10 @@ class CameraRunner(threading.Thread):
                     # in view comes after the checkpoint, and a resumed run logs it itself.
                     self._checkpoint(pipeline, store, done_index, wait=True)
                 end = pipeline.finish()
-                if end is not None:
+                # A recording stopped before its end resumes at the checkpoint and produces
+                # again what follows it (with the same ids): its provisional end-of-stream
+                # records stay off the bus, as they are cut from the files.
+                if end is not None and (finished or (store is not None and store.live)):
                     self._send_records(end.records)
                 pipeline.close()
                 if store is not None and finished:
