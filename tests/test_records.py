@@ -497,3 +497,14 @@ def test_older_schema_is_upgraded_or_refused(monkeypatch: pytest.MonkeyPatch) ->
     read = R.Record.from_json(old)
     assert isinstance(read, R.ZoneEntry) and read.zone == "DOOR" and read.schema == 2
     assert json.loads(read.to_json())["schema"] == 2
+
+
+def test_ids_of_a_recording_resume_where_the_checkpoint_left_them() -> None:
+    first = R.RecordIds.for_recording('["cam", {"start_time": null}]')
+    made = [first() for _ in range(5)]
+    again = R.RecordIds.for_recording('["cam", {"start_time": null}]')
+    again.restart(3)
+    assert [again(), again()] == made[3:]
+    other = R.RecordIds.for_recording('["cam", {"start_time": "2024-01-01"}]')
+    assert other() not in made
+    assert first.peek() == 5
