@@ -810,6 +810,10 @@ class PluginConfig(StrictModel):
 
     name: str = Field(..., alias="Name", description="Registered name of the part.")
     enabled: bool = Field(True, alias="Enabled", description="Run this part.")
+    # A part whose sections never touch a camera's pipeline (a sink that runs on the
+    # supervisor's event bus) sets NO_CAMERA: editing it restarts no camera, whatever the
+    # marker of the list it is in (see libs/config/restarts.py).
+    RESTARTS: ClassVar[Restarts | None] = None
 
     _section: str = PrivateAttr("")
 

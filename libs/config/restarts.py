@@ -96,6 +96,9 @@ def camera_restart_keys(config: Any) -> dict[str, Any]:
         how = _of(info)
         value = getattr(config, name)
         if how is Restarts.EVERY_CAMERA:
+            if isinstance(value, list):  # sections that say they touch no camera drop out
+                value = [v for v in value
+                         if getattr(type(v), "RESTARTS", None) is not Restarts.NO_CAMERA]
             shared.append((name, _plain(value)))
         elif how is Restarts.OWN_CAMERA:
             for section in _items(value):

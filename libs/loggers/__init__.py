@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from libs.config.models import PluginConfig
+from libs.config.restarts import Restarts
 from libs.frame import Frame
 from libs.records import Record
 from libs.registry import Registry
@@ -43,6 +44,12 @@ class Sink(ABC):
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     # True: runs in the supervisor on the event bus, never in a camera's worker.
     on_bus: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # A bus sink never runs in a camera's pipeline: editing its section restarts none.
+        if cls.on_bus and cls.Config is not PluginConfig:
+            cls.Config.RESTARTS = Restarts.NO_CAMERA
 
     @abstractmethod
     def take(self, records: Sequence[Record]) -> None:
