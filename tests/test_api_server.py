@@ -119,14 +119,14 @@ def test_real_server_with_processor_on_a_clip(x86_config: Path) -> None:
         wait_healthy(client, proc)
         assert client.request("GET", "/status")[0] == 401
         client.login("admin1")
-        first = client.json("GET", "/status")["pets-view1"]["frames"]
+        first = client.json("GET", "/status")["cameras"]["pets-view1"]["frames"]
         time.sleep(1.5)
-        status = client.json("GET", "/status")["pets-view1"]
+        status = client.json("GET", "/status")["cameras"]["pets-view1"]
         assert status["status"] in ("running", "finished") and status["frames"] > first
         deadline = time.monotonic() + 120
         while status["status"] != "finished" and time.monotonic() < deadline:
             time.sleep(1)
-            status = client.json("GET", "/status")["pets-view1"]
+            status = client.json("GET", "/status")["cameras"]["pets-view1"]
         assert status["frames"] == 795
         daily = client.json("GET", "/metrics/cameras/social-distancing/daily"
                                    "?from_date=2009-03-01&to_date=2009-03-01")
@@ -158,7 +158,7 @@ def test_tls_with_generated_certificate(x86_config: Path, tmp_path: Path) -> Non
     try:
         wait_healthy(client, proc)
         client.login("admin1")
-        assert "pets-view1" in client.json("GET", "/status")
+        assert "pets-view1" in client.json("GET", "/status")["cameras"]
         # Without trusting the CA the certificate is refused...
         with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
             Client(f"https://127.0.0.1:{port}", ssl.create_default_context()).request(

@@ -249,7 +249,7 @@ def _run_and_fill(x86_config: Path, data: Path, tmp_path: Path) -> None:
         client.login("admin1")
 
         def camera() -> dict:
-            return client.json("GET", "/status")[CAMERA]  # type: ignore[index]
+            return client.json("GET", "/status")["cameras"][CAMERA]  # type: ignore[index]
 
         assert wait_until(lambda: camera()["frames"] >= 40 and log_file.exists(), 60, 0.1)
         assert health(client) == (200, {"status": "ok"})

@@ -219,7 +219,7 @@ def test_disable_then_enable_over_the_api_does_not_redo_a_finished_recording(
         server.wait_healthy(client, proc)
         client.login("admin1")
         deadline = time.monotonic() + 300
-        while client.json("GET", "/status")[CAMERA]["status"] != "finished":
+        while client.json("GET", "/status")["cameras"][CAMERA]["status"] != "finished":
             assert time.monotonic() < deadline, "the clip did not finish"
             time.sleep(0.5)
         before = log_rows(data, "objects_log")
@@ -228,7 +228,7 @@ def test_disable_then_enable_over_the_api_does_not_redo_a_finished_recording(
             assert code == 200, body
         deadline = time.monotonic() + 60
         while True:
-            st = client.json("GET", "/status")[CAMERA]
+            st = client.json("GET", "/status")["cameras"][CAMERA]
             if st["status"] == "finished":
                 break
             assert time.monotonic() < deadline, st

@@ -62,10 +62,21 @@ async def health(ctx: Context) -> dict[str, Any] | JSONResponse:
     return {"status": "ok"}
 
 
-@router.get("/status", response_model=dict[str, CameraStatus],
-            summary="Every camera: status, fps, last frame time, restarts, last error")
+class Status(BaseModel):
+    cameras: dict[str, CameraStatus] = Field(description="Every camera, by id.")
+    outputs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Every sink on the event bus (network sinks such as web_hook_logger), by "
+        "section: name, connected, queued, delivered, dropped (records the full outbox let "
+        "go), last_error, and where it sends (credentials masked).")
+
+
+@router.get("/status", response_model=Status,
+            summary="Every camera (status, fps, last frame time, restarts, last error) and "
+            "every output (connected, queued, delivered, dropped, last error)")
 async def status(ctx: Context, user: Viewer) -> dict[str, Any]:
-    result: dict[str, Any] = await ctx.on_supervisor(lambda s: s.camera_status())
+    result: dict[str, Any] = await ctx.on_supervisor(
+        lambda s: {"cameras": s.camera_status(), "outputs": s.outputs_status()})
     if user.role != "admin":  # error texts may quote a camera URL: credentials masked
         result = mask_secrets(result)
     return result
