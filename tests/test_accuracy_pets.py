@@ -9,6 +9,7 @@ from datetime import timedelta
 import numpy as np
 
 from libs.evaluation.mot import DetectionScore, load_mot, match_frame
+from libs.records import LineCrossing
 from tests.conftest import PETS
 
 
@@ -47,8 +48,9 @@ def test_people_per_frame_mae(pets_pipeline_run: dict) -> None:
 def test_line_crossings_end_to_end(pets_pipeline_run: dict) -> None:
     """The shipped config counts the x=384 line within 10% of the 32 ground-truth events."""
     ref = json.loads((PETS / "line_crossings_x384.json").read_text())
-    events = [e for f in pets_pipeline_run["frames"] for e in f.metrics["line_events"]]
+    events = [r for f in pets_pipeline_run["frames"] for r in f.records
+              if isinstance(r, LineCrossing)]
     total = len(events)
     print(f"PETS09-S2L1 line x=384: {total} crossings (reference {ref['events_total']}), "
-          f"in {sum(e['direction'] == 'in' for e in events)} (ref. {ref['events_R_to_L']})")
+          f"in {sum(e.direction == 'in' for e in events)} (ref. {ref['events_R_to_L']})")
     assert abs(total - ref["events_total"]) <= 0.1 * ref["events_total"]

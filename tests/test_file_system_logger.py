@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from libs.clock import IntervalGate
 from libs.config.models import (
     ApiConfig,
     AppConfig,
@@ -30,11 +31,21 @@ from libs.loggers.file_system_logger import (
     AreaFileSystemLogger,
     SourceFileSystemLogger,
     area_log_root,
-    frame_summary,
+    csv_columns,
     screenshots_root,
     source_log_root,
 )
+from libs.records import (
+    AudienceSession,
+    Clusters,
+    DwellSample,
+    DwellSession,
+    LineCrossing,
+    ZoneDwell,
+)
+from libs.records import Cluster as ClusterPart
 from libs.registry import UnknownPluginError
+from processor.summary import frame_figures, summary_records
 
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -99,8 +110,23 @@ def make_frame(
     return Frame("cam1", index, ts, img, det, m)
 
 
-def run_logger(config: LookoutConfig, section: PluginConfig, frames: list[Frame]) -> Path:
+def with_records(frames: list[Frame], interval: float) -> list[Frame]:
+    """What the pipeline does before its loggers: the sample clock's ticks and the records
+    it makes from every frame (frame summary, ``objects_log`` sample on a tick)."""
+    clock = IntervalGate(interval)
+    for frame in frames:
+        frame.records.clear()  # a frame run twice gets its records made again
+        frame.sample_due = clock.due(frame.timestamp)
+        summary_records(frame)
+    return frames
+
+
+def run_logger(config: LookoutConfig, section: PluginConfig, frames: list[Frame],
+               made: bool = False) -> Path:
+    """Log ``frames`` (their records made here unless ``made``)."""
     logger = SourceFileSystemLogger(section, config.sources[0], config)
+    if not made:
+        frames = with_records(frames, logger.settings.time_interval)
     for frame in frames:
         logger.log(frame)
     logger.close()
@@ -269,12 +295,12 @@ def test_row_without_post_processors_falls_back(tmp_path: Path) -> None:
     assert row["ViolationsIndexes"] == "[]"
 
 
-def test_frame_summary_counts_flags_when_metrics_are_missing() -> None:
+def test_frame_figures_count_flags_when_metrics_are_missing() -> None:
     frame = make_frame(T0, people=5, violating=3, metrics=False)
-    summary = frame_summary(frame)
+    summary = frame_figures(frame)
     assert (summary.people, summary.violating_people, summary.violating_pairs) == (5, 3, 0)
     assert summary.environment_score == pytest.approx(0.4)
-    nobody = frame_summary(make_frame(T0))
+    nobody = frame_figures(make_frame(T0))
     assert nobody.environment_score == 1.0
 
 
@@ -322,34 +348,78 @@ def test_shared_writer_is_flushed_not_closed(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     with BackgroundWriter() as writer:
         logger = SourceFileSystemLogger(logger_config(), config.sources[0], config, writer=writer)
-        logger.log(make_frame(T0, 1))
+        first, later = with_records([make_frame(T0, 1), make_frame(T0 + timedelta(seconds=5), 2)],
+                                    0.5)
+        logger.log(first)
         logger.close()
         assert not writer.closed
         assert len(read_rows(logger.log_dir / "2024-03-04.csv")) == 1
-        logger.log(make_frame(T0 + timedelta(seconds=5), 2))  # after close: ignored
+        logger.log(later)  # after close: ignored
         assert writer.flush(5)
         assert len(read_rows(logger.log_dir / "2024-03-04.csv")) == 1
 
 
-def test_generic_samples_and_events_of_analytics(tmp_path: Path, data_dir: Path) -> None:
+def test_samples_and_events_of_analytics(tmp_path: Path, data_dir: Path) -> None:
+    """Samples go to ``<kind>/``, events to ``events/<kind>/``, each file by the local date
+    of its record; per-region columns spread over the regions."""
     config = make_config(tmp_path, tz="Europe/Paris")
     t0 = datetime(2026, 6, 1, 21, 59, 59, tzinfo=UTC)  # 23:59:59 in Paris
     frames = []
     for k in range(4):
         f = make_frame(t0 + timedelta(seconds=0.5 * k), index=k, people=1)
-        f.metrics["samples"] = {"dwell_log": {"Present": k, "Loitering": k % 2}}
-        if k == 2:
-            f.metrics["events"] = [{"kind": "dwell", "timestamp": f.timestamp,
-                                    "TrackId": 7, "Seconds": 12.5}]
         frames.append(f)
-    log_dir = run_logger(config, logger_config(TimeInterval="0.5"), frames)
+    for k, f in enumerate(with_records(frames, 0.5)):
+        f.emit(DwellSample, sessions=k, dwell_ms=1000 * k, longest_ms=k, loitering=k % 2,
+               bucket1=0, bucket2=0, bucket3=0, bucket4=0, bucket5=0,
+               zones={"door": ZoneDwell(sessions=k, dwell_ms=0, longest_ms=0, loitering=0)})
+        if k == 2:
+            f.emit(DwellSession, timestamp=f.timestamp, zone="scene", track_id=7,
+                   enter=f.timestamp - timedelta(seconds=12.5), exit=f.timestamp, seconds=12.5)
+    log_dir = run_logger(config, logger_config(TimeInterval="0.5"), frames, made=True)
     cam = log_dir.parent
     day1, day2 = sorted((cam / "dwell_log").glob("*.csv"))
     assert (day1.name, day2.name) == ("2026-06-01.csv", "2026-06-02.csv")
+    assert day1.read_text().splitlines()[0] == (
+        "Timestamp,Sessions,DwellMs,LongestMs,Loitering,Bucket1,Bucket2,Bucket3,Bucket4,"
+        "Bucket5,Sessions_door,DwellMs_door,LongestMs_door,Loitering_door")
     rows = read_rows(day1) + read_rows(day2)
-    assert [(r["Present"], r["Loitering"]) for r in rows] == [("0", "0"), ("1", "1"),
-                                                              ("2", "0"), ("3", "1")]
+    assert [(r["Sessions"], r["Loitering"], r["Sessions_door"]) for r in rows] == [
+        ("0", "0", "0"), ("1", "1", "1"), ("2", "0", "2"), ("3", "1", "3")]
     (event_file,) = (cam / "events" / "dwell").glob("*.csv")
     (event,) = read_rows(event_file)
-    assert event == {"Timestamp": "2026-06-02T00:00:00.000+02:00", "TrackId": "7",
-                     "Seconds": "12.5"}
+    assert event == {"Timestamp": "2026-06-02T00:00:00.000+02:00", "Zone": "scene",
+                     "TrackId": "7", "Enter": "2026-06-01T23:59:47.500+02:00",
+                     "Exit": "2026-06-02T00:00:00.000+02:00", "Seconds": "12.5"}
+    # frame summaries have no CSV log: only the kinds above and the raw log were written
+    assert sorted(p.name for p in cam.iterdir()) == ["dwell_log", "events", "objects_log"]
+
+
+def test_event_formats_match_the_logs(tmp_path: Path) -> None:
+    """Line crossings keep their own folder; booleans are 1/0, null an empty cell, track
+    seconds three decimals, image-space clusters carry no image position."""
+    config = make_config(tmp_path)
+    (frame,) = with_records([make_frame(T0, 5)], 0.5)
+    frame.emit(LineCrossing, frame=5, line="door", track_id=3, direction="in")
+    frame.emit(AudienceSession, track_id=3, present=2.5, stopped=1.0, looking=None,
+               passing_by=True, interested=False)
+    frame.emit(Clusters, frame=5, space="image", eps=40.0, min_samples=5, window_seconds=60.0,
+               clusters=(ClusterPart(position=(1.5, 2.0), intensity=3.25, radius=4.0,
+                                     samples=9),))
+    cam = run_logger(config, logger_config(), [frame], made=True).parent
+    assert (cam / "line_crossings" / "2024-03-04.csv").read_text() == (
+        "Timestamp,Frame,Line,TrackId,Direction\n"
+        "2024-03-04T10:00:00.000+00:00,5,door,3,in\n")
+    assert (cam / "events" / "audience" / "2024-03-04.csv").read_text().splitlines()[1] == (
+        "2024-03-04T10:00:00.000+00:00,3,2.500,1.000,,1,0,,,")
+    assert (cam / "events" / "clusters" / "2024-03-04.csv").read_text().splitlines()[1] == (
+        '2024-03-04T10:00:00.000+00:00,5,image,'
+        '"[{""position"":[1.5,2.0],""intensity"":3.25,""radius"":4.0,""samples"":9}]"')
+
+
+def test_columns_come_from_the_record_metadata() -> None:
+    """The raw log's columns are those the ObjectsSample fields name (one source of truth)."""
+    (frame,) = with_records([make_frame(T0, 5, people=2)], 0.5)
+    (sample,) = [r for r in frame.records if r.kind == "objects_log"]
+    assert csv_columns(sample)[0] == SOURCE_LOG_COLUMNS
+    crossing = frame.emit(LineCrossing, frame=5, line="door", track_id=3, direction="in")
+    assert csv_columns(crossing)[0] == ("Timestamp", "Frame", "Line", "TrackId", "Direction")

@@ -15,6 +15,7 @@ from libs.evaluation.crossings import reference_crossings
 from libs.evaluation.mot import load_mot
 from libs.frame import Detections, Frame
 from libs.post_processors import POST_PROCESSORS
+from libs.records import LineCrossing
 from tests.conftest import PETS, TUD
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,10 +40,16 @@ def step(pp, index: int, people: dict[int, tuple[float, float]]) -> Frame:
     return pp.process(frame)
 
 
-def walk(pp, xs: list[float], y: float = 100.0, tid: int = 1) -> list[dict]:
+def crossings(frame: Frame) -> list[LineCrossing]:
+    """The ``line_crossing`` records of ``frame`` (nothing else is emitted by this step)."""
+    assert all(isinstance(r, LineCrossing) for r in frame.records)
+    return list(frame.records)  # type: ignore[arg-type]
+
+
+def walk(pp, xs: list[float], y: float = 100.0, tid: int = 1) -> list[LineCrossing]:
     events = []
     for i, x in enumerate(xs):
-        events += step(pp, i, {tid: (x, y)}).metrics["line_events"]
+        events += crossings(step(pp, i, {tid: (x, y)}))
     return events
 
 
@@ -59,16 +66,17 @@ def walk(pp, xs: list[float], y: float = 100.0, tid: int = 1) -> list[dict]:
 )
 def test_vertical_line_directions_and_hysteresis(xs: list[float], expected: list[str]) -> None:
     pp = make("door: 50,0 50,200")  # walking down the screen: its left is screen-right
-    assert [e["direction"] for e in walk(pp, xs)] == expected
+    assert [e.direction for e in walk(pp, xs)] == expected
 
 
 def test_counts_events_and_multiple_people() -> None:
     pp = make("door: 50,0 50,200")
     step(pp, 0, {1: (10, 100), 2: (90, 100), 3: (10, 150)})
     frame = step(pp, 1, {1: (90, 100), 2: (10, 100), 3: (20, 150)})
-    events = frame.metrics["line_events"]
-    assert sorted((e["track_id"], e["direction"]) for e in events) == [(1, "out"), (2, "in")]
-    assert events[0]["timestamp"] == T0 + timedelta(seconds=1) and events[0]["line"] == "door"
+    events = crossings(frame)
+    assert sorted((e.track_id, e.direction) for e in events) == [(1, "out"), (2, "in")]
+    assert events[0].timestamp == T0 + timedelta(seconds=1) and events[0].line == "door"
+    assert {(e.frame, e.source_id) for e in events} == {(1, "cam")}
     assert frame.metrics["line_counts"] == {"door": {"in": 1, "out": 1}}
 
 
@@ -80,7 +88,7 @@ def test_segment_extent_and_any_angle() -> None:
     pp2 = make("diag: 0,0 100,100")
     events = []
     for i, (x, y) in enumerate([(230, 190), (170, 210)]):
-        events += step(pp2, i, {7: (x, y)}).metrics["line_events"]
+        events += crossings(step(pp2, i, {7: (x, y)}))
     assert events == []
 
 
@@ -93,8 +101,8 @@ def test_center_point_option() -> None:
     pp = make("h: 0,100 200,100", point="center")  # horizontal line at y=100
     events = []
     for i, y in enumerate([60, 190]):  # centres at y-30: 30 then 160
-        events += step(pp, i, {1: (100, y)}).metrics["line_events"]
-    assert [e["direction"] for e in events] == ["in"]
+        events += crossings(step(pp, i, {1: (100, y)}))
+    assert [e.direction for e in events] == ["in"]
 
 
 @pytest.mark.parametrize("seq,x,total,ins", [(PETS, 384, 32, 18), (TUD, 320, 5, 1)])

@@ -42,6 +42,7 @@ from libs.evaluation.tracking import Sequence, score_tracks
 from libs.frame import Frame
 from libs.geometry import iou_matrix
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.records import LineCrossing
 from libs.trackers import TRACKERS
 
 
@@ -167,7 +168,7 @@ def evaluate_sequence(
     det_score = DetectionScore()
     rows: list[np.ndarray] = []
     counts: list[int] = []
-    events: list[dict[str, Any]] = []
+    events: list[LineCrossing] = []
     tracker_s = 0.0
     images = iter_images(seq) if detector is not None else None
     blank = None
@@ -199,7 +200,7 @@ def evaluate_sequence(
             frame = stage.process(frame)
         rows.append(to_mot_rows(frame_no, frame.detections))
         counts.append(len(frame.detections))
-        events.extend(frame.metrics.get("line_events", []))
+        events.extend(r for r in frame.records if isinstance(r, LineCrossing))
     n_frames = len(counts)
     tracks = np.concatenate(rows) if rows else np.zeros((0, 7))
     scores = score_tracks(seq, tracks)
@@ -210,13 +211,13 @@ def evaluate_sequence(
     line_results = []
     for line in lines:
         ref = reference_crossings(seq.gt, line)
-        got = [e for e in events if e["line"] == line.name]
+        got = [e for e in events if e.line == line.name]
         line_results.append(LineResult(
             name=line.name, reference=len(ref), counted=len(got),
             reference_in=sum(c.direction == "in" for c in ref),
-            counted_in=sum(e["direction"] == "in" for e in got),
+            counted_in=sum(e.direction == "in" for e in got),
             reference_out=sum(c.direction == "out" for c in ref),
-            counted_out=sum(e["direction"] == "out" for e in got),
+            counted_out=sum(e.direction == "out" for e in got),
         ))
 
     dwell = dwell_errors(seq, tracks)

@@ -1,7 +1,10 @@
 """``file_system_logger``: raw CSV logs of cameras and areas, the input of every report.
 
-Camera rows (:class:`SourceFileSystemLogger`), one per ``TimeInterval`` seconds of the
-camera's own clock (video time for recordings), in
+Camera logs (:class:`SourceFileSystemLogger`) are written only from the camera's records
+(:mod:`libs.records`, docs/events.md): each sample or event whose kind has CSV columns is one
+row.  The raw log is the ``objects_log`` sample, one per tick of the pipeline's sample clock
+(``TimeInterval`` seconds of the camera's own clock, video time for recordings; slots aligned
+to the Unix epoch, so the same recording always yields the same rows), in
 ``<LogDirectory>/<camera_id>/objects_log/<YYYY-MM-DD>.csv``::
 
     Timestamp,Frame,DetectedObjects,ViolatingObjects,ViolatingPairs,Occupancy,
@@ -19,24 +22,27 @@ camera's own clock (video time for recordings), in
   (pixels rounded to integers, ``id`` -1 when untracked); ``ViolationsIndexes``: JSON list of
   ``[i, j]`` pairs, indexes into ``Detections``.
 
-Every line crossing (``line_crossing`` post-processor) is an event row in
+Every line crossing (``line_crossing`` event) is a row of
 ``<LogDirectory>/<camera_id>/line_crossings/<YYYY-MM-DD>.csv``::
 
     Timestamp,Frame,Line,TrackId,Direction
 
 with ``Direction`` ``in`` or ``out`` (see :mod:`libs.post_processors.line_crossing`).
 
-Further analytics use two generic channels (see :mod:`libs.post_processors`):
-``frame.metrics["samples"]`` (``{folder: {column: number}}``) is logged with every raw row to
-``<LogDirectory>/<camera_id>/<folder>/<YYYY-MM-DD>.csv`` (``Timestamp`` + the columns, the
-input of their reports), and ``frame.metrics["events"]`` (dicts with ``kind`` and
-``timestamp``) to ``<LogDirectory>/<camera_id>/events/<kind>/<YYYY-MM-DD>.csv``.
+The analytics' other samples (``presence_log``, ``dwell_log``...) go to
+``<LogDirectory>/<camera_id>/<kind>/<YYYY-MM-DD>.csv`` and their events to
+``<LogDirectory>/<camera_id>/events/<kind>/<YYYY-MM-DD>.csv``.  The columns are derived from
+the record classes (one source of truth): ``Timestamp``, then the ``csv`` column each field
+names, in declaration order; a per-region field (``<zone>`` columns) spreads over one column
+per region and sub-field (``People_a, Entries_a, People_b, ...``).  Booleans are written 1/0,
+null as an empty cell, times in App ``TimeZone``, lists and objects as compact JSON, the
+seconds of ``audience`` and ``engagement`` events with three decimals (:data:`THREE_DECIMALS`).
+Records with no CSV column (``frame_summary``, ``distancing_*``, ``occupancy_*``,
+``mask_state``, ``zone_exit``, ``camera_state``) are not written.
 
-A row is written for the first frame of each ``TimeInterval`` slot; slots are aligned to the
-Unix epoch, so the same recording always yields the same rows.  With ``ScreenshotPeriod`` > 0
-a JPEG of the frame is written every that many minutes of the camera's clock to
-``<ScreenshotsDirectory>/<camera_id>/<YYYYMMDDTHHMMSS+ZZZZ>.jpg`` (ISO 8601 basic form, local
-time).
+With ``ScreenshotPeriod`` > 0 a JPEG of the frame is written every that many minutes of the
+camera's clock to ``<ScreenshotsDirectory>/<camera_id>/<YYYYMMDDTHHMMSS+ZZZZ>.jpg`` (ISO 8601
+basic form, local time).
 
 Area rows (:class:`AreaFileSystemLogger`), one per ``occupancy_log`` sample of the area
 (the supervisor's area aggregation, :mod:`processor.areas`, makes one per ``TimeInterval`` of
@@ -60,10 +66,11 @@ screenshots are skipped and counted; ``write_health()`` says which state a logge
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,7 +85,17 @@ from libs.config.plugins import plugin_settings
 from libs.frame import Frame
 from libs.loggers import AREA_LOGGERS, SOURCE_LOGGERS, AreaLogger, SourceLogger
 from libs.loggers.writer import BackgroundWriter, WriteHealth, atomic_write_bytes
-from libs.records import AreaOccupancySample, Record
+from libs.records import (
+    AreaOccupancySample,
+    Clusters,
+    DetectedObject,
+    LineCrossing,
+    ObjectsSample,
+    Record,
+    Struct,
+    fields_of,
+    format_time,
+)
 from libs.storage import (  # noqa: F401
     AREA_LOG_FOLDER,
     DEFAULT_AREA_LOG_DIRECTORY,
@@ -116,63 +133,108 @@ SOURCE_LOG_COLUMNS = (
 )
 AREA_LOG_COLUMNS = ("Timestamp", "Occupancy", "Threshold", "Violation", "Cameras")
 SCREENSHOT_JPEG_QUALITY = 90
-
-@dataclass(frozen=True)
-class FrameSummary:
-    """The per-frame numbers every logger records, with the fall-backs applied."""
-
-    people: int
-    violating_people: int
-    violating_pairs: int
-    occupancy: int
-    environment_score: float
-    in_violation: np.ndarray
-    pair_indexes: list[tuple[int, int]] = field(default_factory=list)
+# Float fields the CSV has always written with exactly three decimals (seconds of a track);
+# every other float is written as Python prints it.
+THREE_DECIMALS: dict[str, frozenset[str]] = {
+    "audience": frozenset({"present", "stopped", "looking"}),
+    "engagement": frozenset({"observed_seconds", "engaged_seconds"}),
+}
+ZONE = "<zone>"
 
 
-def _metric_int(metrics: dict[str, Any], key: str, default: int) -> int:
-    value = metrics.get(key)
-    if value is None:
-        return default
-    return int(value)
+# ---------------------------------------------------------------------------------------
+# Records to CSV rows
+# ---------------------------------------------------------------------------------------
 
 
-def frame_summary(frame: Frame) -> FrameSummary:
-    """People, violations and occupancy of ``frame``.
-
-    Uses the post-processors' ``frame.metrics`` when present; otherwise people are the
-    detections, violations come from the ``in_violation`` attribute (or are 0) and
-    occupancy equals people.
-    """
-    det = frame.detections
-    n = len(det)
-    flags = det.attributes.get("in_violation")
-    in_violation = (
-        np.asarray(flags, dtype=bool).reshape(n) if flags is not None else np.zeros(n, bool)
-    )
-    metrics = frame.metrics
-    raw_pairs = metrics.get("violating_pair_indexes")
-    pairs = [(int(i), int(j)) for i, j in raw_pairs] if raw_pairs is not None else []
-    people = _metric_int(metrics, "people", n)
-    violating = _metric_int(metrics, "violating_people", int(in_violation.sum()))
-    violating_pairs = _metric_int(metrics, "violating_pairs", len(pairs))
-    occupancy = _metric_int(metrics, "occupancy", people)
-    score = 1.0 if people <= 0 else min(1.0, max(0.0, 1.0 - violating / people))
-    return FrameSummary(people, violating, violating_pairs, occupancy, score, in_violation, pairs)
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, Struct):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return format_time(value)
+    return value
 
 
-def detections_json(frame: Frame, in_violation: np.ndarray) -> str:
-    det = frame.detections
-    items = [
-        {
-            "id": int(det.track_ids[k]),
-            "bbox": [round(float(v)) for v in det.boxes[k]],
-            "score": round(float(det.scores[k]), 3),
-            "violating": bool(in_violation[k]),
-        }
-        for k in range(len(det))
-    ]
-    return json.dumps(items, separators=(",", ":"))
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _detections_cell(items: Sequence[DetectedObject]) -> str:
+    """``objects_log.Detections``: boxes in whole pixels, as the raw log always had them."""
+    return _json([{"id": d.id, "bbox": [round(v) for v in d.bbox], "score": d.score,
+                   "violating": d.violating} for d in items])
+
+
+def _clusters_cell(rec: Clusters) -> str:
+    """``clusters.Clusters``: clusters of image space carry no ``image_position``."""
+    items = [c.to_dict() for c in rec.clusters]
+    if rec.space == "image":
+        for item in items:
+            if item.get("image_position") is None:
+                item.pop("image_position", None)
+    return _json(items)
+
+
+Cell = Callable[[Record], Any]
+
+
+def _plain(name: str) -> Cell:
+    return lambda rec: getattr(rec, name)
+
+
+def _zone_cell(name: str, zone: str, sub: str) -> Cell:
+    return lambda rec: getattr(getattr(rec, name)[zone], sub)
+
+
+def _csv_fields(cls: type[Record]) -> list[dataclasses.Field[Any]]:
+    return [f for f in fields_of(cls) if f.metadata.get("csv")]
+
+
+def has_csv(cls: type[Record]) -> bool:
+    """Whether records of ``cls`` have a CSV log (some field names a column)."""
+    return bool(_csv_fields(cls))
+
+
+def csv_columns(rec: Record) -> tuple[tuple[str, ...], tuple[tuple[str, Cell], ...]]:
+    """Header names and cell getters of ``rec``'s CSV row: ``Timestamp``, then each field
+    whose metadata names a column, in declaration order; a field of per-region structs
+    (``<zone>`` columns) spreads over one column per region and sub-field, regions in the
+    record's order."""
+    cls = type(rec)
+    header = ["Timestamp"]
+    cells: list[tuple[str, Cell]] = []
+    for f in _csv_fields(cls):
+        if ZONE not in f.metadata["csv"]:
+            header.append(f.metadata["csv"])
+            cells.append((f.name, _plain(f.name)))
+            continue
+        per_zone = getattr(rec, f.name)
+        sub_fields = [s for s in fields_of(_zone_struct(cls, f.name))
+                      if ZONE in s.metadata.get("csv", "")]
+        for zone in per_zone:
+            for sub in sub_fields:
+                header.append(sub.metadata["csv"].replace(ZONE, zone))
+                cells.append((sub.name, _zone_cell(f.name, zone, sub.name)))
+    return tuple(header), tuple(cells)
+
+
+def _zone_struct(cls: type[Record], name: str) -> type[Struct]:
+    hint = typing.get_type_hints(cls)[name]
+    value_type = typing.get_args(hint)[1]
+    assert isinstance(value_type, type) and issubclass(value_type, Struct)
+    return value_type
+
+
+def _layout_key(rec: Record) -> tuple[Any, ...]:
+    """What the columns of ``rec`` depend on: its kind and its regions' names."""
+    zones = tuple(tuple(getattr(rec, f.name)) for f in _csv_fields(type(rec))
+                  if ZONE in f.metadata["csv"])
+    return (rec.kind, zones)
+
 
 
 def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
@@ -240,11 +302,10 @@ class SourceFileSystemLogger(SourceLogger):
         self.screenshot_dir = app.data_path(self.settings.screenshots_directory) / source.id
         self._owns_writer = writer is None
         self.writer = writer if writer is not None else BackgroundWriter(name=f"log-{source.id}")
-        self._rows = IntervalGate(self.settings.time_interval)
         period = self.settings.screenshot_period
         self._shots = IntervalGate(period * 60) if period > 0 else None
-        self._header = csv_line(SOURCE_LOG_COLUMNS)
-        self._events_header = csv_line(LINE_EVENT_COLUMNS)
+        self._folders: dict[str, Path | None] = {}
+        self._layouts: dict[tuple[Any, ...], tuple[str, tuple[tuple[str, Cell], ...]]] = {}
         self._closed = False
         self._touched: set[Path] = set()  # files written since the last checkpoint
 
@@ -260,37 +321,89 @@ class SourceFileSystemLogger(SourceLogger):
     def log_path(self, ts: datetime) -> Path:
         return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
 
-    def events_path(self, ts: datetime) -> Path:
-        day = ts.astimezone(self.tz).date().isoformat()
-        return self.log_dir.parent / LINE_EVENTS_FOLDER / f"{day}.csv"
-
     def screenshot_path(self, ts: datetime) -> Path:
         stamp = ts.astimezone(self.tz).strftime("%Y%m%dT%H%M%S%z")
         return self.screenshot_dir / f"{stamp}.jpg"
 
+    def record_folder(self, rec: Record) -> Path | None:
+        """The folder of ``rec``'s CSV log; None for a kind with no CSV log (the frame
+        summary, the events that have no columns: docs/events.md)."""
+        kind = rec.kind
+        if kind in self._folders:
+            return self._folders[kind]
+        cls = type(rec)
+        camera = self.log_dir.parent
+        folder: Path | None
+        if cls.CATEGORY == "summary" or not has_csv(cls):
+            folder = None
+        elif cls.CATEGORY == "sample":
+            folder = camera / kind
+        elif kind == LineCrossing.KIND:
+            folder = camera / LINE_EVENTS_FOLDER
+        else:
+            folder = camera / EVENTS_FOLDER / kind
+        self._folders[kind] = folder
+        return folder
+
     def take(self, records: Sequence[Record]) -> None:
-        """TODO(records): write records (being moved over from frame.metrics)."""
+        """Write each of this camera's records with a CSV log to it: a sample of kind K to
+        ``<camera>/K/<date>.csv``, an event to ``<camera>/events/K/<date>.csv``
+        (``line_crossing`` to ``<camera>/line_crossings/<date>.csv``); the date is the local
+        date of the record's ``timestamp``."""
+        if self._closed:
+            return
+        for rec in records:
+            if rec.source != "camera" or rec.source_id != self.source.id:
+                continue
+            folder = self.record_folder(rec)
+            if folder is None:
+                continue
+            header, line = self.row_of(rec)
+            day = rec.timestamp.astimezone(self.tz).date().isoformat()
+            self._append(folder / f"{day}.csv", line, header)
+
+    def row_of(self, rec: Record) -> tuple[str, str]:
+        """The header line and the row of ``rec`` (module docstring for the formats)."""
+        key = _layout_key(rec)
+        layout = self._layouts.get(key)
+        if layout is None:
+            names, cells = csv_columns(rec)
+            layout = self._layouts[key] = (csv_line(names), cells)
+        header, cells = layout
+        kind = rec.kind
+        values: list[Any] = [format_timestamp(rec.timestamp, self.tz)]
+        for name, cell in cells:
+            values.append(self._cell(rec, kind, name, cell(rec)))
+        return header, csv_line(values)
+
+    def _cell(self, rec: Record, kind: str, name: str, value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float):
+            return f"{value:.3f}" if name in THREE_DECIMALS.get(kind, ()) else value
+        if isinstance(value, datetime):
+            return format_timestamp(value, self.tz)
+        if isinstance(value, tuple | dict | Struct):
+            if isinstance(rec, ObjectsSample) and name == "detections":
+                return _detections_cell(rec.detections)
+            if isinstance(rec, Clusters) and name == "clusters":
+                return _clusters_cell(rec)
+            return _json(_plain_json(value))
+        return value
 
     def log(self, frame: Frame) -> None:
+        """Screenshots (their own ``ScreenshotPeriod`` clock, which a replayed frame moves
+        on too), then the frame's records (:meth:`take`)."""
         if self._closed:  # a last frame racing a shutdown: nothing to do
             return
         ts = aware(frame.timestamp, self.tz)
-        row_due = self._rows.due(ts)
         shot_due = self._shots is not None and self._shots.due(ts)
-        if frame.replay:  # its records are on disk already; the gates above moved on
+        if frame.replay:  # its records are on disk already; the clock above moved on
             return
-        if row_due:
-            self._append(self.log_path(ts), self.row(frame, ts), self._header)
-            self._log_samples(frame, ts)
-        self._log_events(frame)
-        for event in frame.metrics.get("line_events", ()):
-            ets = aware(event["timestamp"], self.tz)
-            self._append(
-                self.events_path(ets),
-                csv_line([format_timestamp(ets, self.tz), event["frame"], event["line"],
-                          event["track_id"], event["direction"]]),
-                self._events_header,
-            )
+        if frame.records:
+            self.take(frame.records)
         if shot_due:
             image = frame.image.copy()
             path = self.screenshot_path(ts)
@@ -299,49 +412,10 @@ class SourceFileSystemLogger(SourceLogger):
                                skippable=True)
 
     def finish(self, end: Frame) -> None:
-        """The end-of-stream frame: its samples and events, whatever the interval (no raw
-        log row: nobody is in an end frame)."""
-        if self._closed:
-            return
-        self._log_samples(end, aware(end.timestamp, self.tz))
-        self._log_events(end)
-
-    def _log_samples(self, frame: Frame, ts: datetime) -> None:
-        """Analytics' periodic figures: ``metrics["samples"] = {folder: {column: number}}``."""
-        for folder, values in frame.metrics.get("samples", {}).items():
-            self._append(
-                self.log_dir.parent / folder / f"{ts.astimezone(self.tz).date()}.csv",
-                csv_line([format_timestamp(ts, self.tz), *values.values()]),
-                csv_line(["Timestamp", *values]),
-            )
-
-    def _log_events(self, frame: Frame) -> None:
-        """Analytics' events: ``metrics["events"] = [{"kind": ..., "timestamp": ..., ...}]``."""
-        for event in frame.metrics.get("events", ()):
-            ets = aware(event["timestamp"], self.tz)
-            fields = {k: v for k, v in event.items() if k not in ("kind", "timestamp")}
-            self._append(
-                self.log_dir.parent / EVENTS_FOLDER / event["kind"]
-                / f"{ets.astimezone(self.tz).date()}.csv",
-                csv_line([format_timestamp(ets, self.tz), *fields.values()]),
-                csv_line(["Timestamp", *fields]),
-            )
-
-    def row(self, frame: Frame, ts: datetime) -> str:
-        summary = frame_summary(frame)
-        return csv_line(
-            [
-                format_timestamp(ts, self.tz),
-                frame.index,
-                summary.people,
-                summary.violating_people,
-                summary.violating_pairs,
-                summary.occupancy,
-                round(summary.environment_score, 4),
-                detections_json(frame, summary.in_violation),
-                json.dumps([list(p) for p in summary.pair_indexes], separators=(",", ":")),
-            ]
-        )
+        """The end-of-stream frame: its records (the last samples, the sessions still
+        open), whatever the interval."""
+        if end.records:
+            self.take(end.records)
 
     def write_health(self) -> WriteHealth:
         """Whether this logger's writes succeed now (see :meth:`BackgroundWriter.health`)."""

@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from pydantic import Field
 
+from libs.clock import aware
 from libs.config.models import PluginConfig, form
+from libs.config.plugins import plugin_settings
 from libs.frame import Frame
 from libs.loggers import SOURCE_LOGGERS, SourceLogger
 from libs.loggers.drawing import Annotations, annotate
-from libs.loggers.file_system_logger import aware, frame_summary, plugin_settings, write_jpeg
+from libs.loggers.file_system_logger import write_jpeg
 from libs.loggers.writer import LatestOnlyWorker
-from libs.records import Record
+from libs.records import FrameSummary, Record
+from processor.summary import frame_figures
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -115,21 +118,29 @@ class VideoLogger(SourceLogger):
     def job(self, frame: Frame) -> PreviewJob:
         """Copies of what the preview needs, so the frame can move on."""
         det = frame.detections
-        summary = frame_summary(frame)
+        figures = frame_figures(frame)  # per-person flags and pairs
+        summary = next((r for r in reversed(frame.records) if isinstance(r, FrameSummary)),
+                       None)
+        if summary is not None:  # the figures every other sink gets
+            people, violating = summary.detected_objects, summary.violating_objects
+            occupancy_now, threshold = summary.occupancy, summary.occupancy_threshold
+        else:  # a replayed frame (its records dropped) or a frame logged outside a pipeline
+            people, violating = figures.people, figures.violating_people
+            occupancy_now = figures.occupancy
+            threshold = int(frame.metrics.get("occupancy_threshold") or 0)
         ts = aware(frame.timestamp, self.tz).astimezone(self.tz)
-        occupancy = f"occupancy {summary.occupancy}"
-        threshold = frame.metrics.get("occupancy_threshold")
+        occupancy = f"occupancy {occupancy_now}"
         if threshold:
-            occupancy += f"/{int(threshold)}"
+            occupancy += f"/{threshold}"
         text = [
             f"{self.source.id}  {ts.isoformat(timespec='seconds')}",
-            f"people {summary.people}  violations {summary.violating_people}  {occupancy}",
+            f"people {people}  violations {violating}  {occupancy}",
         ]
         annotations = Annotations(
             boxes=det.boxes.copy(),
             track_ids=det.track_ids.copy(),
-            in_violation=summary.in_violation.copy(),
-            pair_indexes=list(summary.pair_indexes),
+            in_violation=figures.in_violation.copy(),
+            pair_indexes=list(figures.pair_indexes),
             roi=list(self.source.roi),
             text_lines=text,
         )

@@ -12,14 +12,15 @@ once or not at all, never back and forth.  The crossing must happen within the s
 the point's projection on the line must fall between A and B (extended by ``Hysteresis``).
 A track first seen inside the band has no side until it leaves the band.
 
-Output per frame: ``metrics["line_events"]``, a list of
-``{"line", "track_id", "direction", "timestamp", "frame"}`` for the crossings of this frame,
-and ``metrics["line_counts"]``, ``{line: {"in": n, "out": m}}`` since the camera started.
+Output per frame: a ``line_crossing`` record (:class:`libs.records.LineCrossing`: ``frame``,
+``line``, ``track_id``, ``direction``) per crossing of this frame, and
+``metrics["line_counts"]``, ``{line: {"in": n, "out": m}}`` since the camera started (for the
+``zones`` step and the frame summary).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -27,6 +28,7 @@ from pydantic import Field
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.records import LineCrossing as LineCrossingEvent
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -85,7 +87,6 @@ class LineCrossing(PostProcessor):
         return dets.foot_points() if self.settings.point == "foot" else dets.centers()
 
     def process(self, frame: Frame) -> Frame:
-        events: list[dict[str, Any]] = []
         dets = frame.detections
         ids = dets.track_ids
         tracked = ids >= 0
@@ -109,15 +110,12 @@ class LineCrossing(PostProcessor):
                     if old is not None and old != new and within[li, k]:
                         direction = "in" if new > 0 else "out"
                         self.counts[name][direction] += 1
-                        events.append({
-                            "line": name, "track_id": tid, "direction": direction,
-                            "timestamp": frame.timestamp, "frame": frame.index,
-                        })
+                        frame.emit(LineCrossingEvent, frame=frame.index, line=name, track_id=tid,
+                                   direction=direction)
             for tid in ids.tolist():
                 self.last_seen[tid] = frame.index
         if frame.index % 300 == 0 and self.last_seen:
             self._forget(frame.index)
-        frame.metrics["line_events"] = events
         frame.metrics["line_counts"] = {n: dict(c) for n, c in self.counts.items()}
         return frame
 
