@@ -22,7 +22,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api.auth import AuthError
 from api.context import ApiContext
 from api.limits import ASGIApp, BodyLimit, Message, Receive, Scope, Send
-from api.routers import auth, process
+from api.routers import auth, live, process
 from api.routers.audience import include_routers as include_audience_routers
 from api.routers.data import include_routers as include_data_routers
 from api.routers.entities import include_routers as include_entity_routers
@@ -123,6 +123,9 @@ def add_local_docs(app: FastAPI) -> None:
 
 def create_app(config_path: str | Path, supervisor: Supervisor | None = None) -> FastAPI:
     ctx = ApiContext(Path(config_path), supervisor)
+    bus = getattr(supervisor, "bus", None)
+    if bus is not None:  # the live stream gets every record of the supervisor's event bus
+        bus.subscribe("live", ctx.live.publish)
     app = FastAPI(
         title="Lookout",
         version=VERSION,
@@ -159,6 +162,7 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
 
     app.include_router(auth.router)
     app.include_router(process.router)
+    app.include_router(live.router)
     include_data_routers(app)
     include_entity_routers(app)
     include_audience_routers(app)

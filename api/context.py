@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from api.auth import LoginLimiter, TokenIssuer, UserStore, load_secret
 from api.limits import WorkPool
+from api.live import LiveHub
 from libs.config import ConfigChange, load_config, save_config_changes
 from libs.config.models import LookoutConfig
 from libs.config.writer import replace_config_text
@@ -42,6 +43,8 @@ class ApiContext:
     logins: WorkPool = field(
         default_factory=lambda: WorkPool("lookout-login", workers=2, queue=16, niceness=None,
                                  retry_after=1))
+    # The live stream's fan-out of the supervisor's event bus (api/live.py).
+    live: LiveHub = field(default_factory=LiveHub)
     _cache: tuple[tuple[int, int, int], LookoutConfig] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

@@ -13,6 +13,16 @@ Connections are bounded in time and number:
   :data:`MAX_CONNECTIONS` open connections or running requests, new requests are answered
   503 at once.
 
+Live streams (``/live/events``, ``/live/ws``; :mod:`api.live`) are long-lived: the head
+timeout only runs while a request head is awaited and the keep-alive timeout only after an
+answer, so neither ends a stream; the number of streams is bounded by the live hub (in all,
+per address, per user), below the connection caps.  Both protocols give the application an
+ASGI extension ``lookout.abort`` that drops the connection at once: the hub's way to be rid
+of a client that reads nothing (closing would wait for its buffer to drain, for ever).  On
+shutdown the live streams are ended first (uvicorn waits for open responses to finish).  A
+WebSocket message from a client is at most :data:`WS_MAX_MESSAGE` bytes (the stream only
+sends).
+
 The cameras come first: the thread that serves the API (and every thread it starts: request
 handlers' threads, the login and export pools) runs at niceness :data:`API_NICENESS`, below
 the supervisor and the camera workers, so a flood of requests takes only the CPU they leave
@@ -25,12 +35,14 @@ import asyncio
 import logging
 import socket
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.app import create_app
 from api.limits import lower_priority
@@ -46,14 +58,59 @@ KEEP_ALIVE_TIMEOUT = 5
 MAX_CONNECTIONS = 500
 MAX_CONNECTIONS_PER_ADDRESS = 64
 API_NICENESS = 10
+WS_MAX_MESSAGE = 64 << 10
 
 
 class LookoutServer(uvicorn.Server):
-    """uvicorn's server, serving at a lower CPU priority than the cameras."""
+    """uvicorn's server, serving at a lower CPU priority than the cameras; calls each of
+    ``before_shutdown`` (on its loop) before it waits for open connections to finish."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.before_shutdown: list[Callable[[], None]] = []
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         lower_priority(API_NICENESS)  # this thread, and the threads it starts from now on
         await super().serve(sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for hook in self.before_shutdown:
+            try:
+                hook()
+            except Exception:
+                log.exception("shutting down: %r failed", hook)
+        await super().shutdown(sockets)
+
+
+def with_abort(app: Any, abort: Callable[[], None]) -> Any:
+    """``app`` with the ASGI extension ``lookout.abort`` (drop the connection now) in
+    every scope it is given."""
+
+    async def call(scope: Any, receive: Any, send: Any) -> None:
+        scope.setdefault("extensions", {})["lookout.abort"] = abort
+        await app(scope, receive, send)
+
+    return call
+
+
+class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (``websockets``), plus ``lookout.abort``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = with_abort(self.app, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and \
+                not message.get("more_body", False):
+            # A denial response (401, 422, 429 at the handshake) was sent whole: the
+            # handshake is over (uvicorn would log an error for each one otherwise).
+            self.handshake_complete = True
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
@@ -67,6 +124,11 @@ class HeadTimeoutH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._address: str | None = None
+        self.app = with_abort(self.app, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def _open_per_address(self) -> Counter[str]:
         """Open connections by client address, shared by the server's connections."""
@@ -147,8 +209,11 @@ def build_server(config_path: str | Path, supervisor: Supervisor | None,
                          access_log=False, proxy_headers=False, server_header=False,
                          ssl_certfile=certfile, ssl_keyfile=keyfile,
                          http=HeadTimeoutH11Protocol, timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-                         limit_concurrency=MAX_CONNECTIONS)
-    return LookoutServer(cfg)
+                         limit_concurrency=MAX_CONNECTIONS, ws=AbortableWebSocketProtocol,
+                         ws_max_size=WS_MAX_MESSAGE)
+    server = LookoutServer(cfg)
+    server.before_shutdown.append(app.state.context.live.close)
+    return server
 
 
 def url_of(config_path: str | Path) -> str:
