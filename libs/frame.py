@@ -137,7 +137,7 @@ class Frame:
     def emit(self, cls: type[R], timestamp: datetime | None = None, **fields: Any) -> R:
         """Make a camera record of type ``cls`` (stamped with the frame's time unless
         ``timestamp`` is given), append it to :attr:`records` and return it."""
-        rec = cls(id=self.ids(), source="camera", source_id=self.camera_id,
+        rec = cls(id=self.ids(cls.KIND, self.index), source="camera", source_id=self.camera_id,
                   timestamp=self.timestamp if timestamp is None else timestamp, **fields)
         self.records.append(rec)
         return rec

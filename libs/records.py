@@ -23,7 +23,9 @@ prefix drawn once per generator from the operating system's CSPRNG and a 48-bit 
 number.  One generator per pipeline run: ids of one run never repeat (the sequence), ids of
 two runs differ unless both drew the same 80-bit prefix (probability below ``R**2 / 2**81``
 for ``R`` runs: 4e-13 for a million runs).  No clock is involved, so neither a clock set back
-nor a recording processed twice can make two ids equal.
+nor a recording processed twice can make two ids equal.  A recording's pipeline uses
+:meth:`RecordIds.for_recording` instead: ids that follow from the record's place (camera,
+recordings, frame, kind, rank), so a resumed run gives a record it produces again its id.
 
 ``docs/events.md`` documents every kind and field; ``tests/test_records.py`` fails when it and
 this module disagree.
@@ -85,29 +87,32 @@ class RecordIds:
         self._head = f"{prefix:020x}"
         self._next = 0
         self._lock = threading.Lock()
+        self._key: bytes | None = None  # for_recording: ids from the record's place
+        self._frame: int | None = None
+        self._ranks: dict[str, int] = {}
 
     @classmethod
     def for_recording(cls, key: str) -> RecordIds:
-        """Ids of one recording's run: the prefix is the first 80 bits of SHA-256 of
-        ``key`` (the camera id and the fingerprint of its recordings), so a run resumed
-        after a restart (:meth:`restart` at the checkpoint's sequence) gives a record it
-        produces again the id it had before: receivers deduplicate it."""
-        digest = hashlib.sha256(key.encode()).digest()
-        return cls(int.from_bytes(digest[:PREFIX_BITS // 8], "big"))
+        """Ids of a recording's records, the same whichever run makes them: the id of a
+        record made with ``frame`` given is the first 128 bits of SHA-256 over ``key`` (the
+        camera and the fingerprint of its recordings), the frame index, the kind and the
+        record's rank among the records of that kind on that frame.  A run resumed after a
+        crash that produces a record again (same frame, kind and rank) gives it the id it
+        had; a record that comes out differently (a crossing one frame later) gets another,
+        so an id never names two different records."""
+        ids = cls()
+        ids._key = hashlib.sha256(key.encode()).digest()
+        return ids
 
-    def peek(self) -> int:
-        """The sequence number the next id will carry."""
-        with self._lock:
-            return self._next
-
-    def restart(self, sequence: int) -> None:
-        """Continue numbering at ``sequence`` (a resumed run, at its checkpoint)."""
-        if not 0 <= sequence < 1 << SEQUENCE_BITS:
-            raise ValueError("sequence out of range")
-        with self._lock:
-            self._next = sequence
-
-    def __call__(self) -> str:
+    def __call__(self, kind: str = "", frame: int | None = None) -> str:
+        if self._key is not None and frame is not None:
+            with self._lock:
+                if frame != self._frame:
+                    self._frame, self._ranks = frame, {}
+                rank = self._ranks.get(kind, 0)
+                self._ranks[kind] = rank + 1
+            return hashlib.sha256(b"%s|%d|%s|%d" % (self._key, frame, kind.encode(),
+                                                     rank)).hexdigest()[:32]
         with self._lock:
             seq = self._next
             self._next += 1

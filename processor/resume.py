@@ -91,7 +91,6 @@ class Checkpoint:
     next_index: int = 0
     finished: bool = False
     next_track_id: int = 1
-    next_record_seq: int = 0  # sequence of the next record id (RecordIds.for_recording)
     saved_at: float = field(default_factory=time.time)
     files: dict[str, int] = field(default_factory=dict)
     schema: int = SCHEMA
@@ -140,7 +139,6 @@ class ResumeStore:
                 grown = len(self.fingerprint.get("files", [])) > \
                     len(old.fingerprint.get("files", []))
                 ck.next_index = old.next_index
-                ck.next_record_seq = old.next_record_seq
                 ck.finished = old.finished and not grown
                 ck.files = old.files
                 ck.saved_at = old.saved_at
@@ -201,7 +199,7 @@ class ResumeStore:
         return json.dumps([self.source.id, first, files], sort_keys=True, default=str)
 
     def save(self, next_index: int, next_track_id: int, sizes: dict[str, int],
-             finished: bool = False, next_record_seq: int | None = None) -> None:
+             finished: bool = False) -> None:
         """Record that every frame before ``next_index`` is on disk, with the log sizes
         measured right after the writer wrote them."""
         with self._lock:
@@ -222,8 +220,6 @@ class ResumeStore:
                              next_index=max(next_index, ck.next_index if not self.live else 0),
                              finished=finished, next_track_id=max(next_track_id,
                                                                   ck.next_track_id),
-                             next_record_seq=ck.next_record_seq if next_record_seq is None
-                             else max(next_record_seq, ck.next_record_seq),
                              saved_at=now, files=files)
             try:
                 self._write(new)

@@ -8,8 +8,8 @@ the crashed one stopped.
 Everything a camera's pipeline produces goes to the supervisor's event bus over the worker's
 one event queue, as ``("records", [record, ...])`` per processed frame (never the records of
 a replayed frame), with the camera's state changes as ``camera_state`` records; errors and
-reasons travel on the same queue.  For a recording the record ids are resumable
-(:meth:`RecordIds.for_recording`, the sequence kept in the resume checkpoint), so a record a
+reasons travel on the same queue.  For a recording the record ids follow from the record's
+place (:meth:`RecordIds.for_recording`: camera, recordings, frame, kind, rank), so a record a
 resumed run produces again carries the id it had before.
 """
 
@@ -251,7 +251,6 @@ class CameraRunner(threading.Thread):
             pipeline.tracker.next_track_id = ck.next_track_id
             if not store.live:
                 pipeline.ids = RecordIds.for_recording(store.record_key())
-            ids_pending = True  # the first frame logged: its ids continue the checkpoint's
             source = open_source(self.config, self.source_cfg,
                                  start_index=max(0, resume_at - WARMUP_FRAMES))
             if resume_at:
@@ -282,9 +281,6 @@ class CameraRunner(threading.Thread):
                     continue
                 frame = Frame(cam, sf.index, sf.timestamp, sf.image)
                 frame.replay = sf.index < resume_at
-                if ids_pending and not frame.replay:
-                    pipeline.ids.restart(0 if store.live else ck.next_record_seq)
-                    ids_pending = False
                 frame = pipeline.process(frame)
                 st[NEXT_INDEX] = float(sf.index + 1)
                 if frame.replay:
@@ -321,7 +317,7 @@ class CameraRunner(threading.Thread):
                 pipeline.close()
                 if store is not None and finished:
                     store.save(done_index or int(st[TOTAL]), pipeline.tracker.next_track_id,
-                               {}, finished=True, next_record_seq=pipeline.ids.peek())
+                               {}, finished=True)
             if self._perf is not None:
                 self._perf.close()
             if pipeline is not None:  # the final word: written in the end, or not
@@ -336,10 +332,9 @@ class CameraRunner(threading.Thread):
     def _checkpoint(pipeline: CameraPipeline, store: ResumeStore, next_index: int,
                     wait: bool = False) -> None:
         next_id = pipeline.tracker.next_track_id
-        next_seq = pipeline.ids.peek()
 
         def save(sizes: dict[str, int]) -> None:
-            store.save(next_index, next_id, sizes, next_record_seq=next_seq)
+            store.save(next_index, next_id, sizes)
 
         if wait:
             if not pipeline.checkpoint_now(save):

@@ -21,13 +21,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from libs.clock import IntervalGate
 from libs.config import LookoutConfig, load_config
 from libs.frame import Detections, Frame
 from libs.loggers.file_system_logger import AreaFileSystemLogger, SourceFileSystemLogger
 from libs.loggers.video_logger import VideoLogger, preview_path
 from libs.metrics import recompute_all
+from libs.records import LineCrossing
 from tests.area_helpers import AreaFeed
 from tests.conftest import REPO
+from tests.record_helpers import as_pipeline_would
 
 TZ_NAME = "Asia/Kolkata"
 TZ = ZoneInfo(TZ_NAME)
@@ -113,9 +116,13 @@ def make_frame(camera: str, index: int, ts: datetime, people: int, violating: in
         "violating_people": violating,
         "violating_pairs": len(pairs),
         "violating_pair_indexes": pairs,
-        "line_events": events,
     }
-    return Frame(camera, index, ts, IMAGE, det, metrics)
+    frame = Frame(camera, index, ts, IMAGE, det, metrics)
+    for event in events:  # what line_crossing emits
+        frame.emit(LineCrossing, timestamp=event["timestamp"], frame=event["frame"],
+                   line=event["line"], track_id=event["track_id"],
+                   direction=event["direction"])
+    return frame
 
 
 def section(config: LookoutConfig, sections: list[Any], name: str) -> Any:
@@ -150,6 +157,7 @@ def write_data(config_path: Path) -> World:
         cam: SourceFileSystemLogger(fs, config.source(cam), config)
         for cam in ("pets-view1", "cam2")
     }
+    clocks = {cam: IntervalGate(fs.time_interval) for cam in loggers}
     area = AreaFeed(config, config.areas[0], AreaFileSystemLogger(
         section(config, config.area_loggers, "file_system_logger"), config.areas[0], config
     ))
@@ -164,7 +172,7 @@ def write_data(config_path: Path) -> World:
                 if slot.camera == "pets-view1" and any(world.at(day, c) == ts for c in carriers)
             ]
             frame = make_frame(slot.camera, index, ts, slot.people, slot.violating, events)
-            loggers[slot.camera].log(frame)
+            loggers[slot.camera].log(as_pipeline_would(frame, clocks[slot.camera]))
             if slot.camera in config.areas[0].cameras:
                 area.update(slot.camera, ts, slot.people)
             index += 1
@@ -507,7 +515,8 @@ def test_heatmap_sees_new_rows(shared: Path, tmp_path: Path,
         for k in range(2):
             logger = SourceFileSystemLogger(fs, config.source("cam2"), config)
             ts = datetime.combine(day, time(12, k), tzinfo=TZ)
-            logger.log(make_frame("cam2", k, ts, 2, 0, []))
+            clock = IntervalGate(fs.time_interval)
+            logger.log(as_pipeline_would(make_frame("cam2", k, ts, 2, 0, []), clock))
             logger.close()
             counts.append(client.get(url, headers=headers).json()["detections"])
         assert counts == [2, 4]

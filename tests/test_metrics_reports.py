@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from libs.clock import IntervalGate
 from libs.config.models import (
     ApiConfig,
     AppConfig,
@@ -44,6 +45,7 @@ from libs.metrics import (
 from libs.periodic_tasks import PERIODIC_TASKS
 from libs.periodic_tasks.metrics import MetricsTask
 from tests.area_helpers import AreaFeed
+from tests.record_helpers import as_pipeline_would
 
 MINUTE = timedelta(minutes=1)
 
@@ -99,8 +101,9 @@ def log_frames(config: LookoutConfig, frames: Iterable[Frame], interval: str = "
         {"Name": "file_system_logger", "TimeInterval": interval}
     )
     logger = SourceFileSystemLogger(section, config.sources[0], config)
+    clock = IntervalGate(logger.settings.time_interval)
     for frame in frames:
-        logger.log(frame)
+        logger.log(as_pipeline_would(frame, clock))
     logger.close()
 
 

@@ -499,12 +499,16 @@ def test_older_schema_is_upgraded_or_refused(monkeypatch: pytest.MonkeyPatch) ->
     assert json.loads(read.to_json())["schema"] == 2
 
 
-def test_ids_of_a_recording_resume_where_the_checkpoint_left_them() -> None:
-    first = R.RecordIds.for_recording('["cam", {"start_time": null}]')
-    made = [first() for _ in range(5)]
-    again = R.RecordIds.for_recording('["cam", {"start_time": null}]')
-    again.restart(3)
-    assert [again(), again()] == made[3:]
+def test_ids_of_a_recording_follow_from_the_records_place() -> None:
+    key = '["cam", {"start_time": null}]'
+    first = R.RecordIds.for_recording(key)
+    made = [first("line_crossing", 7), first("line_crossing", 7), first("frame_summary", 7),
+            first("frame_summary", 8)]
+    assert len(set(made)) == 4 and all(R.ID_PATTERN.fullmatch(i) for i in made)
+    again = R.RecordIds.for_recording(key)  # a resumed run
+    assert again("frame_summary", 7) == made[2]
+    assert again("line_crossing", 7) == made[0]
+    assert again("line_crossing", 9) not in made  # a crossing one frame later: a new record
     other = R.RecordIds.for_recording('["cam", {"start_time": "2024-01-01"}]')
-    assert other() not in made
-    assert first.peek() == 5
+    assert other("line_crossing", 7) not in made
+    assert first() != first()  # without a place: the run's sequence
