@@ -3,8 +3,8 @@
 Two kinds of value carry secrets:
 
 * values of keys named like a credential (``DashboardAuthorizationToken``, ``QueueAuthKey``,
-  any ``...Password``, ``...Secret``, ``...Token``, ``...Key``): the whole value is replaced
-  by :data:`MASK`;
+  any ``...Password``, ``...Secret``, ``...Token``, ``...Key``, ``...Authorization`` such as
+  the webhook's ``Authorization`` header value): the whole value is replaced by :data:`MASK`;
 * URLs anywhere in any text (``VideoPath = rtsp://user:pass@host/...``, a ``DashboardURL``,
   an error message that quotes a camera URL): the password of the user information becomes
   ``***`` (a user information without a password, often a token, becomes ``***`` whole), and
@@ -24,7 +24,8 @@ from typing import Any
 MASK = "********"
 URL_MASK = "***"
 
-_SECRET_KEY = re.compile(r"(?i)(token|key|secret|password|passwd|credentials?)$")
+_SECRET_KEY = re.compile(
+    r"(?i)(token|key|secret|password|passwd|credentials?|authorization)$")
 _NOT_SECRET = frozenset({"UseAuthToken"})
 # A URL inside any text: scheme, "://", then everything up to white space or a quote.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
