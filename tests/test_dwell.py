@@ -20,14 +20,18 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from api.app import create_app
+from libs.clock import IntervalGate
 from libs.config import load_config
 from libs.config.models import SourceConfig
 from libs.frame import Detections, Frame
-from libs.loggers.file_system_logger import SourceFileSystemLogger
+from libs.loggers.file_system_logger import SourceFileSystemLogger, csv_columns
 from libs.metrics import recompute_all
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.dwell import DWELL_LOG, Dwell
+from libs.records import DwellSample, DwellSession, Loitering
+from libs.storage import sample_interval
 from processor.pipeline import finish_stream
+from processor.summary import summary_records
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PASSWORD = "password123"
@@ -47,13 +51,16 @@ def make(zones: str = "", gap: float = 2.0, loiter: float = 60.0,
 
 
 def frame_at(t: float, people: list[Person], index: int = 0) -> Frame:
+    """A frame at ``t``; a sample-clock tick (frames are 0.5 s apart, the default
+    TimeInterval: every frame of these tests is the first of its slot)."""
     boxes = [[p[1] - 10, p[2] - 60, p[1] + 10, p[2]] for p in people]
     dets = Detections(
         boxes=np.array(boxes, np.float32).reshape(-1, 4),
         scores=np.array([p[3] if len(p) == 4 else 0.9 for p in people], np.float32),
         track_ids=np.array([p[0] for p in people], np.int64),
     )
-    return Frame("cam", index, T0 + timedelta(seconds=t), np.zeros((1, 1, 3), np.uint8), dets)
+    return Frame("cam", index, T0 + timedelta(seconds=t), np.zeros((1, 1, 3), np.uint8), dets,
+                 sample_due=True)
 
 
 def times(until: float, start: float = 0.0) -> list[float]:
@@ -66,16 +73,24 @@ def run(stage: Dwell, until: float, who: Any) -> list[Frame]:
     return [stage.process(frame_at(t, who(t), i)) for i, t in enumerate(times(until))]
 
 
-def sessions(frames: list[Frame], kind: str = "dwell") -> list[dict[str, Any]]:
-    return [e for f in frames for e in f.metrics.get("events", []) if e["kind"] == kind]
+def sessions(frames: list[Frame], kind: str = "dwell") -> list[Any]:
+    """The ``dwell`` (DwellSession) or ``loitering`` (Loitering) records of ``frames``."""
+    return [r for f in frames for r in f.records if r.kind == kind]
 
 
-def brief(events: list[dict[str, Any]]) -> list[tuple[str, int, float]]:
-    return [(e["Zone"], e["TrackId"], e["Seconds"]) for e in events]
+def brief(events: list[Any]) -> list[tuple[str, int, float]]:
+    return [(e.zone, e.track_id, e.seconds) for e in events]
+
+
+def samples(frames: list[Frame]) -> list[DwellSample]:
+    return [r for f in frames for r in f.records if isinstance(r, DwellSample)]
 
 
 def end_frame(stage: Dwell, t: float) -> Frame:
-    return stage.flush(frame_at(t, []))
+    """The pipeline's end-of-stream frame at ``t``, after the stage finished on it."""
+    end = frame_at(t, [], -1)
+    stage.finish(end)
+    return end
 
 
 # ---------------------------------------------------------------------------------------
@@ -99,10 +114,10 @@ def test_person_enters_a_zone_and_leaves_the_scene() -> None:
     assert closed_at == [timedelta(seconds=6), timedelta(seconds=7)]
     assert brief(events) == [("shop", 1, 3.0), ("scene", 1, 5.0)]
     scene = events[1]
-    assert list(scene) == ["kind", "timestamp", "Zone", "TrackId", "Enter", "Exit", "Seconds"]
-    assert scene["Enter"] == "2026-01-05T10:00:00.000+00:00"
-    assert scene["Exit"] == "2026-01-05T10:00:05.000+00:00"
-    assert scene["timestamp"] == T0 + timedelta(seconds=5)  # stamped at the exit
+    assert isinstance(scene, DwellSession)
+    assert scene.enter == T0
+    assert scene.exit == T0 + timedelta(seconds=5)
+    assert scene.timestamp == T0 + timedelta(seconds=5)  # stamped at the exit
 
 
 @pytest.mark.parametrize(
@@ -117,7 +132,7 @@ def test_occlusion_gap_shorter_and_longer_than_the_tolerance(
     stage = make()
     frames = run(stage, 10.0, lambda t: [(1, 200, 100)] if t <= 5 or t >= back else [])
     frames.append(end_frame(stage, 10.5))
-    assert [e["Seconds"] for e in sessions(frames)] == expected
+    assert [e.seconds for e in sessions(frames)] == expected
 
 
 def test_jitter_at_a_zone_edge_keeps_one_session() -> None:
@@ -150,7 +165,7 @@ def test_the_zones_attribute_is_used_when_present() -> None:
 def test_time_unit_without_frame_rate_is_the_median_step() -> None:
     stage = make(frame_rate=None)
     frames = [stage.process(frame_at(0.25 * i, [(1, 200, 100)])) for i in range(5)]
-    frames.append(stage.flush(frame_at(1.25, [])))
+    frames.append(end_frame(stage, 1.25))
     assert brief(sessions(frames)) == [("scene", 1, 1.25)]  # 0 .. 1.0 + 0.25
 
 
@@ -175,11 +190,13 @@ def test_loitering_once_per_session() -> None:
     frames = run(stage, 6.0, lambda t: [(1, 200, 100)])
     events = sessions(frames, "loitering")
     assert len(events) == 1
-    assert events[0]["timestamp"] == T0 + timedelta(seconds=2.5)  # 2.5 + 0.5 = 3.0 s
-    assert (events[0]["Zone"], events[0]["TrackId"], events[0]["Seconds"]) == ("scene", 1, 3.0)
-    assert list(events[0]) == ["kind", "timestamp", "Zone", "TrackId", "Enter", "Seconds"]
-    rows = [f.metrics["samples"][DWELL_LOG] for f in frames]
-    assert sum(r["Loitering"] for r in rows) == 1  # every frame is a logged row (0.5 s)
+    assert isinstance(events[0], Loitering)
+    assert events[0].timestamp == T0 + timedelta(seconds=2.5)  # 2.5 + 0.5 = 3.0 s
+    assert (events[0].zone, events[0].track_id, events[0].seconds) == ("scene", 1, 3.0)
+    assert events[0].enter == T0
+    rows = samples(frames)
+    assert len(rows) == len(frames)  # every frame is a sample-clock tick (0.5 s)
+    assert sum(r.loitering for r in rows) == 1
 
 
 def test_buckets_and_row_sums() -> None:
@@ -187,16 +204,18 @@ def test_buckets_and_row_sums() -> None:
     lasts = {1: 0.0, 2: 0.5, 3: 1.0, 4: 1.5, 5: 4.5}  # visits of 0.5, 1, 1.5, 2 and 5 s
     frames = run(stage, 8.0, lambda t: [(k, 50 * k, 100) for k, last in lasts.items()
                                         if t <= last])
-    assert sorted(e["Seconds"] for e in sessions(frames)) == [0.5, 1.0, 1.5, 2.0, 5.0]
-    rows = [f.metrics["samples"][DWELL_LOG] for f in frames]
-    total = {k: sum(r[k] for r in rows) for k in rows[0]}
+    assert sorted(e.seconds for e in sessions(frames)) == [0.5, 1.0, 1.5, 2.0, 5.0]
+    rows = samples(frames)
+    names = {"Sessions": "sessions", "DwellMs": "dwell_ms", "LongestMs": "longest_ms",
+             "Loitering": "loitering", **{f"Bucket{i}": f"bucket{i}" for i in range(1, 6)}}
+    total = {k: sum(getattr(r, name) for r in rows) for k, name in names.items()}
     # Every frame is a logged row here (0.5 s) and the visits close in different rows (at
     # 2.5, 3.0, 3.5, 4.0 and 7.0 s), so LongestMs sums to the total too; the report's
     # MaxLongestMs is the longest visit.
     assert total == {"Sessions": 5, "DwellMs": 10_000, "LongestMs": 10_000,
                      "Loitering": 0, "Bucket1": 2, "Bucket2": 2, "Bucket3": 1, "Bucket4": 0,
                      "Bucket5": 0}
-    assert max(r["LongestMs"] for r in rows) == 5000
+    assert max(r.longest_ms for r in rows) == 5000
 
 
 @pytest.mark.parametrize("bad", ["30,10", "1,2,3,4,5", "0,5", "", "x"])
@@ -208,10 +227,10 @@ def test_bucket_edges_are_checked(bad: str) -> None:
 def test_per_zone_columns() -> None:
     stage = make(zones=SHOP)
     frames = run(stage, 6.0, lambda t: [(1, 200, 100)] if t <= 1 else [])
-    rows = [f.metrics["samples"][DWELL_LOG] for f in frames]
-    assert list(rows[0])[-4:] == ["Sessions_shop", "DwellMs_shop", "LongestMs_shop",
-                                  "Loitering_shop"]
-    assert sum(r["DwellMs_shop"] for r in rows) == 1500 == sum(r["DwellMs"] for r in rows)
+    rows = samples(frames)
+    assert csv_columns(rows[0])[0][-4:] == ("Sessions_shop", "DwellMs_shop", "LongestMs_shop",
+                                            "Loitering_shop")
+    assert sum(r.zones["shop"].dwell_ms for r in rows) == 1500 == sum(r.dwell_ms for r in rows)
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,16 +238,15 @@ def test_per_zone_columns() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def test_flush_closes_open_sessions_on_the_end_frame() -> None:
+def test_finish_closes_open_sessions_on_the_end_frame() -> None:
     stage = make(zones=SHOP)
     run(stage, 3.0, lambda t: [(1, 200, 100), (2, 50, 100)] if t >= 1 else [(1, 200, 100)])
     end = end_frame(stage, 3.5)
-    assert brief(end.metrics["events"]) == [("scene", 1, 3.5), ("shop", 1, 3.5),
-                                            ("scene", 2, 2.5)]
-    assert end.metrics["samples"][DWELL_LOG]["Sessions"] == 2
-    assert end.metrics["samples"][DWELL_LOG]["DwellMs"] == 6000
+    assert brief(sessions([end])) == [("scene", 1, 3.5), ("shop", 1, 3.5), ("scene", 2, 2.5)]
+    (last,) = samples([end])
+    assert (last.sessions, last.dwell_ms) == (2, 6000)
     again = finish_stream("pets-view1", end.timestamp, [("dwell", stage)], [])
-    assert again.metrics == {}  # flushed already: nothing more
+    assert again.records == []  # finished already: nothing more
 
 
 def test_finish_without_flush_puts_the_last_sessions_on_the_end_frame() -> None:
@@ -236,8 +254,8 @@ def test_finish_without_flush_puts_the_last_sessions_on_the_end_frame() -> None:
     frames = run(stage, 1.0, lambda t: [(1, 200, 100)])
     end = finish_stream("pets-view1", frames[-1].timestamp, [("dwell", stage)], [])
     assert end.timestamp == frames[-1].timestamp + timedelta(milliseconds=1)
-    assert brief(end.metrics["events"]) == [("scene", 1, 1.5)]
-    assert end.metrics["samples"][DWELL_LOG]["Sessions"] == 1
+    assert brief(sessions([end])) == [("scene", 1, 1.5)]
+    assert [r.sessions for r in samples([end])] == [1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,6 +315,7 @@ def dwell_api(x86_config: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
     stage = POST_PROCESSORS.get("dwell")(section, src, config)
     fs = next(s for s in config.source_loggers if s.name == "file_system_logger")
     logger = SourceFileSystemLogger(fs, src, config)
+    clock = IntervalGate(sample_interval(config))  # as the pipeline runs it
     index = 0
     for hour, (until, tracks) in SCHEDULE.items():
         for t in times(until):
@@ -304,7 +323,10 @@ def dwell_api(x86_config: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
                                     if seen(t, spans)]
             frame = frame_at(0, people, index)
             frame.timestamp = T0.replace(hour=hour) + timedelta(seconds=t)
-            logger.log(stage.process(frame))
+            frame.sample_due = clock.due(frame.timestamp)
+            frame = stage.process(frame)
+            summary_records(frame)
+            logger.log(frame)
             index += 1
     finish_stream("pets-view1", frame.timestamp, [("dwell", stage)], [("fs", logger)])
     logger.close()

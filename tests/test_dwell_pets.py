@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from scipy.optimize import linear_sum_assignment
 
 from api.app import create_app
+from libs.clock import IntervalGate
 from libs.config import LookoutConfig, load_config
 from libs.evaluation.evaluate import dwell_errors
 from libs.evaluation.mot import load_mot
@@ -38,7 +39,10 @@ from libs.metrics import recompute_all
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.dwell import Dwell
 from libs.post_processors.zones import Zones
+from libs.storage import sample_interval
 from processor.pipeline import finish_stream
+from processor.summary import summary_records
+from tests.audience_helpers import collect
 from tests.conftest import PETS, REPO, core_config_text
 
 pytestmark = pytest.mark.slow
@@ -92,7 +96,7 @@ class Run:
     config_path: Path
     config: LookoutConfig
     frames: list[Frame]
-    closing: list[dict[str, Any]]  # events the steps wrote at close()
+    closing: list[dict[str, Any]]  # events the steps put on the end-of-stream frame
     events: list[dict[str, Any]]
     ms_zones: float
     ms_dwell: float
@@ -114,23 +118,30 @@ def run(pets_pipeline_run: dict, shared: Path,
         assert isinstance(zones, Zones) and isinstance(dwell, Dwell)
         fs = next(s for s in config.source_loggers if s.name == "file_system_logger")
         logger = SourceFileSystemLogger(fs, src, config)
+        clock = IntervalGate(sample_interval(config))  # the pipeline's sample clock
         frames, spent = [], {"zones": 0.0, "dwell": 0.0}
         for original in pets_pipeline_run["frames"]:
             frame = copy_frame(original)
+            frame.sample_due = clock.due(frame.timestamp)
             t0 = time.perf_counter()
             zones.process(frame)
             t1 = time.perf_counter()
             dwell.process(frame)
             spent["zones"] += t1 - t0
             spent["dwell"] += time.perf_counter() - t1
+            summary_records(frame)
             logger.log(frame)
             frames.append(frame)
         end = finish_stream(src.id, frames[-1].timestamp, [("zones", zones), ("dwell", dwell)],
                             [("fs", logger)])
         logger.close()
         assert all(r.error is None for r in recompute_all(config))
-        closing = list(end.metrics.get("events", []))
-        events = [e for f in frames for e in f.metrics.get("events", [])] + closing
+        closing: list[dict[str, Any]] = []
+        collect(end.records, {}, closing)
+        events: list[dict[str, Any]] = []
+        for frame in frames:
+            collect(frame.records, {}, events)
+        events += closing
         n = len(frames)
         yield Run(path, config, frames, closing, events, 1000 * spent["zones"] / n,
                   1000 * spent["dwell"] / n)
@@ -199,8 +210,10 @@ def test_every_session_closed_and_consistent(run: Run) -> None:
                                                        f.detections.scores, strict=True)
             if t >= 0 and s > 0}
     assert {int(e["TrackId"]) for e in dwell if e["Zone"] == "scene"} == seen
-    assert run.closing and all(e["kind"] == "dwell" for e in run.closing)
-    assert max(e["timestamp"] for e in run.closing) > run.frames[-1].timestamp
+    assert any(e["kind"] == "dwell" for e in run.closing)
+    assert {e["kind"] for e in run.closing} <= {"dwell", "zone_exit"}
+    closed_dwell = [e for e in run.closing if e["kind"] == "dwell"]
+    assert max(e["timestamp"] for e in closed_dwell) > run.frames[-1].timestamp
     for e in dwell:
         assert e["Seconds"] > 0 and e["Zone"] in ("scene", "left", "right", "east")
     # Live dwell of a person never exceeds the session it ends up in.

@@ -17,14 +17,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from libs.clock import IntervalGate
 from libs.config import ConfigError, load_config, parse_config_text
 from libs.config.models import PluginConfig, SourceConfig
 from libs.frame import Detections, Frame
 from libs.loggers.file_system_logger import SourceFileSystemLogger
 from libs.metrics import recompute_all
 from libs.post_processors import POST_PROCESSORS
-from libs.post_processors.zones import PRESENCE_LOG, SampleClock, Zones
+from libs.post_processors.zones import PRESENCE_LOG, Zones
+from libs.records import PresenceSample, ZoneEntry, ZoneExit
+from libs.storage import sample_interval
 from processor.pipeline import finish_stream
+from processor.summary import summary_records
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 PASSWORD = "password123"
@@ -58,8 +62,17 @@ def frame_at(t: float, people: list[Person], metrics: dict[str, Any] | None = No
 
 
 def entries(frame: Frame) -> list[tuple[str, int]]:
-    return [(e["Zone"], e["TrackId"]) for e in frame.metrics.get("events", [])
-            if e["kind"] == "zone_entry"]
+    return [(r.zone, r.track_id) for r in frame.records if isinstance(r, ZoneEntry)]
+
+
+def exits(frame: Frame) -> list[ZoneExit]:
+    return [r for r in frame.records if isinstance(r, ZoneExit)]
+
+
+def sample(frame: Frame) -> PresenceSample | None:
+    found = [r for r in frame.records if isinstance(r, PresenceSample)]
+    assert len(found) <= 1
+    return found[0] if found else None
 
 
 def run(stage: Zones, schedule: list[tuple[float, list[Person]]]) -> list[Frame]:
@@ -133,6 +146,18 @@ def test_leaving_and_coming_back_later_is_a_new_entry() -> None:
     frames = run(stage, [(0, [(1, 200, 100)]), (1, [(1, 350, 100)]), (2, [(1, 350, 100)]),
                          (3, [(1, 350, 100)]), (4, [(1, 200, 100)])])
     assert [len(entries(f)) for f in frames] == [1, 0, 0, 0, 1]  # out 3 s > 2 s
+    # The first visit ends once it is more than 2 s old: stamped at its last sighting plus
+    # one frame interval (1 s here).
+    assert [len(exits(f)) for f in frames] == [0, 0, 0, 1, 0]
+    (left,) = exits(frames[3])
+    assert (left.zone, left.track_id, left.enter, left.timestamp, left.seconds) == (
+        "shop", 1, T0, T0 + timedelta(seconds=1), 1.0)
+    end = Frame("cam", -1, T0 + timedelta(seconds=4.001), np.zeros((1, 1, 3), np.uint8),
+                sample_due=True)
+    stage.finish(end)  # the visit still open ends with the stream; its entry is sampled
+    assert [(r.zone, r.seconds) for r in exits(end)] == [("shop", 1.0)]
+    last = sample(end)
+    assert last is not None and last.zones["shop"].entries == 2  # no sample ran before
 
 
 def test_coasting_rows_count_as_present_but_never_enter() -> None:
@@ -162,16 +187,22 @@ def test_estimated_occupancy_clamps_the_running_balance_at_zero() -> None:
         ({"door": {"in": 3, "out": 7}, "back": {"in": 1, "out": 0}}, 0),
     ]
     for i, (counts, expected) in enumerate(steps):
-        frame = stage.process(frame_at(i, [], {"line_counts": counts}))
+        frame = frame_at(i, [], {"line_counts": counts})
+        frame.sample_due = True
+        frame = stage.process(frame)
         assert frame.metrics["estimated_occupancy"] == expected
-        assert frame.metrics["samples"][PRESENCE_LOG]["EstimatedOccupancy"] == expected
+        got = sample(frame)
+        assert got is not None and got.estimated_occupancy == expected
     assert frame.metrics["line_occupancy"] == {"door": 0, "back": 1}
 
 
 def test_no_line_counts_no_estimate() -> None:
-    frame = make().process(frame_at(0, [(1, 200, 100)]))
+    frame = frame_at(0, [(1, 200, 100)])
+    frame.sample_due = True
+    frame = make().process(frame)
     assert "estimated_occupancy" not in frame.metrics
-    assert frame.metrics["samples"][PRESENCE_LOG]["EstimatedOccupancy"] == 0
+    got = sample(frame)
+    assert got is not None and got.estimated_occupancy == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -179,30 +210,25 @@ def test_no_line_counts_no_estimate() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def test_entries_count_from_one_logged_row_to_the_next() -> None:
-    stage = make()  # no app: the logger's default TimeInterval, 0.5 s
-    assert SampleClock(None).interval == 0.5
+def test_entries_count_from_one_sample_to_the_next() -> None:
+    stage = make()
+    clock = IntervalGate(0.5)  # the pipeline's sample clock at the default TimeInterval
     # Frames every 0.2 s; new people enter the shop at frames 1, 2 and 4.
     people: list[Person] = []
-    rows = []
+    samples = []
     for i in range(6):
         if i in (1, 2, 4):
             people.append((i, 200, 100))
-        rows.append(stage.process(frame_at(0.2 * i, list(people))).metrics["samples"]
-                    [PRESENCE_LOG])
-    # Logged frames (first of each 0.5 s slot): t = 0, 0.6, 1.0.
-    assert [r["Entries_shop"] for r in rows] == [0, 1, 2, 2, 1, 1]
-    logged = [rows[0], rows[3], rows[5]]
-    assert [r["ZoneEntries"] for r in logged] == [0, 2, 1]
-    assert [r["People"] for r in logged] == [0, 2, 3]
-    assert list(rows[0]) == ["People", "Entries", "ZoneEntries", "EstimatedOccupancy",
-                             "People_shop", "Entries_shop", "People_door", "Entries_door"]
-
-
-def test_next_row_time_is_the_next_slot() -> None:
-    clock = SampleClock(None)
-    assert clock.next_row_time(T0 + timedelta(seconds=0.2)) == T0 + timedelta(seconds=0.5)
-    assert clock.next_row_time(T0) == T0 + timedelta(seconds=0.5)
+        frame = frame_at(0.2 * i, list(people))
+        frame.sample_due = clock.due(frame.timestamp)
+        samples.append(sample(stage.process(frame)))
+    # Samples on the first frame of each 0.5 s slot only: t = 0, 0.6, 1.0.
+    assert [s is not None for s in samples] == [True, False, False, True, False, True]
+    taken = [s for s in samples if s is not None]
+    assert [s.zones["shop"].entries for s in taken] == [0, 2, 1]
+    assert [s.zone_entries for s in taken] == [0, 2, 1]
+    assert [s.people for s in taken] == [0, 2, 3]
+    assert list(taken[0].zones) == ["shop", "door"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,10 +342,14 @@ def presence_api(x86_config: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     stage = POST_PROCESSORS.get("zones")(section, src, config)
     fs = next(s for s in config.source_loggers if s.name == "file_system_logger")
     logger = SourceFileSystemLogger(fs, src, config)
+    clock = IntervalGate(sample_interval(config))  # as the pipeline runs it
     for i, (ts, people, metrics) in enumerate(presence_schedule()):
         frame = frame_at(0, people, metrics, index=i)
         frame.timestamp = ts
-        logger.log(stage.process(frame))
+        frame.sample_due = clock.due(ts)
+        frame = stage.process(frame)
+        summary_records(frame)
+        logger.log(frame)
     finish_stream("pets-view1", frame.timestamp, [("zones", stage)], [("fs", logger)])
     logger.close()
     assert all(r.error is None for r in recompute_all(config))

@@ -71,7 +71,7 @@ import json
 import logging
 import typing
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -229,6 +229,33 @@ def _zone_struct(cls: type[Record], name: str) -> type[Struct]:
     return value_type
 
 
+def cell_value(rec: Record, name: str, value: Any, tz: tzinfo) -> Any:
+    """Field ``name`` of ``rec`` (its value ``value``) as its CSV cell (module docstring)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return f"{value:.3f}" if name in THREE_DECIMALS.get(rec.kind, ()) else value
+    if isinstance(value, datetime):
+        return format_timestamp(value, tz)
+    if isinstance(value, tuple | dict | Struct):
+        if isinstance(rec, ObjectsSample) and name == "detections":
+            return _detections_cell(rec.detections)
+        if isinstance(rec, Clusters) and name == "clusters":
+            return _clusters_cell(rec)
+        return _json(_plain_json(value))
+    return value
+
+
+def csv_cells(rec: Record, tz: tzinfo) -> dict[str, Any]:
+    """``rec``'s CSV row as ``{column: cell}`` (the ``Timestamp`` included), as written."""
+    names, cells = csv_columns(rec)
+    values = [format_timestamp(rec.timestamp, tz)]
+    values += [cell_value(rec, name, cell(rec), tz) for name, cell in cells]
+    return dict(zip(names, values, strict=True))
+
+
 def _layout_key(rec: Record) -> tuple[Any, ...]:
     """What the columns of ``rec`` depend on: its kind and its regions' names."""
     zones = tuple(tuple(getattr(rec, f.name)) for f in _csv_fields(type(rec))
@@ -346,14 +373,15 @@ class SourceFileSystemLogger(SourceLogger):
         return folder
 
     def take(self, records: Sequence[Record]) -> None:
-        """Write each of this camera's records with a CSV log to it: a sample of kind K to
+        """Write each camera record with a CSV log to it (the records of this camera: a
+        worker feeds each camera's logger its own frames): a sample of kind K to
         ``<camera>/K/<date>.csv``, an event to ``<camera>/events/K/<date>.csv``
         (``line_crossing`` to ``<camera>/line_crossings/<date>.csv``); the date is the local
         date of the record's ``timestamp``."""
         if self._closed:
             return
         for rec in records:
-            if rec.source != "camera" or rec.source_id != self.source.id:
+            if rec.source != "camera":
                 continue
             folder = self.record_folder(rec)
             if folder is None:
@@ -370,28 +398,10 @@ class SourceFileSystemLogger(SourceLogger):
             names, cells = csv_columns(rec)
             layout = self._layouts[key] = (csv_line(names), cells)
         header, cells = layout
-        kind = rec.kind
         values: list[Any] = [format_timestamp(rec.timestamp, self.tz)]
         for name, cell in cells:
-            values.append(self._cell(rec, kind, name, cell(rec)))
+            values.append(cell_value(rec, name, cell(rec), self.tz))
         return header, csv_line(values)
-
-    def _cell(self, rec: Record, kind: str, name: str, value: Any) -> Any:
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, float):
-            return f"{value:.3f}" if name in THREE_DECIMALS.get(kind, ()) else value
-        if isinstance(value, datetime):
-            return format_timestamp(value, self.tz)
-        if isinstance(value, tuple | dict | Struct):
-            if isinstance(rec, ObjectsSample) and name == "detections":
-                return _detections_cell(rec.detections)
-            if isinstance(rec, Clusters) and name == "clusters":
-                return _clusters_cell(rec)
-            return _json(_plain_json(value))
-        return value
 
     def log(self, frame: Frame) -> None:
         """Screenshots (their own ``ScreenshotPeriod`` clock, which a replayed frame moves

@@ -25,14 +25,15 @@ gaps up to ``GapTolerance`` bridged (the KalmanTracker ends a track unseen for
   ``scene`` session (up to this frame), NaN for untracked rows.
 - ``frame.metrics["dwell_live"]``: ``{region or "scene": {track id: seconds}}`` for the
   sessions sighted in this frame.
-- Events (``frame.metrics["events"]``, logged to ``<camera dir>/events/<kind>/<date>.csv``):
-  ``dwell`` (``Zone, TrackId, Enter, Exit, Seconds``; stamped at ``Exit``) when a session
-  closes, and ``loitering`` (``Zone, TrackId, Enter, Seconds``; stamped at the frame) once
-  per session, at the first sighting where its duration reaches ``LoiterSeconds``.
-  ``Enter``/``Exit`` are ISO 8601 with milliseconds in App ``TimeZone``.
-- ``frame.metrics["samples"]["dwell_log"]``: the raw-log row (``<camera dir>/dwell_log/
-  <date>.csv``, one per logger ``TimeInterval``).  Its figures are over the ``scene``
-  sessions that *closed* since the previous logged row (a visit is counted when it closes,
+- Events (records, logged to ``<camera dir>/events/<kind>/<date>.csv``): ``dwell``
+  (:class:`libs.records.DwellSession`: ``Zone, TrackId, Enter, Exit, Seconds``; stamped at
+  ``Exit``) when a session closes, and ``loitering`` (:class:`libs.records.Loitering`:
+  ``Zone, TrackId, Enter, Seconds``; stamped at the frame) once per session, at the first
+  sighting where its duration reaches ``LoiterSeconds``.
+- The ``dwell_log`` sample (:class:`libs.records.DwellSample`, ``<camera dir>/dwell_log/
+  <date>.csv``), on every frame of the pipeline's sample clock (``frame.sample_due``).  Its
+  figures are over the ``scene`` sessions that *closed* since the previous sample (a visit
+  is counted when it closes,
   up to ``GapTolerance`` after its exit): ``Sessions``; ``DwellMs``, the sum of their
   durations in milliseconds (each rounded to the millisecond); ``LongestMs``, the longest;
   ``Loitering``, scene loitering events; ``Bucket1``..``Bucket5``, sessions by duration:
@@ -46,11 +47,9 @@ exactly: the average visit of a period is ``SumDwellMs / SumSessions / 1000`` se
 longest ``MaxLongestMs / 1000``, and ``SumBucket<i>`` the visits per duration bucket.
 (``AvgDwellMs`` and the other per-sample averages are per raw row, not per visit.)
 
-**End of a run.**  Sessions still open when the stream ends are closed by :meth:`Dwell.close`
-(``Exit`` = last sighting + one frame, as always): the pipeline closes its loggers before its
-steps, so their ``dwell`` events and a last raw row go straight to the camera's logs in the
-``file_system_logger``'s layout.  A pipeline that instead logs an end-of-stream frame can hand
-it to :meth:`Dwell.flush` before closing its loggers; ``close`` then has nothing left to do.
+**End of a run.**  Sessions still open when the stream ends are closed by
+:meth:`Dwell.finish` (``Exit`` = last sighting + one frame, as always): their ``dwell``
+events and a last ``dwell_log`` sample go on the pipeline's end-of-stream frame.
 """
 
 from __future__ import annotations
@@ -67,20 +66,17 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BeforeValidator, Field, field_validator
 
-from libs.clock import format_timestamp
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors.zones import (
     ZONES_ATTRIBUTE,
-    SampleClock,
-    add_events,
-    add_sample,
     camera_regions,
     membership,
     membership_from_attribute,
 )
+from libs.records import DwellSample, DwellSession, Loitering, ZoneDwell
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -200,8 +196,6 @@ class Dwell(PostProcessor):
         self.names = [SCENE, *(r.name for r in self.regions)]
         self.fixed_step = 1.0 / float(source.frame_rate) if source.frame_rate else None
         self.steps: deque[float] = deque(maxlen=STEP_HISTORY)
-        self.clock = SampleClock(app)
-        self.tz = self.clock.tz
         self.t0: datetime | None = None
         self.now = 0.0
         self.last_time: float | None = None
@@ -221,9 +215,6 @@ class Dwell(PostProcessor):
         assert self.t0 is not None
         return self.t0 + timedelta(seconds=seconds)
 
-    def stamp(self, seconds: float) -> str:
-        return format_timestamp(self.instant(seconds), self.tz)
-
     # -- frames -------------------------------------------------------------------------
 
     def process(self, frame: Frame) -> Frame:
@@ -233,11 +224,10 @@ class Dwell(PostProcessor):
         if self.last_time is not None and now > self.last_time:
             self.steps.append(now - self.last_time)
         self.last_time = self.now = now
-        events: list[dict[str, Any]] = []
 
         expired = [key for key, s in self.sessions.items() if now - s.last > self.gap]
         for key in expired:
-            events.append(self._close(key))
+            self._close(frame, key)
 
         dets = frame.detections
         ids = dets.track_ids
@@ -267,11 +257,8 @@ class Dwell(PostProcessor):
                 if not session.loitered and seconds >= self.loiter:
                     session.loitered = True
                     self.tallies[r].loitering += 1
-                    events.append({
-                        "kind": LOITERING_EVENT, "timestamp": frame.timestamp, "Zone": name,
-                        "TrackId": tid, "Enter": self.stamp(session.enter),
-                        "Seconds": round(seconds, 3),
-                    })
+                    frame.emit(Loitering, zone=name, track_id=tid,
+                               enter=self.instant(session.enter), seconds=round(seconds, 3))
 
         dwell = np.full(n, np.nan, np.float32)
         for k in np.flatnonzero(ids >= 0):
@@ -280,64 +267,52 @@ class Dwell(PostProcessor):
                 dwell[k] = session.last + step - session.enter
         dets.attributes[DWELL_ATTRIBUTE] = dwell
         frame.metrics["dwell_live"] = live
-        add_events(frame, events)
-        add_sample(frame, DWELL_LOG, self._row())
-        if self.clock.due(frame.timestamp):
-            self.tallies = [Tally() for _ in self.names]
+        if frame.sample_due:
+            self._sample(frame)
         return frame
 
-    def _close(self, key: tuple[int, int]) -> dict[str, Any]:
+    def _close(self, frame: Frame, key: tuple[int, int]) -> DwellSession:
         session = self.sessions.pop(key)
         r, tid = key
         exit_s = session.last + self.frame_interval()
         seconds = exit_s - session.enter
         self.tallies[r].add(round(seconds * 1000), self.edges_ms)
-        event = {
-            "kind": DWELL_EVENT, "timestamp": self.instant(exit_s), "Zone": self.names[r],
-            "TrackId": tid, "Enter": self.stamp(session.enter), "Exit": self.stamp(exit_s),
-            "Seconds": round(seconds, 3),
-        }
-        return event
+        exit_at = self.instant(exit_s)
+        return frame.emit(DwellSession, timestamp=exit_at, zone=self.names[r], track_id=tid,
+                          enter=self.instant(session.enter), exit=exit_at,
+                          seconds=round(seconds, 3))
 
-    def _row(self) -> dict[str, int]:
+    def _sample(self, frame: Frame) -> DwellSample:
+        """Emit the ``dwell_log`` sample (sessions closed since the previous one; reset)."""
         scene = self.tallies[0]
-        row = {"Sessions": scene.sessions, "DwellMs": scene.dwell_ms,
-               "LongestMs": scene.longest_ms, "Loitering": scene.loitering}
-        for i, count in enumerate(scene.buckets, start=1):
-            row[f"Bucket{i}"] = count
-        for name, tally in zip(self.names[1:], self.tallies[1:], strict=True):
-            row[f"Sessions_{name}"] = tally.sessions
-            row[f"DwellMs_{name}"] = tally.dwell_ms
-            row[f"LongestMs_{name}"] = tally.longest_ms
-            row[f"Loitering_{name}"] = tally.loitering
-        return row
+        b = scene.buckets
+        sample = frame.emit(
+            DwellSample, sessions=scene.sessions, dwell_ms=scene.dwell_ms,
+            longest_ms=scene.longest_ms, loitering=scene.loitering,
+            bucket1=b[0], bucket2=b[1], bucket3=b[2], bucket4=b[3], bucket5=b[4],
+            zones={name: ZoneDwell(sessions=t.sessions, dwell_ms=t.dwell_ms,
+                                   longest_ms=t.longest_ms, loitering=t.loitering)
+                   for name, t in zip(self.names[1:], self.tallies[1:], strict=True)},
+        )
+        self.tallies = [Tally() for _ in self.names]
+        return sample
 
     # -- end of the stream --------------------------------------------------------------
-
-    def flush(self, frame: Frame) -> Frame:
-        """Close every open session (``Exit`` = last sighting + one frame) and put their
-        ``dwell`` events and the last raw-log row on ``frame``: an end-of-stream frame that
-        the loggers log after the last real one, stamped in a logger slot of its own
-        (:meth:`SampleClock.next_row_time` of the last frame's time)."""
-        events = [self._close(key) for key in sorted(self.sessions, key=self._order)]
-        add_events(frame, events)
-        add_sample(frame, DWELL_LOG, self._row())
-        self.tallies = [Tally() for _ in self.names]
-        self.flushed = True
-        return frame
 
     def _order(self, key: tuple[int, int]) -> tuple[float, int, int]:
         return self.sessions[key].enter, key[0], key[1]
 
     def finish(self, end: Frame) -> None:
-        """End of the stream (unless :meth:`flush` ran): the sessions still open are
-        closed, and their ``dwell`` events and one more raw row (closed sessions not yet
-        logged) go on ``end``."""
-        if self.flushed or self.t0 is None:
+        """End of the stream: the sessions still open are closed, and their ``dwell``
+        events and one more sample (closed sessions not yet in one) go on ``end``."""
+        if self.t0 is None:
             return
         if not self.sessions and not any(t.sessions or t.loitering for t in self.tallies):
             return
-        before = len(end.metrics.get("events", []))
-        self.flush(end)
+        keys = sorted(self.sessions, key=self._order)
+        for key in keys:
+            self._close(end, key)
+        self._sample(end)
         log.info("dwell of camera %s: %d sessions closed at the end of the run",
-                 self.source.id, len(end.metrics.get("events", [])) - before)
+                 self.source.id, len(keys))
+        self.t0 = None

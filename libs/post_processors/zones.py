@@ -17,9 +17,12 @@ hidden for a moment, therefore enters once; someone who leaves and comes back la
 again.  A track first seen inside a region (someone stepping through a door at the image
 border) enters it.  A *sighting* is a row the tracker matched to a detection in this frame
 (score > 0): the KalmanTracker's coasting rows (score 0, a predicted box) count in the
-people-now figures but neither start nor extend a visit.  Each entry is an event
-``zone_entry`` (``Zone``, ``TrackId``), logged by the ``file_system_logger`` to
-``<camera dir>/events/zone_entry/<date>.csv``.
+people-now figures but neither start nor extend a visit.  Each entry is a ``zone_entry``
+record (:class:`libs.records.ZoneEntry`: ``zone``, ``track_id``), logged by the
+``file_system_logger`` to ``<camera dir>/events/zone_entry/<date>.csv``.  A visit that ends
+(no sighting for more than ``GapTolerance``, or the end of the stream) is a ``zone_exit``
+record (:class:`libs.records.ZoneExit`, stamped at its last sighting plus one frame interval:
+the last step between two frames; no CSV log).
 
 **Estimated occupancy** of the space behind the camera's counting lines, from the cumulative
 ``frame.metrics["line_counts"]`` of ``line_crossing`` (which must run before this step):
@@ -29,16 +32,18 @@ frame with that frame's new crossings.  Clamping at each step (rather than takin
 and then walk out do not leave a debt that hides the next arrivals: the estimate never goes
 negative and starts counting again from 0.  The same balance per line is also given.
 
-**Output** in ``frame.metrics``:
+**Output**: in ``frame.metrics`` (for the stages after this one and the frame summary)
 
 - ``zone_counts``: ``{region: {"people": in it now, "entries": entries since start}}``;
 - ``estimated_occupancy`` (int) and ``line_occupancy`` (``{line: int}``), when line counts
   are present;
-- ``events``: the ``zone_entry`` events of the frame;
-- ``samples["presence_log"]``: the raw-log row, written by the ``file_system_logger`` every
-  ``TimeInterval`` to ``<camera dir>/presence_log/<date>.csv``.  Its counters run from one
-  logged row to the next (this step mirrors the logger's row clock), so summing a column over
-  the rows of an hour gives that hour's total.  Columns, report columns first:
+
+and as records the ``zone_entry``/``zone_exit`` events of the frame and, on the frames of
+the pipeline's sample clock (``frame.sample_due``), a ``presence_log`` sample
+(:class:`libs.records.PresenceSample`), written by the ``file_system_logger`` to
+``<camera dir>/presence_log/<date>.csv``.  Its counters run from one sample to the next, so
+summing a column over the rows of an hour gives that hour's total.  Columns, report columns
+first:
 
   ``People``: people (tracked rows) in at least one of ``Zones``, all tracked people when the
   camera has no ``Zones``; ``Entries``: entries into ``EntryZones`` since the previous row
@@ -52,28 +57,27 @@ The ``presence`` report (hourly, daily, weekly, live) of ``presence_log`` gives 
 log (the report engine's columns are fixed, region names are per camera); the ``zone_entry``
 events give per-region counts for any interval exactly.
 
-**End of a run.**  Entries made after the last logged row are written by :meth:`Zones.close`
-as one more ``presence_log`` row, straight to the file (the pipeline has closed its loggers by
-then), or handed to an end-of-stream frame by :meth:`Zones.flush`.
+**End of a run.**  Entries made after the last sample go on the pipeline's end-of-stream
+frame (:meth:`Zones.finish`) as one more ``presence_log`` sample, with a ``zone_exit`` for
+every visit still open.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from pydantic import Field
 
-from libs.clock import IntervalGate, aware
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
 from libs.geometry import points_in_polygon
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
-from libs.storage import sample_interval
+from libs.records import PresenceSample, ZoneEntry, ZoneExit, ZonePresence
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -173,43 +177,6 @@ def membership_from_attribute(attribute: np.ndarray, names: Sequence[str]) -> np
     return inside
 
 
-class SampleClock:
-    """Which frames the ``file_system_logger`` writes a raw row for.
-
-    The logger writes ``samples`` only with the first frame of each ``TimeInterval`` slot
-    (slots aligned to the Unix epoch).  A step whose sample columns count "since the previous
-    row" keeps its counters running and resets them on the frames this clock calls due: it is
-    the logger's own :class:`IntervalGate`, fed the same timestamps, so both agree frame by
-    frame as long as every processed frame is logged (the pipeline logs every frame).
-    """
-
-    def __init__(self, app: LookoutConfig | None) -> None:
-        self.tz: tzinfo = app.app.tzinfo if app is not None else UTC
-        self.interval = sample_interval(app)
-        self.gate = IntervalGate(self.interval)
-
-    def due(self, ts: datetime) -> bool:
-        return self.gate.due(aware(ts, self.tz))
-
-    def next_row_time(self, ts: datetime) -> datetime:
-        """Start of the logger slot after the one holding ``ts``: a frame stamped so is
-        given a row of its own (an end-of-stream frame carrying the last counts)."""
-        ts = aware(ts, self.tz)
-        slot = self.gate.slot(ts)
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        start = epoch + timedelta(microseconds=(slot + 1) * self.gate.step_us)
-        return start.astimezone(ts.tzinfo)
-
-
-def add_events(frame: Frame, events: list[dict[str, Any]]) -> None:
-    if events:
-        frame.metrics.setdefault("events", []).extend(events)
-
-
-def add_sample(frame: Frame, folder: str, row: dict[str, int]) -> None:
-    frame.metrics.setdefault("samples", {})[folder] = row
-
-
 # ---------------------------------------------------------------------------------------
 # The step
 # ---------------------------------------------------------------------------------------
@@ -264,17 +231,19 @@ class Zones(PostProcessor):
         self.regions = camera_regions(source)
         self.names = [r.name for r in self.regions]
         self.roi_rows = np.array([r.roi for r in self.regions], bool)
-        self.clock = SampleClock(app)
         self.t0: datetime | None = None
-        # Per region: track id -> seconds (since t0) of its last sighting inside.
+        # Per region: track id -> seconds (since t0) of its last sighting inside, and of
+        # the first sighting of its visit.
         self.last_inside: list[dict[int, float]] = [{} for _ in self.regions]
+        self.visit_start: list[dict[int, float]] = [{} for _ in self.regions]
         self.total_entries = [0] * len(self.regions)
-        self.pending_entries = [0] * len(self.regions)  # since the previous logged row
+        self.pending_entries = [0] * len(self.regions)  # since the previous sample
         self.line_seen: dict[str, tuple[int, int]] = {}
         self.line_balance: dict[str, int] = {}
         self.balance = 0
         self.last_ts: datetime | None = None
-        self.flushed = False
+        self.last_now: float | None = None
+        self.step = 0.0  # the last step between two frames (s): a frame's worth of time
 
     def seconds(self, ts: datetime) -> float:
         if self.t0 is None:
@@ -283,26 +252,29 @@ class Zones(PostProcessor):
 
     def process(self, frame: Frame) -> Frame:
         now = self.seconds(frame.timestamp)
+        if self.last_now is not None and now > self.last_now:
+            self.step = now - self.last_now
+        self.last_now = now
         self.last_ts = frame.timestamp
         dets = frame.detections
         ids = dets.track_ids
         inside = membership(dets.foot_points(), self.regions)
         dets.attributes[ZONES_ATTRIBUTE] = zone_tuples(inside, self.names)
         sighted = (ids >= 0) & (dets.scores > 0)
-        events: list[dict[str, Any]] = []
         for r, name in enumerate(self.names):
             known = self.last_inside[r]
             for tid in ids[inside[r] & sighted].tolist():
                 last = known.get(tid)
                 if last is None or now - last > self.gap:
+                    if last is not None:  # the earlier visit ended long ago
+                        self._exit(frame, r, tid)
                     self.total_entries[r] += 1
                     self.pending_entries[r] += 1
-                    events.append({"kind": ZONE_ENTRY_EVENT, "timestamp": frame.timestamp,
-                                   "Zone": name, "TrackId": tid})
+                    self.visit_start[r][tid] = now
+                    frame.emit(ZoneEntry, zone=name, track_id=tid)
                 known[tid] = now
             for tid in [t for t, last in known.items() if now - last > self.gap]:
-                del known[tid]  # any later sighting is a new entry anyway
-        add_events(frame, events)
+                self._exit(frame, r, tid)  # any later sighting is a new entry anyway
 
         tracked = ids >= 0
         people_now = (inside & tracked[None, :]).sum(axis=1)
@@ -316,14 +288,23 @@ class Zones(PostProcessor):
             frame.metrics["estimated_occupancy"] = self.balance
             frame.metrics["line_occupancy"] = dict(self.line_balance)
 
-        if self.roi_rows.any():
-            in_roi = int((inside[self.roi_rows].any(axis=0) & tracked).sum())
-        else:
-            in_roi = int(tracked.sum())
-        add_sample(frame, PRESENCE_LOG, self._row(in_roi, people_now))
-        if self.clock.due(frame.timestamp):
-            self.pending_entries = [0] * len(self.regions)
+        if frame.sample_due:
+            if self.roi_rows.any():
+                in_roi = int((inside[self.roi_rows].any(axis=0) & tracked).sum())
+            else:
+                in_roi = int(tracked.sum())
+            self._sample(frame, in_roi, people_now)
         return frame
+
+    def _exit(self, frame: Frame, r: int, tid: int) -> None:
+        """The visit of track ``tid`` to region ``r`` ended: a ``zone_exit`` record."""
+        last = self.last_inside[r].pop(tid)
+        enter = self.visit_start[r].pop(tid, last)
+        assert self.t0 is not None
+        exit_s = last + self.step
+        frame.emit(ZoneExit, timestamp=self.t0 + timedelta(seconds=exit_s),
+                   zone=self.names[r], track_id=tid,
+                   enter=self.t0 + timedelta(seconds=enter), seconds=round(exit_s - enter, 3))
 
     def _update_balance(self, line_counts: dict[str, dict[str, int]]) -> None:
         total_in = total_out = 0
@@ -339,30 +320,28 @@ class Zones(PostProcessor):
             total_out += d_out
         self.balance = max(0, self.balance + total_in - total_out)
 
-    def _row(self, in_roi: int, people_now: np.ndarray) -> dict[str, int]:
-        entrances = sum(n for n, r in zip(self.pending_entries, self.regions, strict=True)
-                        if r.entrance)
-        roi_entries = sum(n for n, r in zip(self.pending_entries, self.regions, strict=True)
-                          if r.roi)
-        row = {"People": in_roi, "Entries": entrances, "ZoneEntries": roi_entries,
-               "EstimatedOccupancy": self.balance}
-        for r, name in enumerate(self.names):
-            row[f"People_{name}"] = int(people_now[r])
-            row[f"Entries_{name}"] = self.pending_entries[r]
-        return row
-
-    def flush(self, frame: Frame) -> Frame:
-        """End of the stream: put the entries not yet in a logged row on ``frame``, an
-        end-of-stream frame (nobody in it) for the loggers to log after the last real one,
-        stamped in a logger slot of its own (:meth:`SampleClock.next_row_time`)."""
-        add_sample(frame, PRESENCE_LOG, self._row(0, np.zeros(len(self.regions), np.int64)))
+    def _sample(self, frame: Frame, in_roi: int, people_now: np.ndarray) -> PresenceSample:
+        """Emit the ``presence_log`` sample (entries since the previous one, then reset)."""
+        pending = self.pending_entries
+        entrances = sum(n for n, r in zip(pending, self.regions, strict=True) if r.entrance)
+        roi_entries = sum(n for n, r in zip(pending, self.regions, strict=True) if r.roi)
+        sample = frame.emit(
+            PresenceSample, people=in_roi, entries=entrances, zone_entries=roi_entries,
+            estimated_occupancy=self.balance,
+            zones={name: ZonePresence(people=int(people_now[r]), entries=pending[r])
+                   for r, name in enumerate(self.names)},
+        )
         self.pending_entries = [0] * len(self.regions)
-        self.flushed = True
-        return frame
+        return sample
 
     def finish(self, end: Frame) -> None:
-        """End of the stream: the entries not yet in a logged row go on ``end`` (unless
-        :meth:`flush` ran, or there are none)."""
-        if self.flushed or self.last_ts is None or not any(self.pending_entries):
+        """End of the stream: every open visit ends (``zone_exit``) and the entries not yet
+        in a sample go on ``end`` as one more ``presence_log`` sample (nobody in view)."""
+        if self.last_ts is None:
             return
-        self.flush(end)
+        for r, known in enumerate(self.last_inside):
+            for _, tid in sorted((last, tid) for tid, last in known.items()):
+                self._exit(end, r, tid)
+        if any(self.pending_entries):
+            self._sample(end, 0, np.zeros(len(self.regions), np.int64))
+        self.last_ts = None
