@@ -15,10 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from libs.clock import FINAL_ROW_OFFSET, IntervalGate
 from libs.config import LookoutConfig, load_config
 from libs.frame import Detections, Frame
 from libs.loggers import SourceLogger
+from libs.loggers.file_system_logger import csv_cells
 from libs.post_processors import PostProcessor
+from libs.records import Record
+from libs.storage import sample_interval
+from processor.summary import summary_records
 from tests.conftest import REPO, core_config_text
 
 START = datetime(2024, 5, 6, 10, 0, 0, tzinfo=UTC)
@@ -93,38 +98,66 @@ def frame_at(index: int, people: Sequence[Person], start: datetime = START,
 
 @dataclass
 class Run:
-    """What a stage published over a scene."""
+    """What a stage published over a scene: the frames, and its samples and events as the
+    file logger writes them (``{column: cell}``; events also carry ``kind``, ``timestamp``
+    and ``record``)."""
 
     frames: list[Frame]
-    samples: dict[str, list[dict[str, int]]]
+    samples: dict[str, list[dict[str, Any]]]
     events: list[dict[str, Any]]
+    end: Frame | None = None
 
     def total(self, folder: str, column: str) -> int:
         return sum(row[column] for row in self.samples.get(folder, []))
+
+    def records(self) -> list[Record]:
+        """Every record of the scene, the end frame's included."""
+        frames = self.frames + ([self.end] if self.end is not None else [])
+        return [r for f in frames for r in f.records]
+
+
+def collect(records: Iterable[Record], samples: dict[str, list[dict[str, Any]]],
+            events: list[dict[str, Any]]) -> None:
+    """Sort ``records`` into ``samples`` and ``events`` (frame summaries left out)."""
+    for rec in records:
+        if rec.CATEGORY == "summary":
+            continue
+        cells = csv_cells(rec, UTC)
+        del cells["Timestamp"]
+        if rec.CATEGORY == "sample":
+            samples.setdefault(rec.kind, []).append(cells)
+        else:
+            events.append({"kind": rec.kind, "timestamp": rec.timestamp, "record": rec,
+                           **cells})
 
 
 def run_scene(stage: PostProcessor, people: Sequence[Person], frames: Iterable[int],
               finish: bool = True, start: datetime = START,
               logger: SourceLogger | None = None) -> Run:
-    """Feed the frames to ``stage`` (then to ``logger``, when given); collect samples and
-    events (``finish()`` at the end)."""
+    """Feed the frames to ``stage`` as the pipeline does (its sample clock ticks, the frame
+    records; then ``logger``, when given); collect samples and events (``finish()`` on an
+    end-of-stream frame at the end)."""
     out: list[Frame] = []
-    samples: dict[str, list[dict[str, int]]] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
     events: list[dict[str, Any]] = []
+    clock = IntervalGate(sample_interval(stage.app))
     for index in frames:
-        frame = stage.process(frame_at(index, people, start))
+        frame = frame_at(index, people, start)
+        frame.sample_due = clock.due(frame.timestamp)
+        frame = stage.process(frame)
+        summary_records(frame)
         if logger is not None:
             logger.log(frame)
-        for folder, row in frame.metrics.get("samples", {}).items():
-            samples.setdefault(folder, []).append(dict(row))
-        events += frame.metrics.get("events", [])
+        collect(frame.records, samples, events)
         out.append(frame)
-    if finish:
-        last, final = stage.end_open_tracks()  # type: ignore[attr-defined]
-        for folder, row in last.items():
-            samples.setdefault(folder, []).append(dict(row))
-        events += final
-    return Run(out, samples, events)
+    end = None
+    if finish and out:
+        last = out[-1]
+        end = Frame(last.camera_id, -1, last.timestamp + FINAL_ROW_OFFSET, IMAGE,
+                    sample_due=True)
+        stage.finish(end)
+        collect(end.records, samples, events)
+    return Run(out, samples, events, end)
 
 
 def file_logger(config: LookoutConfig) -> SourceLogger:

@@ -19,6 +19,7 @@ from libs.post_processors.audience import (
     AudienceConfig,
     age_band,
 )
+from libs.records import AudienceSample, AudienceSession
 from processor.pipeline import finish_stream
 from tests.audience_helpers import (
     START,
@@ -183,13 +184,14 @@ def test_tracks_end_after_the_gap_and_samples_follow_the_logger(tmp_path, shared
     # last seen at 1.4 s, ended at the first frame more than 3 s later (4.5 s), which opens a
     # raw-log slot itself (TimeInterval 0.5 s: rows at frames 0, 5, 10, ...)
     assert len(run.events) == 1
-    ended = next(f for f in run.frames if f.metrics.get("events"))
+    ended = next(f for f in run.frames if any(isinstance(r, AudienceSession) for r in f.records))
     assert ended.index == 45
-    carrying = [f.index for f in run.frames
-                if f.metrics.get("samples", {}).get(LOG, {}).get("People")]
+    carrying = [f.index for f in run.frames for r in f.records
+                if isinstance(r, AudienceSample) and r.people]
     assert carrying == [45]
-    assert [f.index for f in run.frames if LOG in f.metrics.get("samples", {})] == list(
-        range(0, 60, 5))
+    assert [f.index for f in run.frames for r in f.records if isinstance(r, AudienceSample)] == (
+        list(range(0, 60, 5)))
+    assert [f.index for f in run.frames if f.sample_due] == list(range(0, 60, 5))
 
 
 def test_close_flushes_open_tracks(tmp_path, shared, monkeypatch) -> None:
@@ -217,7 +219,7 @@ def test_close_flushes_open_tracks(tmp_path, shared, monkeypatch) -> None:
     assert (sample["People"], sample["PassingBy"], sample["Interested"]) == ("2", "2", "1")
     assert list(sample)[1:] == list(AUDIENCE_COLUMNS)
     again = finish_stream("pets-view1", last, [("audience", aud)], [])
-    assert again.metrics == {}  # nothing left: no more rows
+    assert again.records == []  # nothing left: no more rows
     assert len((root / LOG / "2024-05-06.csv").read_text().splitlines()) == 11
 
 
@@ -225,7 +227,7 @@ def test_finish_without_frames_or_logger_writes_nothing(tmp_path, shared, monkey
     monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
     aud = stage(tmp_path, shared)
     end = finish_stream("pets-view1", START, [("audience", aud)], [])
-    assert end.metrics == {}  # no frame seen
+    assert end.records == []  # no frame seen
     aud.close()
     assert not (tmp_path / "data").exists()
     folder = tmp_path / "nolog"
@@ -238,7 +240,8 @@ def test_finish_without_frames_or_logger_writes_nothing(tmp_path, shared, monkey
     aud = Audience(AudienceConfig.model_validate({"Name": "audience"}), config.sources[0], config)
     run = run_scene(aud, [walking(1, range(0, 15))], range(0, 15), finish=False)
     end = finish_stream("pets-view1", run.frames[-1].timestamp, [("audience", aud)], [])
-    assert end.metrics["events"]  # the open track ends on the end frame...
+    assert [r.kind for r in end.records] == ["audience", "audience_log"]  # the open track
+    # ends on the end frame...
     aud.close()
     assert not (folder / "data").exists()  # ...and with no logger, nothing is written
 

@@ -9,33 +9,23 @@ each frame that shows the track, the time since the frame that last showed it is
 the state (stopped, looking, engaged...) it had then, unless the gap is longer than the
 stage's ``MaxGapSeconds`` (a person lost for longer is not known to have been there).
 
-**Raw-log rows.**  The camera's ``file_system_logger`` writes ``frame.metrics["samples"]``
-only on the first frame of each ``TimeInterval`` slot (slots aligned to the Unix epoch).
-:class:`SampleSchedule` repeats the logger's decision on the same timestamps, so a stage can
-publish "what happened since the previous row" exactly on the frames that are logged and no
-count is ever lost between rows.
+**Samples.**  A stage emits its sample ("what happened since the previous sample") on the
+frames of the pipeline's one sample clock (``frame.sample_due``), so no count is ever lost
+between two samples.
 
 **The end of a run.**  What a stage learns at the end of the stream (the tracks still open)
-goes on the pipeline's end frame in its ``finish()`` (:func:`put_final_records`) and reaches
-the loggers like any other record.
+goes on the pipeline's end frame in its ``finish()`` and reaches the sinks like any other
+record.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from libs.clock import IntervalGate, aware
-from libs.storage import sample_interval
-
-if TYPE_CHECKING:
-    from libs.config.models import LookoutConfig
-    from libs.frame import Frame
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +43,9 @@ def elapsed_us(earlier: datetime, later: datetime) -> int:
     return (later - earlier) // _MICROSECOND
 
 
-def seconds_text(us: int) -> str:
-    """Microseconds as seconds with 3 decimals, for event logs."""
-    return f"{us / US_PER_S:.3f}"
-
-
 def ms_of(us: int) -> int:
     """Microseconds rounded to integer milliseconds (raw-log columns are integers)."""
     return (us + 500) // 1000
-
-
-class SampleSchedule:
-    """True on the frames the ``file_system_logger`` writes a raw row for."""
-
-    def __init__(self, app: LookoutConfig) -> None:
-        seconds = sample_interval(app)
-        self.tz = app.app.tzinfo
-        self._gate = IntervalGate(seconds)
-
-    def due(self, ts: datetime) -> bool:
-        return self._gate.due(aware(ts, self.tz))
 
 
 class FootHistory:
@@ -125,17 +98,3 @@ class FootHistory:
     def forget(self, ids: Iterable[int]) -> None:
         for tid in ids:
             self._points.pop(tid, None)
-
-
-def put_final_records(
-    end: Frame,
-    samples: Mapping[str, Mapping[str, int]],
-    events: Sequence[Mapping[str, Any]],
-) -> None:
-    """Put what a stage learns at the end of the stream (the last raw-log row of each folder
-    and the events of the tracks still open) on the pipeline's end frame, unless there is
-    nothing to record."""
-    if events or any(any(row.values()) for row in samples.values()):
-        for folder, row in samples.items():
-            end.metrics.setdefault("samples", {})[folder] = dict(row)
-        end.metrics.setdefault("events", []).extend(dict(e) for e in events)

@@ -56,14 +56,13 @@ from libs.frame import EMOTIONS, Frame
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors._track_time import (
+    US_PER_S,
     FootHistory,
-    SampleSchedule,
     elapsed_us,
     micros,
     ms_of,
-    put_final_records,
-    seconds_text,
 )
+from libs.records import AudienceSample, AudienceSession, fields_of
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -98,6 +97,9 @@ AUDIENCE_COLUMNS: tuple[str, ...] = (
     "People", "PassingBy", "Interested", "InterestedStopMs", "InterestedLookMs",
     *AGE_COLUMNS.values(), *GENDER_COLUMNS.values(), *EMOTION_COLUMNS.values(),
 )
+# audience_log column -> AudienceSample field (the record names its columns).
+SAMPLE_FIELDS = {f.metadata["csv"]: f.name for f in fields_of(AudienceSample)}
+assert tuple(SAMPLE_FIELDS) == AUDIENCE_COLUMNS, "AudienceSample columns differ from the log's"
 AUDIENCE_REPORT = ReportKind(
     "audience", tuple(Measure(column, column) for column in AUDIENCE_COLUMNS),
     description=("People who left, passing by, interested (stopped and looking), the stop "
@@ -237,7 +239,6 @@ class Audience(PostProcessor):
         self.max_gap_us = micros(config.max_gap_seconds)
         self.end_after_us = micros(config.end_after_seconds)
         self.motion = FootHistory(config.motion_window)
-        self.schedule = SampleSchedule(app)
         self.tracks: dict[int, TrackAudience] = {}
         self.pending = _Pending()
         self.last_frame: datetime | None = None
@@ -305,14 +306,14 @@ class Audience(PostProcessor):
                 if emotions is not None and int(emotions[k]) >= 0:
                     track.emotion = int(emotions[k])
         gone = [t for t in self.tracks.values() if elapsed_us(t.last_seen, ts) > self.end_after_us]
-        events = [self._end(t) for t in sorted(gone, key=lambda t: (t.last_seen, t.track_id))]
-        if events:
-            frame.metrics.setdefault("events", []).extend(events)
-        if self.schedule.due(ts):
-            frame.metrics.setdefault("samples", {})[AUDIENCE_LOG_FOLDER] = self._sample()
+        for t in sorted(gone, key=lambda t: (t.last_seen, t.track_id)):
+            self._end(frame, t)
+        if frame.sample_due:
+            self._sample(frame)
         return frame
 
-    def _end(self, track: TrackAudience) -> dict[str, Any]:
+    def _end(self, frame: Frame, track: TrackAudience) -> AudienceSession:
+        """The track ended: its ``audience`` record, and its counts join the next sample."""
         del self.tracks[track.track_id]
         self.motion.forget([track.track_id])
         verdict = self.classify(track)
@@ -328,36 +329,35 @@ class Audience(PostProcessor):
                 counts[GENDER_COLUMNS[verdict.gender]] += 1
                 counts[EMOTION_COLUMNS[verdict.emotion]] += 1
         demo = track.demographics
-        return {
-            "kind": "audience",
-            "timestamp": track.last_seen,
-            "TrackId": track.track_id,
-            "Present": seconds_text(track.present_us),
-            "Stopped": seconds_text(track.stopped_us),
-            "Looking": seconds_text(track.looking_us) if track.looking_known else "",
-            "PassingBy": int(verdict.passing_by),
-            "Interested": int(verdict.interested),
-            "AgeBand": verdict.age_band if demo else "",
-            "Gender": verdict.gender if demo else "",
-            "Emotion": verdict.emotion if demo else "",
-        }
+        return frame.emit(
+            AudienceSession,
+            timestamp=track.last_seen,
+            track_id=track.track_id,
+            present=track.present_us / US_PER_S,
+            stopped=track.stopped_us / US_PER_S,
+            looking=track.looking_us / US_PER_S if track.looking_known else None,
+            passing_by=verdict.passing_by,
+            interested=verdict.interested,
+            age_band=verdict.age_band if demo else None,
+            gender=verdict.gender if demo else None,
+            emotion=verdict.emotion if demo else None,
+        )
 
-    def _sample(self) -> dict[str, int]:
-        row = self.pending.counts
+    def _sample(self, frame: Frame) -> AudienceSample:
+        """Emit the ``audience_log`` sample (tracks ended since the previous one; reset)."""
+        counts = self.pending.counts
         self.pending = _Pending()
-        return row
-
-    def end_open_tracks(self) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
-        """End every open track: the last raw-log row and the events."""
-        if self.last_frame is None:
-            return {}, []
-        tracks = sorted(self.tracks.values(), key=lambda t: (t.last_seen, t.track_id))
-        events = [self._end(t) for t in tracks]
-        return {AUDIENCE_LOG_FOLDER: self._sample()}, events
+        fields: dict[str, Any] = {SAMPLE_FIELDS[column]: n for column, n in counts.items()}
+        return frame.emit(AudienceSample, **fields)
 
     def finish(self, end: Frame) -> None:
-        """End of the stream: the open tracks end, their events and the last raw-log row go
-        on ``end``."""
-        samples, events = self.end_open_tracks()
-        put_final_records(end, samples, events)
+        """End of the stream: the open tracks end; their records and the last sample go on
+        ``end`` (nothing when there is nothing to record)."""
+        if self.last_frame is None:
+            return
         self.last_frame = None
+        tracks = sorted(self.tracks.values(), key=lambda t: (t.last_seen, t.track_id))
+        for t in tracks:
+            self._end(end, t)
+        if tracks or any(self.pending.counts.values()):
+            self._sample(end)

@@ -30,12 +30,14 @@ bottom of the image is not.  All people of a frame are computed at once (numpy).
 **Time** (integer microseconds of the frame clock, sample and hold; see
 :mod:`libs.post_processors._track_time`): each track's observed and engaged seconds, its first
 and last seen time.  A track unseen for more than ``EndAfterSeconds`` has ended: it becomes an
-event ``engagement`` (``TrackId, FirstSeen, LastSeen, ObservedSeconds, EngagedSeconds``,
-logged at its last-seen time) and is counted in the raw log ``engagement_log``.  ``close()``
-ends every open track.
+``engagement`` record (:class:`libs.records.EngagementSession`: ``TrackId, FirstSeen,
+LastSeen, ObservedSeconds, EngagedSeconds``, stamped at its last-seen time) and is counted in
+the next ``engagement_log`` sample.  ``finish()`` ends every open track on the pipeline's
+end-of-stream frame.
 
-**Raw log** ``engagement_log`` (one row per logger ``TimeInterval``, each row counting what
-happened since the previous row, so any hour, day or week is an exact sum):
+**Samples** ``engagement_log`` (:class:`libs.records.EngagementSample`, on every frame of the
+pipeline's sample clock, each counting what happened since the previous sample, so any hour,
+day or week is an exact sum):
 
 * ``People``: tracks that ended (each person once, when they leave);
 * ``EngagedPeople``: of those, the ones engaged for any time;
@@ -69,7 +71,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from libs.clock import IntervalGate, aware, format_timestamp
+from libs.clock import IntervalGate, aware
 from libs.config.models import PluginConfig, form
 from libs.frame import Frame
 from libs.metrics.reports import Measure, RawLogSpec, ReportKind, register_source_spec
@@ -77,13 +79,11 @@ from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors._track_time import (
     US_PER_S,
     FootHistory,
-    SampleSchedule,
     elapsed_us,
     micros,
     ms_of,
-    put_final_records,
-    seconds_text,
 )
+from libs.records import EngagementSample, EngagementSession
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -365,7 +365,6 @@ class Engagement(PostProcessor):
         self.window = timedelta(seconds=config.window_seconds or config.update_period)
         self.tz = app.app.tzinfo
         self.motion = FootHistory(config.motion_window)
-        self.schedule = SampleSchedule(app)
         self.updates = IntervalGate(config.update_period)
         self.tracks: dict[int, TrackEngagement] = {}
         self.pending = _Pending()
@@ -440,11 +439,9 @@ class Engagement(PostProcessor):
                 "engagement_seconds": track.engaged_us / US_PER_S,
                 "last_seen": ts,
             }
-        events = self._end_tracks(ts)
-        if events:
-            frame.metrics.setdefault("events", []).extend(events)
-        if self.schedule.due(ts):
-            frame.metrics.setdefault("samples", {})[ENGAGEMENT_LOG_FOLDER] = self._sample()
+        self._end_tracks(frame, ts)
+        if frame.sample_due:
+            self._sample(frame)
         self._update_window(ts)
         frame.metrics["engagement"] = {"people": people, "totals": self.totals()}
         if self.window_figures is not None:
@@ -453,7 +450,7 @@ class Engagement(PostProcessor):
 
     # -- tracks that end ----------------------------------------------------------------
 
-    def _end(self, track: TrackEngagement) -> dict[str, Any]:
+    def _end(self, frame: Frame, track: TrackEngagement) -> EngagementSession:
         del self.tracks[track.track_id]
         self.motion.forget([track.track_id])
         engaged_ms = ms_of(track.engaged_us)
@@ -464,34 +461,38 @@ class Engagement(PostProcessor):
             self.pending.engaged_people += 1
             self.pending.engagement_ms += engaged_ms
             self.ended_engaged += 1
-        return {
-            "kind": "engagement",
-            "timestamp": track.last_seen,
-            "TrackId": track.track_id,
-            "FirstSeen": format_timestamp(track.first_seen, self.tz),
-            "LastSeen": format_timestamp(track.last_seen, self.tz),
-            "ObservedSeconds": seconds_text(track.observed_us),
-            "EngagedSeconds": f"{engaged_ms / 1000:.3f}",
-        }
+        return frame.emit(
+            EngagementSession,
+            timestamp=track.last_seen,
+            track_id=track.track_id,
+            first_seen=track.first_seen,
+            last_seen=track.last_seen,
+            observed_seconds=track.observed_us / US_PER_S,
+            engaged_seconds=engaged_ms / 1000,
+        )
 
-    def _end_tracks(self, now: datetime) -> list[dict[str, Any]]:
+    def _end_tracks(self, frame: Frame, now: datetime) -> None:
         gone = [
             t for t in self.tracks.values() if elapsed_us(t.last_seen, now) > self.end_after_us
         ]
-        return [self._end(t) for t in sorted(gone, key=lambda t: (t.last_seen, t.track_id))]
+        for t in sorted(gone, key=lambda t: (t.last_seen, t.track_id)):
+            self._end(frame, t)
 
-    def _sample(self) -> dict[str, int]:
-        """The counts since the previous raw-log row (then reset)."""
-        observed_ms = ms_of(self.observed_us)
-        row = {
-            "People": self.pending.people,
-            "EngagedPeople": self.pending.engaged_people,
-            "EngagementMs": self.pending.engagement_ms,
-            "ObservedMs": observed_ms - self.published_observed_ms,
+    def _counts(self) -> dict[str, Any]:
+        """The counts since the previous sample."""
+        return {
+            "people": self.pending.people,
+            "engaged_people": self.pending.engaged_people,
+            "engagement_ms": self.pending.engagement_ms,
+            "observed_ms": ms_of(self.observed_us) - self.published_observed_ms,
         }
-        self.published_observed_ms = observed_ms
+
+    def _sample(self, frame: Frame) -> EngagementSample:
+        """Emit the ``engagement_log`` sample (counts since the previous one; reset)."""
+        sample = frame.emit(EngagementSample, **self._counts())
+        self.published_observed_ms = ms_of(self.observed_us)
         self.pending = _Pending()
-        return row
+        return sample
 
     def totals(self) -> dict[str, Any]:
         """Since the camera started, open tracks included."""
@@ -531,18 +532,14 @@ class Engagement(PostProcessor):
 
     # -- the end of the run ---------------------------------------------------------------
 
-    def end_open_tracks(self) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
-        """End every open track: the last raw-log row and the events (nothing when the
-        camera never showed a frame)."""
-        if self.last_frame is None:
-            return {}, []
-        tracks = sorted(self.tracks.values(), key=lambda t: (t.last_seen, t.track_id))
-        events = [self._end(t) for t in tracks]
-        return {ENGAGEMENT_LOG_FOLDER: self._sample()}, events
-
     def finish(self, end: Frame) -> None:
-        """End of the stream: the open tracks end, their events and the last raw-log row go
-        on ``end``."""
-        samples, events = self.end_open_tracks()
-        put_final_records(end, samples, events)
+        """End of the stream: the open tracks end; their records and the last sample go on
+        ``end`` (nothing when the camera never showed a frame or there is nothing new)."""
+        if self.last_frame is None:
+            return
         self.last_frame = None
+        tracks = sorted(self.tracks.values(), key=lambda t: (t.last_seen, t.track_id))
+        for t in tracks:
+            self._end(end, t)
+        if tracks or any(self._counts().values()):
+            self._sample(end)
