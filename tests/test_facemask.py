@@ -18,6 +18,7 @@ from libs.post_processors.facemask import (
     mask_vote,
 )
 from libs.post_processors.faces import MASK_MODEL, MaskedFaceModel
+from libs.records import FacemaskSample, MaskState
 from tests.faces_helpers import (
     MASKED_FACE,
     UNMASKED_FACE,
@@ -114,12 +115,15 @@ def test_people_without_track_and_tracks_are_independent(tmp_path: Path, shared:
     stage = facemask_stage(tmp_path, shared, MinObservations=1)
     frame = frame_of(scene(), [[0, 0, 50, 200]] * 3, [-1, 1, 2], 0.0, 0,
                      faces_given(3, [True, True, True], [0.9, 0.1, NAN], [True, True, False]))
+    frame.sample_due = True  # a tick of the pipeline's sample clock
     out = stage.process(frame)
     mask = out.detections.attributes["mask"]
     assert mask.dtype == np.int8 and mask.tolist() == [1, 0, -1]
-    assert out.metrics["samples"][FACEMASK_LOG_FOLDER] == {
-        "WithMask": 1, "WithoutMask": 1, "NoFace": 1,
-    }
+    assert [(r.with_mask, r.without_mask, r.no_face) for r in out.records
+            if isinstance(r, FacemaskSample)] == [(1, 1, 1)]
+    # track 1 decided "no mask" (the untracked person has no state to change)
+    assert [(r.track_id, r.mask, r.previous) for r in out.records
+            if isinstance(r, MaskState)] == [(1, "no_mask", "unknown")]
 
 
 def test_forgotten_tracks_start_over(tmp_path: Path, shared: Path) -> None:
@@ -135,9 +139,12 @@ def test_without_the_faces_attributes_everybody_is_unknown(
     tmp_path: Path, shared: Path
 ) -> None:
     stage = facemask_stage(tmp_path, shared)
-    out = stage.process(frame_of(scene(), [[0, 0, 50, 200]] * 2, [1, 2]))
+    frame = frame_of(scene(), [[0, 0, 50, 200]] * 2, [1, 2])
+    frame.sample_due = True
+    out = stage.process(frame)
     assert out.detections.attributes["mask"].tolist() == [-1, -1]
-    assert out.metrics["samples"][FACEMASK_LOG_FOLDER]["NoFace"] == 2
+    assert [r.no_face for r in out.records if isinstance(r, FacemaskSample)] == [2]
+    assert not any(isinstance(r, MaskState) for r in out.records)  # still unknown
 
 
 # ---------------------------------------------------------------------------------------

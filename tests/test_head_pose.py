@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from libs.config import ConfigError
+from libs.frame import Frame
 from libs.metrics.reports import source_specs
 from libs.post_processors.faces import YUNET_MODEL, YuNet, box_iou
 from libs.post_processors.head_pose import (
@@ -31,6 +32,7 @@ from libs.post_processors.head_pose import (
     rotation_from_angles,
     solve_head_pose,
 )
+from libs.records import AttentionSample
 from tests.faces_helpers import FACES_DIR, frame_of, load, scene, section
 
 CAMERA = camera_matrix(640, 480, 60.0)
@@ -59,6 +61,17 @@ def face_attributes(marks: np.ndarray, fresh: bool = True) -> dict[str, np.ndarr
         "face_landmarks": marks[None].astype(np.float32),
         "face_fresh": np.array([fresh]),
     }
+
+
+def due(frame: Frame) -> Frame:
+    """``frame`` as a tick of the pipeline's sample clock (a sample is taken on it)."""
+    frame.sample_due = True
+    return frame
+
+
+def attention(frame: Frame) -> list[tuple[int, int]]:
+    """``(people, looking)`` of the frame's ``attention_log`` samples."""
+    return [(r.people, r.looking) for r in frame.records if isinstance(r, AttentionSample)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,11 +196,11 @@ def test_carried_faces_keep_the_track_angles_and_no_face_is_unknown(
     gone = {"face_box": np.full((1, 4), np.nan, np.float32),
             "face_landmarks": np.full((1, 5, 2), np.nan, np.float32),
             "face_fresh": np.array([True])}
-    out = stage.process(frame_of(scene(), box, [2], 0.08, 2, gone))
+    out = stage.process(due(frame_of(scene(), box, [2], 0.08, 2, gone)))
     attrs = out.detections.attributes
     assert np.isnan(attrs["head_yaw"][0]) and np.isnan(attrs["head_pitch"][0])
     assert not attrs["looking"][0]
-    assert out.metrics["samples"][ATTENTION_LOG_FOLDER] == {"People": 1, "Looking": 0}
+    assert attention(out) == [(1, 0)]
 
 
 def test_contract_dtypes_and_samples(tmp_path: Path, shared: Path) -> None:
@@ -195,15 +208,17 @@ def test_contract_dtypes_and_samples(tmp_path: Path, shared: Path) -> None:
     marks = project(GENERIC_FACE_5, 0.0, 0.0, 0.0)
     attrs = face_attributes(marks)
     two = {k: np.concatenate([v, v]) for k, v in attrs.items()}
-    out = stage.process(frame_of(scene(), [[250, 100, 390, 470]] * 2, [1, 2], 0.0, 0, two))
+    out = stage.process(due(frame_of(scene(), [[250, 100, 390, 470]] * 2, [1, 2], 0.0, 0, two)))
     a = out.detections.attributes
     for key, dtype in (("head_yaw", np.float32), ("head_pitch", np.float32),
                        ("looking", np.bool_), ("looking_seconds", np.float32)):
         assert a[key].shape == (2,) and a[key].dtype == dtype, key
-    assert out.metrics["samples"][ATTENTION_LOG_FOLDER] == {"People": 2, "Looking": 2}
-    empty = stage.process(frame_of(scene(), [], [], 0.04, 1))
+    assert attention(out) == [(2, 2)]
+    empty = stage.process(due(frame_of(scene(), [], [], 0.04, 1)))
     assert empty.detections.attributes["head_yaw"].shape == (0,)
-    assert empty.metrics["samples"][ATTENTION_LOG_FOLDER] == {"People": 0, "Looking": 0}
+    assert attention(empty) == [(0, 0)]
+    between = stage.process(frame_of(scene(), [], [], 0.08, 2))  # no sample-clock tick
+    assert attention(between) == []
 
 
 def test_head_pose_needs_faces_and_reports_attention(tmp_path: Path, shared: Path) -> None:

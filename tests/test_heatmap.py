@@ -34,6 +34,7 @@ from libs.metrics.heatmap import (
 )
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.heatmap import Heatmap, HeatmapConfig
+from libs.records import Clusters
 from tests.conftest import REPO, core_config_text
 
 TZ_NAME = "Asia/Kolkata"  # UTC+05:30: local hours are not UTC hours
@@ -471,16 +472,18 @@ def test_clusters_of_engaged_people(config: LookoutConfig) -> None:
                  engaged=[True, True, False])
     proc.close()
     # updates at the first frame of each 5 s slot: t = 0, 5 and 10 s
-    events = [e for f in frames for e in f.metrics.get("events", ())]
-    assert [e["kind"] for e in events] == ["clusters"] * 3
-    assert [e["Frame"] for e in events] == [0, 20, 40]
+    events = [r for f in frames for r in f.records]
+    assert all(isinstance(e, Clusters) for e in events) and len(events) == 3
+    assert [e.frame for e in events] == [0, 20, 40]
+    assert (events[-1].space, events[-1].eps, events[-1].min_samples) == ("image", 40.0, 2)
     latest = frames[-1].metrics["engagement_clusters"]
     assert latest["space"] == "image" and latest["eps"] == 40.0
     assert latest["engaged_attribute"] is True
     # at t = 10 s the window holds frames 0-40: 41 frames x 2 engaged people x 0.25 s
     assert latest["clusters"] == [{"position": [105.0, 500.0], "intensity": 20.5,
                                    "radius": 5.0, "samples": 82}]
-    assert json.loads(events[-1]["Clusters"]) == latest["clusters"]
+    assert [c.to_dict() for c in events[-1].clusters] == [
+        {**c, "image_position": None} for c in latest["clusters"]]  # image space: none
     saved = json.loads((proc.folder / "clusters.json").read_text())
     assert saved["camera_id"] == "flat" and saved["clusters"] == latest["clusters"]
 

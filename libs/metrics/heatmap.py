@@ -80,7 +80,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from libs.loggers.writer import atomic_write_bytes
+from libs.loggers.writer import BackgroundWriter, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +392,12 @@ DEFAULT_FLOOR_MAX_DISTANCE = 100.0
 
 class HeatmapFileError(ValueError):
     """An hourly heatmap file that cannot be read (torn, foreign or of another version)."""
+
+
+def grid_writer(camera_id: str) -> BackgroundWriter:
+    """The background thread that stores a camera's hourly grids (the ``heatmap`` stage's own
+    store, off its frame loop: the stage hands it reads and merges)."""
+    return BackgroundWriter(name=f"heatmap-{camera_id}")
 
 
 def heatmaps_dir(camera_folder: Path) -> Path:

@@ -23,13 +23,16 @@ a track id (-1) are judged on their single observation (``MinObservations`` = 1 
 A track unseen for ``ForgetSeconds`` of the frame clock is forgotten.
 
 **Output.**  ``attributes["mask"]`` int8 ``(N,)``: 1 mask, 0 no mask, -1 unknown.
-``frame.metrics["samples"]["facemask_log"]``: ``WithMask``, ``WithoutMask`` and ``NoFace``
-(people whose mask is unknown: no face seen, or not enough votes yet), counted over the
-people of the frame; the file logger writes it every ``TimeInterval`` to
+On the frames of the pipeline's sample clock (``frame.sample_due``) a ``facemask_log`` sample
+(:class:`libs.records.FacemaskSample`): ``WithMask``, ``WithoutMask`` and ``NoFace`` (people
+whose mask is unknown: no face seen, or not enough votes yet), counted over the people of
+the frame; the file logger writes it to
 ``<camera dir>/facemask_log/<date>.csv`` and the ``facemask`` reports (hourly, daily, weekly,
 live) give ``AvgWithMask``, ``MaxWithMask``, ..., ``WithoutMaskSamples`` (samples with at least
 one person without a mask) and the ``Sum*`` columns: the usage rate of a period is
-``SumWithMask / (SumWithMask + SumWithoutMask)``.
+``SumWithMask / (SumWithMask + SumWithoutMask)``.  A tracked person whose smoothed verdict
+changes (unknown to mask, mask to no mask...) is a ``mask_state`` record
+(:class:`libs.records.MaskState`; no CSV log).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
@@ -57,6 +60,7 @@ from libs.post_processors.faces import (
     model_file,
     square_around,
 )
+from libs.records import FacemaskSample, MaskState
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -80,6 +84,9 @@ FACEMASK = ReportKind(
 FACEMASK_REPORTS = register_source_spec(RawLogSpec(FACEMASK_LOG_FOLDER, (FACEMASK,)))
 
 UNKNOWN, NO_MASK, MASK = -1, 0, 1
+MASK_STATES: dict[int, Literal["mask", "no_mask", "unknown"]] = {
+    MASK: "mask", NO_MASK: "no_mask", UNKNOWN: "unknown",
+}
 
 
 def decide(votes: Iterable[bool], min_observations: int, previous: int = UNKNOWN) -> int:
@@ -256,14 +263,17 @@ class Facemask(PostProcessor):
             state.seen = now
             if vote is not None:
                 state.votes.append(vote)
-                state.label = decide(state.votes, s.min_observations, state.label)
+                label = decide(state.votes, s.min_observations, state.label)
+                if label != state.label:
+                    frame.emit(MaskState, track_id=tid, mask=MASK_STATES[label],
+                               previous=MASK_STATES[state.label])
+                    state.label = label
             mask[k] = state.label
         for tid in [t for t, st in self.tracks.items() if now - st.seen > s.forget_seconds]:
             del self.tracks[tid]
         attrs["mask"] = mask
-        frame.metrics.setdefault("samples", {})[FACEMASK_LOG_FOLDER] = {
-            "WithMask": int(np.count_nonzero(mask == MASK)),
-            "WithoutMask": int(np.count_nonzero(mask == NO_MASK)),
-            "NoFace": int(np.count_nonzero(mask == UNKNOWN)),
-        }
+        if frame.sample_due:
+            frame.emit(FacemaskSample, with_mask=int(np.count_nonzero(mask == MASK)),
+                       without_mask=int(np.count_nonzero(mask == NO_MASK)),
+                       no_face=int(np.count_nonzero(mask == UNKNOWN)))
         return frame

@@ -39,8 +39,9 @@ track is credited when the track was looking in that frame, gaps longer than ``M
 are not credited.  A track unseen for ``ForgetSeconds`` is forgotten.
 
 **Output.**  Attributes ``head_yaw``, ``head_pitch`` (float32, NaN unknown), ``looking``
-(bool) and ``looking_seconds`` (float32); ``frame.metrics["samples"]["attention_log"]`` =
-``{"People": n, "Looking": m}``, logged every ``TimeInterval`` and reported as the
+(bool) and ``looking_seconds`` (float32); on the frames of the pipeline's sample clock
+(``frame.sample_due``) an ``attention_log`` sample (:class:`libs.records.AttentionSample`,
+``People``, ``Looking`` of that frame), logged to ``attention_log/`` and reported as the
 ``attention`` reports (``AvgPeople``, ``AvgLooking``, ..., ``LookingSamples``).
 """
 
@@ -64,6 +65,7 @@ from libs.metrics.reports import Counter, Measure, RawLogSpec, ReportKind, regis
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors.facemask import requires_faces_before
 from libs.post_processors.faces import crop_region, model_file, shared_model, square_around
+from libs.records import AttentionSample
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -464,8 +466,6 @@ class HeadPose(PostProcessor):
         attrs["head_pitch"] = pitch.astype(np.float32)
         attrs["looking"] = looking
         attrs["looking_seconds"] = seconds.astype(np.float32)
-        frame.metrics.setdefault("samples", {})[ATTENTION_LOG_FOLDER] = {
-            "People": n,
-            "Looking": int(np.count_nonzero(looking)),
-        }
+        if frame.sample_due:
+            frame.emit(AttentionSample, people=n, looking=int(np.count_nonzero(looking)))
         return frame

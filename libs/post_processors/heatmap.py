@@ -42,9 +42,9 @@ calibrated camera (radius ``EpsMetres``) and image pixels otherwise (``Eps``).  
 ``{"timestamp", "space", "eps", "min_samples", "window_seconds", "clusters": [{"position":
 [x, y], "intensity": engaged person-seconds, "radius", "samples"}, ...]}`` (floor clusters
 also carry ``image_position``, the centre drawn back into the image), is
-``frame.metrics["engagement_clusters"]`` on every frame, an event of kind ``clusters`` on the
-update frames (``Frame``, ``Space`` and ``Clusters`` as JSON) and the file
-``<camera folder>/heatmaps/clusters.json``.
+``frame.metrics["engagement_clusters"]`` on every frame, a ``clusters`` record on the update
+frames (:class:`libs.records.Clusters`; its CSV log has ``Frame``, ``Space`` and ``Clusters``
+as JSON) and the file ``<camera folder>/heatmaps/clusters.json``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ from libs.clock import IntervalGate, aware
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.frame import Frame
-from libs.loggers.writer import BackgroundWriter
 from libs.metrics.clusters import ClusterWindow
 from libs.metrics.heatmap import (
     CLUSTERS_FILE,
@@ -75,6 +74,7 @@ from libs.metrics.heatmap import (
     HourGrids,
     floor_grid_for,
     grid_over,
+    grid_writer,
     heatmaps_dir,
     hour_key,
     hour_path,
@@ -85,6 +85,7 @@ from libs.metrics.heatmap import (
 )
 from libs.metrics.reports import camera_dir
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.records import Cluster, Clusters
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -306,7 +307,7 @@ class Heatmap(PostProcessor):
         self.floor: FloorGrid | None = None
         self._floor_ready = False
         self.max_interval_us = round(settings.max_frame_interval * 1_000_000)
-        self.writer = BackgroundWriter(name=f"heatmap-{source.id}")
+        self.writer = grid_writer(source.id)
         self._hours: dict[str, _Hour] = {}
         self._current: str | None = None
         self._prev_us: int | None = None
@@ -439,13 +440,10 @@ class Heatmap(PostProcessor):
                 "engaged_attribute": "engaged" in frame.detections.attributes,
                 "clusters": found,
             }
-            frame.metrics.setdefault("events", []).append({
-                "kind": "clusters",
-                "timestamp": frame.timestamp,
-                "Frame": frame.index,
-                "Space": self.cluster_space,
-                "Clusters": json.dumps(found, separators=(",", ":")),
-            })
+            frame.emit(Clusters, frame=frame.index, space=self.cluster_space,
+                       eps=float(self.window.eps), min_samples=self.settings.min_samples,
+                       window_seconds=float(self.settings.window_seconds),
+                       clusters=tuple(Cluster(**item) for item in found))
             data = json.dumps({"camera_id": self.source.id, **self.latest_clusters})
             self.writer.write_file(self.folder / CLUSTERS_FILE, data.encode("utf-8"))
         frame.metrics["engagement_clusters"] = self.latest_clusters

@@ -24,11 +24,18 @@ closer than the threshold) and ``frame.metrics`` keys ``people``, ``violating_pe
 gaps too small are 3 people but 2 pairs), ``violating_pair_indexes`` (``(i, j)`` with
 ``i < j``, row indexes of the frame's detections), ``min_distance_cm`` (None with fewer than
 two people, or when no pair's distance is known) and ``dist_method``.
+
+Events: a ``distancing_start`` record (:class:`libs.records.DistancingStart`) on the first
+frame with a violation after a frame without one (or the first frame), and a
+``distancing_end`` (:class:`libs.records.DistancingEnd`: how long, the most people and pairs in
+violation on one frame of the episode) on the first frame without one after it, or on the
+end-of-stream frame when the stream ends during a violation.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -39,6 +46,7 @@ from libs.config.models import DistMethod, PluginConfig, form
 from libs.frame import Frame
 from libs.geometry import pairwise_distances
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.records import DistancingEnd, DistancingStart
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -121,6 +129,8 @@ class SocialDistance(PostProcessor):
         self.method: DistMethod = config.method_for(source)
         self.threshold_cm = float(config.dist_threshold)
         self.person_height_cm = float(config.person_height)
+        # The violation going on: (its first frame's time, most people, most pairs in it).
+        self._episode: tuple[datetime, int, int] | None = None
         self.calibration: FloorCalibration | None = (
             calibration_of(source) if self.method == CALIBRATED else None
         )
@@ -161,6 +171,43 @@ class SocialDistance(PostProcessor):
         return np.sqrt(nearest2) * scale
 
     def process(self, frame: Frame) -> Frame:
+        self._measure(frame)
+        self._episode_events(frame)
+        return frame
+
+    def _episode_events(self, frame: Frame) -> None:
+        """``distancing_start`` / ``distancing_end`` when a violation starts or ends."""
+        m = frame.metrics
+        people, pairs = int(m["violating_people"]), int(m["violating_pairs"])
+        if pairs > 0:
+            if self._episode is None:
+                dets = frame.detections
+                flags = dets.attributes["in_violation"]
+                frame.emit(DistancingStart, frame=frame.index, violating_objects=people,
+                           violating_pairs=pairs,
+                           track_ids=tuple(dets.track_ids[flags].tolist()),
+                           min_distance_cm=m.get("min_distance_cm"))
+                self._episode = (frame.timestamp, people, pairs)
+            else:
+                started, most_people, most_pairs = self._episode
+                self._episode = (started, max(most_people, people), max(most_pairs, pairs))
+        elif self._episode is not None:
+            self._end_episode(frame)
+
+    def _end_episode(self, frame: Frame) -> None:
+        assert self._episode is not None
+        started, most_people, most_pairs = self._episode
+        self._episode = None
+        frame.emit(DistancingEnd, frame=frame.index, started=started,
+                   seconds=(frame.timestamp - started).total_seconds(),
+                   max_violating_objects=most_people, max_violating_pairs=most_pairs)
+
+    def finish(self, end: Frame) -> None:
+        """End of the stream during a violation: its ``distancing_end`` goes on ``end``."""
+        if self._episode is not None:
+            self._end_episode(end)
+
+    def _measure(self, frame: Frame) -> None:
         dets = frame.detections
         n = len(dets)
         metrics: dict[str, Any] = frame.metrics
@@ -175,7 +222,7 @@ class SocialDistance(PostProcessor):
             metrics["violating_pairs"] = 0
             metrics["violating_pair_indexes"] = []
             metrics["min_distance_cm"] = None
-            return frame
+            return
 
         dist = self.distances_cm(frame)
         upper = np.triu(np.ones((n, n), dtype=bool), k=1)
@@ -191,4 +238,3 @@ class SocialDistance(PostProcessor):
         metrics["violating_pairs"] = len(rows)
         metrics["violating_pair_indexes"] = list(zip(rows.tolist(), cols.tolist(), strict=True))
         metrics["min_distance_cm"] = float(finite.min()) if len(finite) else None
-        return frame
