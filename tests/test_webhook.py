@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -272,7 +273,9 @@ def test_time_interval_thins_samples_per_camera_on_the_epoch_grid(app: LookoutCo
     assert {r["id"] for r in got if r["kind"] == "line_crossing"} == crossings  # not thinned
 
 
-def test_receiver_down_then_up_every_record_arrives_by_id(app: LookoutConfig) -> None:
+def test_receiver_down_then_up_every_record_arrives_by_id(
+        app: LookoutConfig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     cam = Camera("cam-a")
     produced: list[Record] = []
     with WebhookReceiver(secret=SECRET) as rx:
@@ -316,22 +319,30 @@ def test_receiver_down_then_up_every_record_arrives_by_id(app: LookoutConfig) ->
     assert state["delivered"] >= len(want) and state["dropped"] == 0
     assert state["connected"] is True
     assert False in changes and changes[-1] is True  # it noticed the outage and recovered
+    # the log says so once each way, not once per retry
+    lines = [r.getMessage() for r in caplog.records if "Output_outage" in r.getMessage()]
+    assert sum("delivery failing" in m for m in lines) == 1, lines
+    assert sum("delivering to its sink" in m for m in lines) == 2, lines  # start, recovery
     print(f"receiver down {outage_s} s: {len(want)} records produced, {len(records)} "
           f"received ({len(records) - len(want)} duplicates), {len(rx.requests)} requests")
 
 
-def test_a_refused_request_is_kept_and_retried(app: LookoutConfig) -> None:
+def test_a_refused_request_is_kept_and_retried(
+        app: LookoutConfig, caplog: pytest.LogCaptureFixture) -> None:
     cam = Camera("cam-a")
     with WebhookReceiver(secret=b"not the sink's secret") as rx:
         sink = make_sink(app, rx.url, name="Output_refused")
         try:
             batch = cam.step()
             sink.take(batch)
-            wait(lambda: len(rx.requests) >= 2, 10, "two refused attempts")
+            wait(lambda: len(rx.requests) >= 3, 10, "three refused attempts")
             state = sink.state()
             assert state["connected"] is False and state["last_error"].startswith(
                 "DeliveryError: HTTP 401")
             assert state["queued"] == len(sent(batch)) and not rx.accepted()
+            refusals = [r for r in caplog.records if "refuses the records" in r.getMessage()]
+            assert len(refusals) == 1 and refusals[0].levelno == logging.ERROR
+            assert "HTTP 401" in refusals[0].getMessage()
             rx.secret = SECRET  # the receiver is fixed: the kept records go through
             rx.wait_for(lambda r: r.ids() == {x.id for x in sent(batch)}, 10, "the records")
         finally:
