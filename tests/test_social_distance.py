@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from libs.config.models import (
 )
 from libs.frame import Detections, Frame
 from libs.post_processors import POST_PROCESSORS, PostProcessor
+from libs.records import DistancingEnd, DistancingStart, OccupancyOver, OccupancyUnder
 
 # 1 px = 1 cm on the floor: image square (0..100 px) <-> floor square (0..1 m).
 UNIT_IMAGE = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)]
@@ -427,3 +428,64 @@ def test_occupancy_against_threshold(threshold: int, people: int) -> None:
     assert out.metrics["occupancy"] == people
     assert out.metrics["occupancy_threshold"] == threshold
     assert out.metrics["over_capacity"] is (threshold > 0 and people > threshold)
+
+
+# ---------------------------------------------------------------------------------------
+# Events: a distancing violation and an occupancy over its threshold start and end
+# ---------------------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+def timed(boxes: list[list[float]], k: int) -> Frame:
+    """``frame_of(boxes)`` as frame ``k`` of a clip at 2 fps from T0."""
+    frame = frame_of(boxes)
+    frame.index, frame.timestamp = k, T0 + timedelta(seconds=0.5 * k)
+    return frame
+
+
+def end_of(k: int) -> Frame:
+    return Frame("cam", -1, T0 + timedelta(seconds=0.5 * k, milliseconds=1),
+                 np.zeros((1, 1, 3), np.uint8), sample_due=True)
+
+
+def test_distancing_episodes_start_and_end() -> None:
+    stage = calibrated(DistThreshold=150)
+    apart = [person(0, 50), person(400, 50)]
+    close2 = [person(0, 50), person(100, 50), person(400, 50)]  # 1 pair: people 1 and 2
+    close3 = [person(0, 50), person(100, 50), person(200, 50)]  # 2 pairs, 3 people
+    scenes = [apart, close2, close3, close2, apart, apart, close2]
+    frames = [stage.process(timed(boxes, k)) for k, boxes in enumerate(scenes)]
+    got = [(f.index, r) for f in frames for r in f.records]
+    assert [(k, r.kind) for k, r in got] == [(1, "distancing_start"), (4, "distancing_end"),
+                                             (6, "distancing_start")]
+    start, end = got[0][1], got[1][1]
+    assert isinstance(start, DistancingStart) and isinstance(end, DistancingEnd)
+    assert (start.violating_objects, start.violating_pairs, start.track_ids) == (2, 1, (1, 2))
+    assert start.min_distance_cm == pytest.approx(100.0)
+    assert (end.started, end.seconds, end.frame) == (T0 + timedelta(seconds=0.5), 1.5, 4)
+    assert (end.max_violating_objects, end.max_violating_pairs) == (3, 2)
+    last = end_of(6)
+    stage.finish(last)  # the stream ends during the second episode
+    assert [(r.kind, r.seconds) for r in last.records] == [("distancing_end", 0.001)]
+
+
+def test_occupancy_over_and_back_under_the_threshold() -> None:
+    stage = build("occupancy", source_keys={"OccupancyThreshold": 2})
+    counts = [1, 3, 4, 2, 2, 3]
+    frames = [stage.process(timed([person(100 * i, 300) for i in range(n)], k))
+              for k, n in enumerate(counts)]
+    got = [(f.index, r) for f in frames for r in f.records]
+    assert [(k, r.kind) for k, r in got] == [(1, "occupancy_over"), (3, "occupancy_under"),
+                                             (5, "occupancy_over")]
+    over, under = got[0][1], got[1][1]
+    assert isinstance(over, OccupancyOver) and isinstance(under, OccupancyUnder)
+    assert (over.occupancy, over.threshold) == (3, 2)
+    assert (under.occupancy, under.started, under.seconds, under.peak) == (
+        2, T0 + timedelta(seconds=0.5), 1.0, 4)
+    last = end_of(5)
+    stage.finish(last)
+    assert [(r.kind, r.occupancy, r.peak) for r in last.records  # type: ignore[attr-defined]
+            ] == [("occupancy_under", 0, 3)]
+    quiet = build("occupancy", source_keys={"OccupancyThreshold": 0})  # no limit: no events
+    assert not quiet.process(timed([person(0, 300)] * 5, 0)).records
