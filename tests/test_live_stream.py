@@ -344,6 +344,20 @@ def test_authentication_tokens_and_single_use_tickets(served: Served) -> None:
         assert good.status == 200
 
 
+def test_websocket_from_a_page_of_another_site_is_refused(served: Served) -> None:
+    """Browsers send Origin and CORS does not cover WebSockets: a page elsewhere is refused
+    (even when it holds a ticket); the API's own origin is not."""
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(served.ws_url(f"?ticket={served.ticket()}"), origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+    own = f"http://127.0.0.1:{served.port}"
+    with ws_connect(served.ws_url(f"?ticket={served.ticket()}"), origin=own) as ws:
+        wait_clients(served.hub, 1)
+        record = crossing("cam-a")
+        served.publish([record])
+        assert json.loads(ws.recv(timeout=5))["id"] == record.id
+
+
 def test_streams_are_bounded_per_address(served: Served) -> None:
     token = served.token("admin1")
     opened = [Sse(served, "", token) for _ in range(served.hub.per_address)]

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,21 @@ def _open(ctx: ApiContext, headers: Any, params: Any, client: Any,
     user = _principal(ctx, headers.get("authorization"), ticket, query)
     address = client.host if client else "unknown"
     return _join(ctx, flt, user, address)
+
+
+def _check_origin(ctx: ApiContext, headers: Any) -> None:
+    """A browser's WebSocket is not bound by CORS: one opened by a page of another site
+    (``Origin`` neither this server nor one of ``[API] CorsOrigins``) is refused (403), so a
+    page cannot read the stream of a server whose authentication is off.  Clients that are
+    not browsers send no ``Origin``."""
+    origin = headers.get("origin")
+    if origin is None or origin in ctx.config().api.cors_origins:
+        return
+    host = headers.get("host")
+    if host and urllib.parse.urlsplit(origin).netloc == host:
+        return
+    raise Refused(403, f"origin {origin[:100]!r} may not open the live stream; list it in "
+                  "[API] CorsOrigins")
 
 
 def _abort_later(scope: Scope) -> None:
@@ -246,6 +262,7 @@ async def websocket(ws: WebSocket) -> None:
     ctx: ApiContext = ws.app.state.context
     params = ws.query_params
     try:
+        _check_origin(ctx, ws.headers)
         client = _open(ctx, ws.headers, params, ws.client, params.get("camera"),
                        params.get("area"), params.get("kind"), params.get("ticket"))
     except Refused as exc:
