@@ -22,6 +22,7 @@ import pytest
 
 from libs.config import ConfigError, load_config
 from libs.config.models import LookoutConfig
+from libs.config.restarts import Restarts
 from libs.config.secrets import MASK, mask_secrets
 from libs.integrations import signing
 from libs.integrations.outbox import MIN_MAX_BYTES
@@ -148,6 +149,7 @@ def test_registered_as_a_bus_sink_of_every_section_kind() -> None:
     for registry in (SOURCE_LOGGERS, AREA_LOGGERS, OUTPUTS):
         assert registry.get(NAME) is WebHookLogger
     assert WebHookLogger.on_bus
+    assert WebHookConfig.RESTARTS is Restarts.NO_CAMERA  # editing it restarts no camera
     fields = {f.alias for f in WebHookConfig.model_fields.values()}
     assert {"Endpoint", "Authorization", "TimeInterval", "SendingInterval", "Secret",
             "Timeout", "OutboxMaxBytes", "Kinds"} <= fields
