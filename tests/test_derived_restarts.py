@@ -75,8 +75,25 @@ def test_a_new_unmarked_section_or_key_is_found() -> None:
 
 @pytest.fixture
 def two_camera_config(x86_config: Path) -> Path:
-    x86_config.write_text(x86_config.read_text() + TUD_SECTION)
+    x86_config.write_text(x86_config.read_text() + TUD_SECTION + WEBHOOKS)
     return x86_config
+
+
+# As the reference ships it (off, no endpoint), and a processor-wide one.
+WEBHOOKS = """
+[SourceLogger_3]
+Name = web_hook_logger
+Endpoint =
+Authorization =
+TimeInterval = 0.5
+Enabled = False
+SendingInterval = 5
+
+[Output_0]
+Name = web_hook_logger
+Endpoint = http://127.0.0.1:9/hook
+Enabled = False
+"""
 
 
 CHANGES: list[tuple[str, dict[str, str], set[str]]] = [
@@ -91,6 +108,9 @@ CHANGES: list[tuple[str, dict[str, str], set[str]]] = [
     ("Tracker", {"MaxLost": "9"}, BOTH),
     ("SourcePostProcessor_1", {"DistThreshold": "150"}, BOTH),
     ("SourceLogger_1", {"TimeInterval": "1"}, BOTH),
+    # Sinks on the supervisor's bus never restart a camera.
+    ("SourceLogger_3", {"Endpoint": "https://example.com/hook", "Enabled": "True"}, set()),
+    ("Output_0", {"Enabled": "True", "SendingInterval": "1"}, set()),
     ("AreaLogger_0", {"Enabled": "False"}, set()),
     ("PeriodicTask_0", {"LiveInterval": "20"}, set()),
     ("Area_0", {"OccupancyThreshold": "99", "Name": "Elsewhere"}, set()),

@@ -55,18 +55,8 @@ Enabled = True
 
 
 @pytest.fixture
-def registering_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Processes started from here (spawned workers, a ``lookout run``) import
-    libs.integrations.webhook at start-up, so ``web_hook_logger`` is registered in them.
-
-    Needed while the logger registry discovers libs/loggers/* only (the webhook lives in
-    libs/integrations); harmless once the registry finds it by itself."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text("import libs.integrations.webhook  # noqa: F401\n")
-    path = os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
-    monkeypatch.setenv("PYTHONPATH", path)
+def registering_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Quick retries here; the environment for processes started from here."""
     monkeypatch.setattr(webhook, "RETRY_MAX_S", RETRY_MAX_S)
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
