@@ -323,7 +323,7 @@ def test_parts_listed_with_sections_and_fields(api: Api) -> None:
         ("SourcePostProcessor_3", "line_crossing")]
     assert parts[1]["values"]["DistThreshold"] == "200"
     assert [p["name"] for p in api.get("/source_loggers").json()] == [
-        "video_logger", "file_system_logger"]
+        "video_logger", "file_system_logger", "web_hook_logger"]
     assert [p["name"] for p in api.get("/area_loggers").json()] == ["file_system_logger"]
     assert api.get("/periodic_tasks/metrics").json()["values"]["LiveInterval"] == "10"
 
