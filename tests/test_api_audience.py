@@ -31,12 +31,15 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.routers.audience import include_routers
+from libs.clock import IntervalGate
 from libs.config import LookoutConfig, load_config
 from libs.frame import Detections, Frame
 from libs.loggers.file_system_logger import SourceFileSystemLogger
 from libs.metrics import recompute_all
 from libs.post_processors.audience import Audience
 from libs.post_processors.engagement import Engagement
+from libs.storage import sample_interval
+from processor.summary import summary_records
 from tests.audience_helpers import IMAGE, Person, frame_at, standing, walking, write_config
 
 TZ_NAME = "Asia/Kolkata"
@@ -118,6 +121,7 @@ def write_data(folder: Path, shared: Path) -> World:
               Audience(sections["audience"], source, config)]
     fs = next(s for s in config.source_loggers if s.name == "file_system_logger")
     logger = SourceFileSystemLogger(fs, source, config)
+    clock = IntervalGate(sample_interval(config))  # the pipeline's sample clock
     today = datetime.now(TZ).date()
     yday = today - timedelta(days=1)
     index = 0
@@ -130,8 +134,10 @@ def write_data(folder: Path, shared: Path) -> World:
         for frame in frames:
             frame.index = index
             index += 1
+            frame.sample_due = clock.due(frame.timestamp)
             for stage in stages:
                 frame = stage.process(frame)
+            summary_records(frame)
             logger.log(frame)
     logger.close()
     for stage in stages:

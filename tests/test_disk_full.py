@@ -349,7 +349,7 @@ def test_supervisor_loop_survives_a_bad_event_and_an_unwritable_status(
     try:
         assert wait_until(lambda: good_path.exists() and sup.health() == {"status": "ok"}, 30)
         # A malformed event (a bug in a worker) raises inside the loop's round.
-        sup.workers[0].events.put(("occupancy",))
+        sup.workers[0].events.put(("records",))
         assert wait_until(lambda: "worker 0 events failed; going on" in caplog.text, 5)
         time.sleep(0.3)
         assert thread.is_alive()
