@@ -311,6 +311,9 @@ def outputs_main(config_path: Path, rounds: int) -> int:
     print(f"ratio, file logger + webhook + live-stream client:  {ratio_full:8.3f}")
     print(f"difference:                                         {ratio_plain - ratio_full:8.3f}"
           "   (target <= 0.02)")
+    print("per round (over the median bare fps): "
+          + ", ".join(f"{a / bare_fps:.3f}/{b / bare_fps:.3f}"
+                      for a, b in zip(plain, full, strict=True)))
     return 0
 
 
