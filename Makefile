@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 CONFIG ?= config-x86.ini
 STAMP := $(VENV)/.installed
+DASHBOARD := dashboard/dist/index.html
 
-.PHONY: run test install lint bench bench-trackers bench-exports clean
+.PHONY: run test install lint bench bench-trackers bench-exports clean dashboard
 
 $(STAMP): pyproject.toml requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +15,20 @@ $(STAMP): pyproject.toml requirements/no-deps.txt
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web dashboard (served by `lookout run` at /dashboard/): npm packages from the lock file,
+# bundled by esbuild into dashboard/dist.
+$(DASHBOARD): dashboard/package.json dashboard/package-lock.json dashboard/build.mjs $(shell find dashboard/src -type f)
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
-run: $(STAMP)
+dashboard: $(DASHBOARD)
+
+install: $(STAMP) $(DASHBOARD)
+
+run: $(STAMP) $(DASHBOARD)
 	$(VENV)/bin/lookout run --config $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) $(DASHBOARD)
+	scripts/ensure-chromium.sh
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
@@ -40,4 +49,4 @@ bench-exports: $(STAMP)
 	$(VENV)/bin/python benchmarks/export_benchmark.py
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data dashboard/node_modules dashboard/dist
