@@ -17,10 +17,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import cookie_parser
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import AuthError
 from api.context import ApiContext
+from api.deps import CSRF_HEADER, SESSION_COOKIE
 from api.limits import ASGIApp, BodyLimit, Message, Receive, Scope, Send
 from api.routers import auth, live, process
 from api.routers.audience import include_routers as include_audience_routers
@@ -76,23 +78,30 @@ DOCS_ASSETS = "/docs/assets"
 
 def signed_in(ctx: ApiContext) -> Callable[[Scope], bool]:
     """Whether a request may send a large body: authentication is off, or it carries a token
-    with a valid signature (whether the token is revoked is checked later, as for any
-    request)."""
+    (bearer header or session cookie) with a valid signature (whether the token is revoked,
+    and the CSRF header, are checked later, as for any request)."""
+
+    def valid(token: str) -> bool:
+        try:
+            ctx.tokens.verify(token.strip())
+        except AuthError:
+            return False
+        return True
 
     def check(scope: Scope) -> bool:
         if not ctx.config().api.use_auth_token:
             return True
+        cookie = ""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer" or not token:
                     return False
-                try:
-                    ctx.tokens.verify(token.strip())
-                except AuthError:
-                    return False
-                return True
-        return False
+                return valid(token)
+            if name == b"cookie":
+                cookie = value.decode("latin-1")
+        session = cookie_parser(cookie).get(SESSION_COOKIE) if cookie else None
+        return bool(session) and valid(session or "")
 
     return check
 
@@ -142,7 +151,7 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
         app.add_middleware(
             CORSMiddleware, allow_origins=origins, allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
         )
     app.add_middleware(SecurityHeaders)
     # Outermost: a body is refused or read (bounded in size and time) before anything else.

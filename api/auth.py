@@ -7,7 +7,10 @@
   random ``jti`` and ``gen``, the user's generation: a random value stored with the user and
   drawn anew whenever the user is created or the password replaced, so every token issued
   before a password change (or before the user was deleted and made again) is refused.
-  They expire after ``[API] TokenExpireMinutes``.  The signing key comes from
+  They expire after ``[API] TokenExpireMinutes``.  A browser session is such a token in an
+  HttpOnly cookie, marked ``use: session`` and bound to the session's CSRF value (the hash
+  of it is a claim); a session signed out early is kept in :class:`RevokedSessions` until
+  it would have expired.  The signing key comes from
   the ``LOOKOUT_SECRET_KEY`` environment variable or, when unset, from a random key made on
   first start in ``<data>/auth/secret.key`` (mode 0600).  There is no default secret.
 * Logins are rate-limited per (user name, client address) and per client address (see
@@ -157,6 +160,29 @@ class UserStore:
             self._write(users)
         return User(username, role, created, generation)  # type: ignore[arg-type]
 
+    def update(self, username: str, role: str | None = None,
+               password: str | None = None) -> User | None:
+        """Change a user's role and/or password (None keeps it); None when there is no such
+        user.  A new password draws a new generation: the user's tokens and sessions end."""
+        if role is not None and role not in ROLES:
+            raise UserError(f"role: one of {', '.join(ROLES)}")
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise UserError(f"password: at least {MIN_PASSWORD} characters")
+        with self._lock:
+            users = dict(self._read())
+            rec = users.get(username)
+            if rec is None:
+                return None
+            rec = dict(rec)
+            if role is not None:
+                rec["role"] = role
+            if password is not None:
+                rec["hash"] = hash_password(password)
+                rec["generation"] = secrets.token_hex(8)
+            users[username] = rec
+            self._write(users)
+        return self._user(username, rec)
+
     def remove(self, username: str) -> bool:
         with self._lock:
             users = dict(self._read())
@@ -201,10 +227,18 @@ class TokenIssuer:
         self.secret = secret
         self.expire = timedelta(minutes=expire_minutes)
 
-    def issue(self, user: User, now: datetime | None = None) -> tuple[str, int]:
+    def issue(self, user: User, now: datetime | None = None,
+              session_csrf: str | None = None) -> tuple[str, int]:
+        """A signed token for ``user`` and the seconds it lives.  With ``session_csrf`` it is a
+        browser session token (``use: session``): accepted only from the session cookie, and
+        bound to that CSRF value (its SHA-256 is a claim)."""
         now = now or datetime.now(UTC)
-        claims = {"sub": user.username, "role": user.role, "iat": now, "exp": now + self.expire,
-                  "iss": ISSUER, "jti": secrets.token_hex(8), "gen": user.generation}
+        claims: dict[str, object] = {
+            "sub": user.username, "role": user.role, "iat": now, "exp": now + self.expire,
+            "iss": ISSUER, "jti": secrets.token_hex(8), "gen": user.generation}
+        if session_csrf is not None:
+            claims["use"] = SESSION_USE
+            claims["csrf"] = csrf_digest(session_csrf)
         token = jwt.encode(claims, self.secret, algorithm=ALGORITHM)
         return token, int(self.expire.total_seconds())
 
@@ -227,7 +261,16 @@ class TokenIssuer:
         role = claims.get("role")
         if role not in ROLES:
             raise AuthError("invalid token")
-        return TokenClaims(str(claims["sub"]), role, str(claims.get("gen", "")))
+        return TokenClaims(str(claims["sub"]), role, str(claims.get("gen", "")),
+                           use=str(claims.get("use", "")), csrf=str(claims.get("csrf", "")),
+                           jti=str(claims.get("jti", "")), expires_at=float(claims["exp"]))
+
+
+def csrf_digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+SESSION_USE = "session"
 
 
 @dataclass(frozen=True)
@@ -235,6 +278,42 @@ class TokenClaims:
     username: str
     role: Role
     generation: str
+    use: str = ""  # "session" for a browser session's token, "" for a bearer token
+    csrf: str = ""  # SHA-256 of the session's CSRF value (sessions only)
+    jti: str = ""
+    expires_at: float = 0.0  # Unix time
+
+
+class RevokedSessions:
+    """Sessions signed out before they expire (by ``jti``), until they would have expired.
+
+    Only a valid session can be signed out, so the table grows with signed-in users'
+    actions only; it is still capped (the entries closest to expiry go first)."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def revoke(self, jti: str, expires_at: float) -> None:
+        now = time.time()
+        with self._lock:
+            if len(self._until) >= self.max_entries:
+                for key in [k for k, t in self._until.items() if t <= now]:
+                    del self._until[key]
+            while len(self._until) >= self.max_entries:
+                del self._until[min(self._until, key=self._until.__getitem__)]
+            self._until[jti] = expires_at
+
+    def __contains__(self, jti: object) -> bool:
+        with self._lock:
+            until = self._until.get(jti) if isinstance(jti, str) else None
+        return until is not None and until > time.time()
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 @dataclass

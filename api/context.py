@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from api.auth import LoginLimiter, TokenIssuer, UserStore, load_secret
+from api.auth import LoginLimiter, RevokedSessions, TokenIssuer, UserStore, load_secret
 from api.limits import WorkPool
 from api.live import LiveHub
 from libs.config import ConfigChange, load_config, save_config_changes
@@ -34,6 +34,8 @@ class ApiContext:
     users: UserStore = field(init=False)
     tokens: TokenIssuer = field(init=False)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    # Browser sessions signed out before they expire (DELETE /auth/session).
+    revoked_sessions: RevokedSessions = field(default_factory=RevokedSessions)
     # Exports: one builder at idle priority resting as long as it worked (at least 50 ms)
     # after each, and a short queue, so they cannot starve the cameras.
     exports: WorkPool = field(

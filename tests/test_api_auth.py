@@ -17,7 +17,8 @@ from api.app import create_app
 from api.auth import TokenIssuer, User, hash_password, verify_password
 from api.deps import require_admin
 
-PUBLIC = {("GET", "/health"), ("POST", "/auth/token"), ("PUT", "/auth/access_token")}
+PUBLIC = {("GET", "/health"), ("POST", "/auth/token"), ("PUT", "/auth/access_token"),
+          ("POST", "/auth/session"), ("DELETE", "/auth/session")}
 PASSWORD = "correct horse battery"
 
 

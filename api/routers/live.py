@@ -1,7 +1,8 @@
 """The live stream: every record of the processor as it is made, over Server-Sent Events
 (``GET /live/events``) or a WebSocket (``/live/ws``), filtered by camera, area and kind.
 
-Authentication: the ``Authorization: Bearer`` header, or ``?ticket=`` with a ticket from
+Authentication: the ``Authorization: Bearer`` header, the dashboard's session cookie (the
+WebSocket checks the page's ``Origin`` first), or ``?ticket=`` with a ticket from
 ``POST /live/ticket`` (30 s, single use: for browsers, whose ``EventSource`` and
 ``WebSocket`` cannot send headers).  A token in the URL (``?token=``) is refused: URLs end up
 in logs and browser histories.  See :mod:`api.live` for the bounds on queues and streams.
@@ -14,7 +15,7 @@ import json
 import logging
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
 from api.context import ApiContext
-from api.deps import Principal, Viewer, current_user, get_context
+from api.deps import Principal, Viewer, authenticate, get_context
 from api.live import (
     FilterError,
     LiveClient,
@@ -67,9 +68,9 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 def _principal(ctx: ApiContext, authorization: str | None, ticket: str | None,
-               query: dict[str, str]) -> Principal:
-    """Who opens the stream: a ticket's holder, else the bearer token's user (anyone when
-    authentication is off); :class:`Refused` otherwise."""
+               query: dict[str, str], cookies: Mapping[str, str]) -> Principal:
+    """Who opens the stream: a ticket's holder, else the bearer token's user, else the
+    session cookie's (anyone when authentication is off); :class:`Refused` otherwise."""
     if any(k in query for k in URL_TOKENS):
         raise Refused(400, "a token is never accepted in a URL: send it as 'Authorization: "
                       "Bearer <token>', or get a single-use ticket from POST /live/ticket")
@@ -84,7 +85,7 @@ def _principal(ctx: ApiContext, authorization: str | None, ticket: str | None,
             return Principal(holder.username, user.role)
         return Principal(holder.username, holder.role)  # type: ignore[arg-type]
     try:
-        return current_user(ctx, _bearer(authorization))
+        return authenticate(ctx, "GET", _bearer(authorization), cookies, None)
     except HTTPException as exc:
         raise Refused(exc.status_code, exc.detail, dict(exc.headers or {})) from None
 
@@ -107,10 +108,10 @@ def _join(ctx: ApiContext, flt: LiveFilter, user: Principal, address: str) -> Li
 
 def _open(ctx: ApiContext, headers: Any, params: Any, client: Any,
           camera: str | None, area: str | None, kind: str | None,
-          ticket: str | None) -> LiveClient:
+          ticket: str | None, cookies: Mapping[str, str]) -> LiveClient:
     query = dict(params)
     flt = _filter(camera, area, kind)  # a wrong filter is told before the ticket is spent
-    user = _principal(ctx, headers.get("authorization"), ticket, query)
+    user = _principal(ctx, headers.get("authorization"), ticket, query, cookies)
     address = client.host if client else "unknown"
     return _join(ctx, flt, user, address)
 
@@ -264,7 +265,7 @@ async def events(request: Request,
     ctx = get_context(request)
     try:
         client = _open(ctx, request.headers, request.query_params, request.client, camera,
-                       area, kind, ticket)
+                       area, kind, ticket, request.cookies)
     except Refused as exc:
         return JSONResponse({"detail": exc.detail}, exc.status, headers=exc.headers)
     return EventStream(_hub(ctx), client)
@@ -281,7 +282,8 @@ async def websocket(ws: WebSocket) -> None:
     try:
         _check_origin(ctx, ws.headers)
         client = _open(ctx, ws.headers, params, ws.client, params.get("camera"),
-                       params.get("area"), params.get("kind"), params.get("ticket"))
+                       params.get("area"), params.get("kind"), params.get("ticket"),
+                       ws.cookies)
     except Refused as exc:
         if "websocket.http.response" in ws.scope.get("extensions", {}):
             await ws.send_denial_response(JSONResponse({"detail": exc.detail}, exc.status,
