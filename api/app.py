@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import cookie_parser
 from swagger_ui_bundle import swagger_ui_path
 
+from api import dashboard
 from api.auth import AuthError
 from api.context import ApiContext
 from api.deps import CSRF_HEADER, SESSION_COOKIE
@@ -130,7 +131,9 @@ def add_local_docs(app: FastAPI) -> None:
     app.add_route(redirect_url, redirect, include_in_schema=False)
 
 
-def create_app(config_path: str | Path, supervisor: Supervisor | None = None) -> FastAPI:
+def create_app(config_path: str | Path, supervisor: Supervisor | None = None,
+               dashboard_dist: Path = dashboard.DIST) -> FastAPI:
+    """The API (and the dashboard's files from ``dashboard_dist``, see :mod:`api.dashboard`)."""
     ctx = ApiContext(Path(config_path), supervisor)
     bus = getattr(supervisor, "bus", None)
     if bus is not None:  # the live stream gets every record of the supervisor's event bus
@@ -175,4 +178,5 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None) ->
     include_data_routers(app)
     include_entity_routers(app)
     include_audience_routers(app)
+    app.router.routes.extend(dashboard.routes(dashboard_dist))
     return app

@@ -32,6 +32,7 @@ the supervisor and the camera workers, so a flood of requests takes only the CPU
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from collections import Counter
@@ -191,6 +192,16 @@ class HeadTimeoutH11Protocol(H11Protocol):
             self._address = None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` reaches only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def build_server(config_path: str | Path, supervisor: Supervisor | None,
                  log_level: str = "info") -> uvicorn.Server:
     config = load_config(config_path, check_files=False)
@@ -204,6 +215,10 @@ def build_server(config_path: str | Path, supervisor: Supervisor | None,
             if not path.exists():
                 raise FileNotFoundError(f"[API] {what}: no such file {path}")
         certfile, keyfile = str(cert), str(key)
+    if not api.ssl_enabled and not is_loopback(api.host):
+        log.warning("the API listens on %s without SSLEnabled: sign-ins, session cookies and "
+                    "tokens travel in clear over the network; set [API] SSLEnabled = True "
+                    "(certificates: lookout make-certs)", api.host)
     app = create_app(config_path, supervisor)
     cfg = uvicorn.Config(app, host=api.host, port=api.port, log_level=log_level.lower(),
                          access_log=False, proxy_headers=False, server_header=False,
