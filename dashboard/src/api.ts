@@ -29,9 +29,14 @@ function detailOf(body: unknown, fallback: string): string {
     if (typeof d === "string") return d;
     if (Array.isArray(d)) {
       return d
-        .map((e) => (e && typeof e === "object" && "msg" in e
-          ? `${(e as { loc?: unknown[] }).loc?.slice(1).join(".") ?? ""}: ${(e as { msg: string }).msg}`
-          : String(e)))
+        .map((e) => {
+          if (!e || typeof e !== "object" || !("msg" in e)) return String(e);
+          // FastAPI's {loc, msg} or the config checks' {section, key, msg, expected}
+          const p = e as { loc?: unknown[]; key?: string | null; msg: string; expected?: string | null };
+          const where = p.key ?? p.loc?.slice(1).join(".") ?? "";
+          const expected = p.expected ? ` (expected ${p.expected})` : "";
+          return `${where ? `${where}: ` : ""}${p.msg}${expected}`;
+        })
         .join("; ");
     }
     return JSON.stringify(d);

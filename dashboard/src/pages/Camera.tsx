@@ -311,10 +311,10 @@ function CameraSettings(props: { id: string }) {
             <h2 id="cam-live-title">Live preview</h2>
             <Snapshot cameraId={cam.id} name={title} enabled={cam.live_feed_enabled} />
             <dl class="cam-facts">
-              <div><dt>Frames per second</dt><dd>{status ? status.fps.toFixed(1) : "—"}</dd></div>
-              <div><dt>Last frame</dt><dd>{formatTime(status?.last_frame_time)}</dd></div>
+              <div><dt>Frames/s</dt><dd>{status ? status.fps.toFixed(1) : "—"}</dd></div>
+              <div><dt>Frames</dt><dd>{status ? status.frames.toLocaleString() + (status.total_frames ? ` of ${status.total_frames.toLocaleString()}` : "") : "—"}</dd></div>
               <div><dt>Restarts</dt><dd>{status ? status.restarts : "—"}</dd></div>
-              <div><dt>Frames</dt><dd>{status ? status.frames.toLocaleString() : "—"}</dd></div>
+              <div class="wide"><dt>Last frame</dt><dd>{formatTime(status?.last_frame_time)}</dd></div>
             </dl>
             {status?.reason ? <p class="cam-reason">{status.reason}</p> : null}
             {status?.last_error ? <p class="cam-error"><strong>Last error:</strong> {status.last_error}</p> : null}

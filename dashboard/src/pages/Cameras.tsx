@@ -88,16 +88,18 @@ function CameraCard(props: { cam: Camera; canEdit: boolean; onToggle: () => Prom
     <li class="cam-card card">
       <article aria-labelledby={headingId}>
         <div class="cam-card-head">
-          <h2 id={headingId}><a href={href("cameras", cam.id)}>{name}</a></h2>
+          <div class="cam-title">
+            <h2 id={headingId}><a href={href("cameras", cam.id)}>{name}</a></h2>
+            <span class="cam-id">id <code>{cam.id}</code>{cam.tags?.length ? ` · ${cam.tags.join(", ")}` : ""}</span>
+          </div>
           <StatusBadge state={state} />
         </div>
         <Snapshot cameraId={cam.id} name={name} enabled={cam.live_feed_enabled} />
         <dl class="cam-facts">
-          <div><dt>Id</dt><dd><code>{cam.id}</code></dd></div>
-          <div><dt>Frames per second</dt><dd>{st ? st.fps.toFixed(1) : "—"}</dd></div>
-          <div><dt>Last frame</dt><dd>{formatTime(st?.last_frame_time)}</dd></div>
+          <div><dt>Frames/s</dt><dd>{st ? st.fps.toFixed(1) : "—"}</dd></div>
           <div><dt>Frames</dt><dd>{st ? st.frames.toLocaleString() + (st.total_frames ? ` of ${st.total_frames.toLocaleString()}` : "") : "—"}</dd></div>
           <div><dt>Restarts</dt><dd>{st ? st.restarts : "—"}</dd></div>
+          <div class="wide"><dt>Last frame</dt><dd>{formatTime(st?.last_frame_time)}</dd></div>
         </dl>
         {st?.reason ? <p class="cam-reason">{st.reason}</p> : null}
         {st?.last_error ? <p class="cam-error"><strong>Last error:</strong> {st.last_error}</p> : null}

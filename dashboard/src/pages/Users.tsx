@@ -95,7 +95,7 @@ function UserRow(props: { user: User; self: boolean; onDone: (text: string) => v
           </ActionButton>
         </div>
       </td>
-      <td>{formatTime(u.created)}</td>
+      <td data-label="Created">{formatTime(u.created)}</td>
       <td>
         <div class="inline-edit">
           <button type="button" class="btn plain" aria-expanded={pwOpen} aria-controls={pwId}
