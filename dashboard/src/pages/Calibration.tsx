@@ -133,7 +133,14 @@ export function CalibrationPage(props: PageProps) {
         const body = mode === "square"
           ? { image_points: points, square_side: parseMetres(side) }
           : { image_points: points, floor_points: fp };
-        setPreview(await api.post<Preview>(`${base}/calibration/preview`, body));
+        try {
+          setPreview(await api.post<Preview>(`${base}/calibration/preview`, body));
+        } catch (e) {
+          if (e instanceof ApiError && (e.status === 404 || e.status === 405) && e.detail === "Not Found") {
+            throw new Error("This server cannot preview a calibration; save it to see its reprojection error.");
+          }
+          throw e;
+        }
       } else {
         const saved = await api.put<Stored>(`${base}/calibration`, { image_points: points, floor_points_m: fp });
         setStored(saved);

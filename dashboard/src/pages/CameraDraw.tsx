@@ -32,7 +32,7 @@ const TOOL_HINT: Record<Tool, string> = {
   entry: "Click each corner of the entry zone; click the first point (or press Enter / Finish) to close it.",
   target: "Click once for a point target, or click two points for a segment (for example the display's edge).",
 };
-const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 type Drag =
   | { type: "vertex"; sel: Sel; vertex: number }
@@ -306,7 +306,7 @@ export function CameraDrawPage(props: PageProps) {
         await writes[g]();
         done.push(g);
       } catch (e) {
-        errs[g] = e;
+        errs[g] = readable(e);
       }
     }
     setErrors(errs);
@@ -338,11 +338,11 @@ export function CameraDrawPage(props: PageProps) {
 
   const tools: { tool: Tool; label: string; disabled?: boolean }[] = [
     { tool: "select", label: "Select / move" },
-    { tool: "roi", label: "Region of interest" },
-    { tool: "line", label: "Counting line" },
-    { tool: "zone", label: "Zone", disabled: !loaded?.zonesApi },
-    { tool: "entry", label: "Entry zone", disabled: !loaded?.zonesApi },
-    { tool: "target", label: "Engagement target", disabled: !loaded?.targetApi },
+    { tool: "roi", label: "Draw region of interest" },
+    { tool: "line", label: "Draw counting line" },
+    { tool: "zone", label: "Draw zone", disabled: !loaded?.zonesApi },
+    { tool: "entry", label: "Draw entry zone", disabled: !loaded?.zonesApi },
+    { tool: "target", label: "Place engagement target", disabled: !loaded?.targetApi },
   ];
 
   const renderShapes = (unit: number) => {
@@ -449,7 +449,7 @@ export function CameraDrawPage(props: PageProps) {
   const item = (kind: Kind, index: number, title: string, extra?: preact.ComponentChildren,
                 nameInput?: { value: string; onInput: (v: string) => void }) => {
     const s = { kind, index };
-    const label = `${KIND_NAME[kind]}${nameInput ? ` ${nameInput.value || index + 1}` : ""}`;
+    const label = `${KIND_NAME[kind].toLowerCase()}${nameInput ? ` ${nameInput.value || index + 1}` : ""}`;
     return (
       <li key={`${kind}${index}`} class={same(sel, s) ? "selected" : ""}>
         <div class="row">
@@ -468,7 +468,7 @@ export function CameraDrawPage(props: PageProps) {
                   onClick={() => removeSelected(s)}>Delete</button>
         </div>
         {nameInput && !NAME_RE.test(nameInput.value) ? (
-          <small class="error">Names are 1-64 letters, digits, '-' or '_'.</small>
+          <small class="error">Names are 1-64 letters, digits, '-' or '_', starting with a letter or digit.</small>
         ) : null}
       </li>
     );
@@ -566,4 +566,13 @@ function currentUnit(e: PointerEvent): number {
   if (!svg) return 1;
   const w = svg.getBoundingClientRect().width;
   return w > 0 ? svg.viewBox.baseVal.width / w : 1;
+}
+
+/** "lines.2.name: ..." from the server reads as "Counting line 3, name: ...". */
+function readable(e: unknown): unknown {
+  if (!(e instanceof ApiError)) return e;
+  const names: Record<string, string> = { lines: "Counting line", zones: "Zone", entry_zones: "Entry zone", points: "Point" };
+  const detail = e.detail.replace(/\b(lines|zones|entry_zones|points)\.(\d+)\.?/g,
+    (_m, k: string, n: string) => `${names[k]} ${Number(n) + 1}, `);
+  return new ApiError(e.status, detail, e.body);
 }
