@@ -40,7 +40,7 @@ function format(v: number | null): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(2);
 }
 
-export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?: string }) {
+export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?: string; hideTitle?: boolean }) {
   const { spec } = props;
   const canvas = useRef<HTMLCanvasElement>(null);
   const chart = useRef<Chart | null>(null);
@@ -83,7 +83,7 @@ export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?
       backgroundColor: colour(i),
       borderColor: colour(i),
       borderWidth: spec.type === "line" ? 2 : 0,
-      pointRadius: spec.type === "line" ? 2 : undefined,
+      pointRadius: spec.type === "line" ? 3 : undefined,
     }));
     c.update();
   });
@@ -91,7 +91,7 @@ export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?
   const titleId = `chart-${spec.id}-title`;
   return (
     <figure class="chart" aria-labelledby={titleId}>
-      <figcaption id={titleId} class="chart-title">{spec.title}</figcaption>
+      <figcaption id={titleId} class={props.hideTitle ? "visually-hidden" : "chart-title"}>{spec.title}</figcaption>
       {any ? (
         <>
           <div class="chart-box">

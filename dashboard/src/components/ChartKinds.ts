@@ -66,6 +66,8 @@ interface ChartRule {
 
 interface KindRule {
   title: string;
+  /** One plain sentence for people; the API's own description is kept in the data table. */
+  about?: string;
   charts: ChartRule[];
 }
 
@@ -88,6 +90,7 @@ const ratio = (numerator: string, denominator: string | string[], scale = 1): Va
 const RULES: Record<string, KindRule> = {
   occupancy: {
     title: "Occupancy",
+    about: "How many people were there: the average and the peak.",
     charts: [{
       id: "people", title: "Occupancy", type: "line", unit: "people",
       series: [
@@ -96,9 +99,14 @@ const RULES: Record<string, KindRule> = {
       ],
     }],
   },
-  "line-crossings": { title: "In/out traffic", charts: [] }, // pivoted per line: see lineCrossingChart
+  "line-crossings": {
+    title: "In/out traffic",
+    about: "People crossing each counting line, in and out.",
+    charts: [],
+  }, // pivoted per line: see lineCrossingChart
   presence: {
     title: "Presence and entries",
+    about: "People in the camera's zones, and entries through its entry zones and into its zones.",
     charts: [
       {
         id: "people", title: "People in zones", type: "line", unit: "people",
@@ -119,6 +127,7 @@ const RULES: Record<string, KindRule> = {
   },
   "social-distancing": {
     title: "Distancing",
+    about: "People, and people closer than the distance limit to someone.",
     charts: [{
       id: "people", title: "Distancing", type: "line", unit: "people",
       series: [
@@ -130,6 +139,7 @@ const RULES: Record<string, KindRule> = {
   },
   dwell: {
     title: "Dwell time",
+    about: "Visits that ended, loitering, and how long a visit lasted on average.",
     charts: [
       {
         id: "visits", title: "Visits", type: "bar", unit: "visits",
@@ -146,6 +156,7 @@ const RULES: Record<string, KindRule> = {
   },
   facemask: {
     title: "Face masks",
+    about: "People with and without a mask, and the share wearing one.",
     charts: [
       {
         id: "people", title: "People with and without a mask", type: "line", unit: "people",
@@ -163,6 +174,7 @@ const RULES: Record<string, KindRule> = {
   },
   attention: {
     title: "Attention",
+    about: "People, and people looking at the camera or display.",
     charts: [{
       id: "people", title: "People looking", type: "line", unit: "people",
       series: [
@@ -174,6 +186,7 @@ const RULES: Record<string, KindRule> = {
   },
   engagement: {
     title: "Engagement",
+    about: "People who left, those engaged with the target, and for how long.",
     charts: [
       {
         id: "people", title: "Engaged people", type: "bar", unit: "people",
@@ -190,6 +203,7 @@ const RULES: Record<string, KindRule> = {
   },
   audience: {
     title: "Audience funnel",
+    about: "People who left, those passing by, those interested (stopped and looking), and the conversion.",
     charts: [
       {
         id: "funnel", title: "Audience funnel", type: "bar", unit: "people",
@@ -216,6 +230,11 @@ export function kindTitle(kind: string): string {
   if (rule) return rule.title;
   const words = kind.replace(/[-_]+/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/** A plain description of a kind: ours when we have one, else the API's. */
+export function kindAbout(kind: MetricKind): string {
+  return RULES[kind.kind]?.about ?? kind.description;
 }
 
 /** The kinds of one entity type, in reading order. */

@@ -63,7 +63,7 @@ export function HeatmapOverlay(props: { camera: string; cameraName: string; from
       {failed ? (
         <p class="no-data">The heatmap could not be drawn for this camera and range.</p>
       ) : (
-        <div class={`heatmap-frame${loading ? " loading" : ""}`} aria-busy={loading}>
+        <div class={`heatmap-frame${loading ? " is-loading" : ""}`} aria-busy={loading}>
           <img src={src} alt={`${KINDS[kind]} on ${props.cameraName}, ${props.from} to ${props.to}`}
                onLoad={() => setLoading(false)} onError={() => { setFailed(true); setLoading(false); }} />
         </div>

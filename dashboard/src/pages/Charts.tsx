@@ -16,6 +16,7 @@ import {
   demographicCharts,
   type EntityAnswer,
   instantKey,
+  kindAbout,
   kindsFor,
   kindTitle,
   loadKinds,
@@ -187,18 +188,17 @@ function Charts(props: { setup: Setup }) {
                      onChange={(e) => set({ to: (e.target as HTMLInputElement).value })} />
             )}
           </Field>
-          <div class="field quick-ranges">
-            <span class="quick-label" id="quick-ranges-label">Quick ranges</span>
-            <div class="quick-buttons" role="group" aria-labelledby="quick-ranges-label">
-              <button type="button" class="btn plain" onClick={() => set({ from: today, to: today, period: "hourly" })}>Today</button>
-              <button type="button" class="btn plain" onClick={() => set({ from: addDays(today, -6), to: today })}>Last 7 days</button>
-              <button type="button" class="btn plain" onClick={() => set({ from: addDays(today, -27), to: today })}>Last 4 weeks</button>
-            </div>
-          </div>
         </div>
-        <p class="tz-note">
-          Times and dates are in the processor's time zone, <strong>{setup.timeZone}</strong> (today is {today}).
-        </p>
+        <div class="controls-foot">
+          <div class="quick-buttons" role="group" aria-label="Quick date ranges">
+            <button type="button" class="btn plain" onClick={() => set({ from: today, to: today, period: "hourly" })}>Today, hourly</button>
+            <button type="button" class="btn plain" onClick={() => set({ from: addDays(today, -6), to: today })}>Last 7 days</button>
+            <button type="button" class="btn plain" onClick={() => set({ from: addDays(today, -27), to: today })}>Last 4 weeks</button>
+          </div>
+          <p class="tz-note">
+            Times and dates are in the processor's time zone, <strong>{setup.timeZone}</strong> (today there is {today}).
+          </p>
+        </div>
         {problem ? <p class="error" role="alert">{problem}</p> : null}
       </form>
 
@@ -308,6 +308,19 @@ function MetricCard(props: {
     return buildCharts(kind, period, answer, slots, timeZone);
   }, [data.data, liveRows, kind, period, range.from, range.to, timeZone]);
 
+  const lineTotals = useMemo(() => {
+    if (!isLines || !data.data) return null;
+    const out = new Map<string, { in: number; out: number }>(props.lines.map((l) => [l, { in: 0, out: 0 }]));
+    for (const row of [...data.data.answer.rows, ...liveRows]) {
+      if (typeof row.Line !== "string") continue;
+      const t = out.get(row.Line) ?? { in: 0, out: 0 };
+      t.in += typeof row.In === "number" ? row.In : 0;
+      t.out += typeof row.Out === "number" ? row.Out : 0;
+      out.set(row.Line, t);
+    }
+    return [...out.entries()].sort(([a], [b]) => a.localeCompare(b));
+  }, [isLines, data.data, liveRows, props.lines.join("\u0000")]);
+
   const context = `${props.name}, ${range.from === range.to ? range.from : `${range.from} to ${range.to}`}, ${timeZone}`;
   const demographics = data.data?.audience;
   const global = demographics?.cameras.find((c) => c.id === selection.id)?.global;
@@ -316,7 +329,7 @@ function MetricCard(props: {
   return (
     <article class="card metric" aria-labelledby={titleId}>
       <h3 id={titleId}>{kindTitle(kind.kind)}</h3>
-      <p class="hint metric-description">{kind.description}</p>
+      <p class="hint metric-description">{kindAbout(kind)}</p>
       {!supported ? (
         <p class="no-data">
           Not available {PERIOD_LABELS[period].toLowerCase()}: choose {kind.periods.filter((p) => p !== "live")
@@ -329,7 +342,17 @@ function MetricCard(props: {
       ) : (
         <>
           {clipped ? <p class="hint">Hourly charts show the last {MAX_HOURLY_DAYS} days of the range.</p> : null}
-          {specs.map((s) => <ChartView key={s.id} spec={s} context={context}
+          {lineTotals && lineTotals.length ? (
+            <ul class="line-totals" aria-label="Totals in this chart">
+              {lineTotals.map(([line, t], i) => (["in", "out"] as const).map((dir) => (
+                <li key={`${line}-${dir}`}>
+                  <span id={`total-${i}-${dir}`}>{line} {dir} (chart total)</span>
+                  <output aria-labelledby={`total-${i}-${dir}`} aria-live="off">{t[dir]}</output>
+                </li>
+              )))}
+            </ul>
+          ) : null}
+          {specs.map((s) => <ChartView key={s.id} spec={s} context={context} hideTitle={s.title === kindTitle(kind.kind)}
                                        emptyText={`No data for ${props.name} in this range.`} />)}
           {kind.kind === "audience" && demographics ? (
             demographics.demographics && global ? (
