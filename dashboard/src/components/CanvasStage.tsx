@@ -81,7 +81,8 @@ export function CanvasStage(props: StageProps) {
   };
 
   return (
-    <div class={`stage${props.editable ? " editable" : ""}`}>
+    <div class={`stage${props.editable ? " editable" : ""}`}
+         style={{ maxWidth: `calc(78vh * ${(size.width / size.height).toFixed(4)})` }}>
       {props.picture.src && !props.picture.failed ? (
         <img src={props.picture.src} alt="" onLoad={props.picture.onLoad} onError={props.picture.onError}
              draggable={false} />

@@ -101,11 +101,11 @@ async function loadShapes(id: string, signal: AbortSignal): Promise<Loaded> {
       zones: (zones?.zones ?? []).map(zone),
       entry: (zones?.entry_zones ?? []).map(zone),
       // A camera without its own target shows none here (the processor then uses the default).
-      target: target && !target.default ? pts(target.points) : [],
+      target: target && Array.isArray(target.points) ? pts(target.points) : [],
     },
     zonesApi: zones !== undefined,
     targetApi: target !== undefined,
-    targetDefault: !!target?.default,
+    targetDefault: !!target && !Array.isArray(target.points),
   };
 }
 
@@ -543,7 +543,7 @@ export function CameraDrawPage(props: PageProps) {
           <ul class="shape-list">
             {!loaded?.targetApi ? <li class="muted">Not available on this server.</li>
               : shapes.target.length ? item("target", 0, shapes.target.length === 2 ? "Segment" : "Point")
-              : <li class="muted">{loaded.targetDefault ? "The processor's default target." : "None."}</li>}
+              : <li class="muted">{loaded.targetDefault ? "None for this camera: the processor's default applies." : "None."}</li>}
           </ul>
           <ErrorMessage error={errors.target} />
           <div class="save-bar">
