@@ -194,7 +194,7 @@ function CameraSettings(props: { id: string }) {
         const result = checked ?? await runCheck();
         if (!result) return;
         if (!result.ok) {
-          setError(new Error("Not saved: the new stream cannot be read. Fix the video path or URL."));
+          setError(new Error("Not saved: the new video path or URL gives no picture. Fix it and try again."));
           return;
         }
       }

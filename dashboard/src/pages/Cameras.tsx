@@ -160,7 +160,7 @@ function AddCameraForm(props: { onAdded: (cam: Camera) => void; onCancel: () => 
     if (!result) result = await runCheck();
     if (!result) return;
     if (!result.ok) {
-      setError(new Error("Not saved: the stream cannot be read. Fix the video path or URL and try again."));
+      setError(new Error("Not saved: a camera needs a stream that can be read. Fix the video path or URL and try again."));
       return;
     }
     setSaving(true);

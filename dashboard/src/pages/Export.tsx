@@ -11,10 +11,10 @@ interface Named { id: string; name: string }
 interface SectionOut { section: string | null; values: Record<string, string> }
 
 const DATA_TYPES: { key: string; label: string; hint: string }[] = [
-  { key: "raw", label: "Raw logs", hint: "people per sample, per camera and area (CSV)" },
-  { key: "events", label: "Events", hint: "line crossings (CSV)" },
-  { key: "reports", label: "Reports", hint: "hourly, daily, weekly and live summaries (CSV)" },
-  { key: "screenshots", label: "Screenshots", hint: "JPEG pictures; can be large" },
+  { key: "raw", label: "Raw logs", hint: "People per sample, per camera and area (CSV)." },
+  { key: "events", label: "Events", hint: "Line crossings (CSV)." },
+  { key: "reports", label: "Reports", hint: "Hourly, daily, weekly and live summaries (CSV)." },
+  { key: "screenshots", label: "Screenshots", hint: "JPEG pictures; can be large." },
 ];
 
 function isoDate(d: Date): string {
@@ -137,7 +137,7 @@ export function ExportPage(_props: PageProps) {
         </div>
         <fieldset>
           <legend>Dates</legend>
-          <div class="row">
+          <div class="row date-row">
             <Field label="From">
               {(id) => <input id={id} type="date" value={from} max={to || undefined} required
                               onInput={(e) => setFrom(e.currentTarget.value)} />}
@@ -156,10 +156,10 @@ export function ExportPage(_props: PageProps) {
           <ul class="choice-list">
             {DATA_TYPES.map((t) => (
               <li key={t.key}>
-                <label>
-                  <input type="checkbox" checked={types.has(t.key)}
+                <label class="choice-with-hint">
+                  <input type="checkbox" checked={types.has(t.key)} aria-describedby={`type-${t.key}-hint`}
                          onChange={(e) => setTypes(toggle(types, t.key, e.currentTarget.checked))} />
-                  {" "}{t.label} <span class="hint">— {t.hint}</span>
+                  <span>{t.label}<span id={`type-${t.key}-hint`} class="hint">{t.hint}</span></span>
                 </label>
               </li>
             ))}

@@ -13,7 +13,7 @@ import type { PageProps } from ".";
 interface Part { section: string; name: string; enabled: boolean; values: Record<string, string> }
 interface SinkStatus {
   name?: string; connected?: boolean; queued?: number; delivered?: number; dropped?: number;
-  last_error?: string | null; endpoint?: string;
+  last_error?: string | null; endpoint?: string; signed?: boolean;
 }
 interface TestResult { ok: boolean; detail: string }
 
@@ -57,7 +57,11 @@ export function SettingsPage(_props: PageProps) {
       .catch(() => {});
   };
   useEffect(loadStatus, []);
-  useInterval(loadStatus, 5000);
+  useInterval(loadStatus, 3000);
+  const changed = () => {
+    parts.reload();
+    loadStatus();
+  };
 
   return (
     <section class="settings-page">
@@ -78,15 +82,15 @@ export function SettingsPage(_props: PageProps) {
                 <div class="parts">
                   {sinks.map((p) => (
                     <PartCard key={p.section} kind={k.kind} part={p} status={statuses[p.section]} canEdit={canEdit}
-                              testable onChanged={parts.reload} />
+                              testable onChanged={changed} />
                   ))}
                   {local.map((p) => (
                     <PartCard key={p.section} kind={k.kind} part={p} status={statuses[p.section]} canEdit={canEdit}
-                              testable={false} onChanged={parts.reload} />
+                              testable={false} onChanged={changed} />
                   ))}
                 </div>
                 {!list.some((p) => p.name === "web_hook_logger") ? (
-                  <AddWebhook kind={k.kind} canEdit={canEdit} onAdded={parts.reload} />
+                  <AddWebhook kind={k.kind} canEdit={canEdit} onAdded={changed} />
                 ) : null}
               </section>
             );
@@ -138,6 +142,7 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
           <div><dt>Queued</dt><dd>{st.queued ?? 0}</dd></div>
           <div><dt>Delivered</dt><dd>{st.delivered ?? 0}</dd></div>
           <div><dt>Dropped</dt><dd>{st.dropped ?? 0}</dd></div>
+          {st.signed !== undefined ? <div class="wide"><dt>Signed</dt><dd>{st.signed ? "yes (Secret set)" : "no: set a Secret to sign requests"}</dd></div> : null}
           {st.last_error ? <div class="wide"><dt>Last error</dt><dd class="cam-error">{st.last_error}</dd></div> : null}
         </dl>
       ) : null}
