@@ -122,7 +122,7 @@ export function ScheduleEditor(props: { areaName: string; rows: RuleRow[]; disab
           </table>
         </div>
       )}
-      <p class="hint">"To" 00:00 means midnight at the end of the day.</p>
+      <p class="hint">For a rule that runs until midnight, set "To" to 00:00 (12:00 AM).</p>
       <button type="button" class="btn plain" disabled={props.disabled}
               onClick={() => props.onChange([...props.rows, {
                 key: ++rowKey, days: ["Mon", "Tue", "Wed", "Thu", "Fri"], start: "09:00", end: "18:00", limit: "10",

@@ -7,7 +7,6 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError } from "../api";
 import { CanvasStage, dist, pointsAttr, type Pt, useCameraPicture } from "../components/CanvasStage";
 import { ErrorMessage, Loading, Notice, PageHeader, ReadOnlyNote } from "../components/ui";
-import { href } from "../router";
 import { useSession } from "../session";
 import type { PageProps } from ".";
 
@@ -197,10 +196,7 @@ export function CalibrationPage(props: PageProps) {
 
   return (
     <section>
-      <PageHeader title={`Calibrate camera ${id}`}>
-        <a class="btn plain" href={href("cameras", id)}>Camera settings</a>
-        <a class="btn plain" href={href("cameras", id, "draw")}>Draw shapes</a>
-      </PageHeader>
+      <PageHeader title={`Calibrate camera ${id}`} />
       {!canEdit ? <ReadOnlyNote /> : null}
       <ErrorMessage error={loadError} />
       {stored === undefined && !loadError ? <Loading what="calibration" /> : null}

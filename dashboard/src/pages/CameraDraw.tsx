@@ -7,7 +7,6 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError } from "../api";
 import { CanvasStage, dist, pointsAttr, type Pt, SvgLabel, useCameraPicture } from "../components/CanvasStage";
 import { ErrorMessage, Loading, Notice, PageHeader, ReadOnlyNote } from "../components/ui";
-import { href } from "../router";
 import { useSession } from "../session";
 import type { PageProps } from ".";
 
@@ -401,7 +400,7 @@ export function CameraDrawPage(props: PageProps) {
           <polygon class="arrow-head" points={pointsAttr(headPts)} />
           <SvgLabel x={hx + nx * 22 * unit - 8 * unit} y={hy + ny * 22 * unit + 5 * unit} unit={unit}>in</SvgLabel>
           <SvgLabel x={tx - nx * 14 * unit - 12 * unit} y={ty - ny * 14 * unit + 5 * unit} unit={unit}>out</SvgLabel>
-          <SvgLabel x={ax + (bx - ax) * 0.2 + 8 * unit} y={ay + (by - ay) * 0.2 + 4 * unit} unit={unit}>{l.name}</SvgLabel>
+          <SvgLabel x={ax + (bx - ax) * 0.25 - nx * 12 * unit} y={ay + (by - ay) * 0.25 - ny * 12 * unit} unit={unit}>{l.name}</SvgLabel>
           <circle class="line-start" cx={ax} cy={ay} r={4 * unit} />
           {handles(s, [l.start, l.end])}
         </g>,
@@ -476,10 +475,7 @@ export function CameraDrawPage(props: PageProps) {
 
   return (
     <section>
-      <PageHeader title={`Draw on camera ${id}`}>
-        <a class="btn plain" href={href("cameras", id)}>Camera settings</a>
-        <a class="btn plain" href={href("cameras", id, "calibration")}>Calibration</a>
-      </PageHeader>
+      <PageHeader title={`Draw on camera ${id}`} />
       {!canEdit ? <ReadOnlyNote /> : null}
       {!loaded ? <Loading what="shapes" /> : null}
       <div class="draw-layout">
