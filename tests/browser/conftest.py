@@ -81,6 +81,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``lookout run`` over HTTPS on a looping real-time PETS camera, for the whole session."""
+    if not CHROMIUM.exists():  # no server for tests that will skip anyway
+        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/ensure-chromium.sh installs it; "
+                    "LOOKOUT_CHROMIUM names another)")
     if not DIST_INDEX.exists():
         pytest.skip(f"the dashboard is not built ({DIST_INDEX} missing): "
                     "cd dashboard && npm ci && npm run build")
