@@ -202,13 +202,13 @@ def test_an_admin_creates_a_user_changes_its_role_and_password_and_deletes_it(
     assert server.token(Account(name, first, "viewer"))
 
     row.get_by_label(f"Role of {name}", exact=True).select_option("admin")
-    row.get_by_role("button", name=f"Save the role of {name}").click()
+    row.get_by_role("button", name=f"Save role of {name}").click()
     expect(page.get_by_role("status").filter(has_text=f"{name} is now an admin")).to_be_visible(
         timeout=PAGE_READY_MS)
     users = {u["username"]: u["role"] for u in api(server, "GET", "/auth/users")[1]}  # type: ignore[union-attr]
     assert users.get(name) == "admin"
 
-    row.get_by_role("button", name=f"Change the password of {name}").click()
+    row.get_by_role("button", name=f"Change password of {name}").click()
     row.get_by_label(f"New password for {name}").fill(second)
     row.get_by_role("button", name="Set password").click()
     expect(page.get_by_role("status").filter(has_text=f"Password of {name} changed")).to_be_visible(

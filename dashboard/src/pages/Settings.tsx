@@ -165,9 +165,9 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
           {part.enabled ? "Turn off" : "Turn on"}
         </ActionButton>
         <button type="button" class="btn plain" aria-expanded={open} aria-controls={`${titleId}-keys`}
-                aria-label={`${open ? "Hide" : "Show"} the settings of ${part.name} (${part.section})`}
+                aria-label={`${open ? "Hide" : "Show"} settings of ${part.name} (${part.section})`}
                 onClick={() => setOpen(!open)}>
-          {open ? "Hide settings" : "Settings…"}
+          {open ? "Hide settings" : "Show settings"}
         </button>
         {props.testable ? (
           <ActionButton kind="danger" disabled={!canEdit} label={`Remove ${part.name} (${part.section})`}

@@ -86,7 +86,7 @@ function UserRow(props: { user: User; self: boolean; onDone: (text: string) => v
             <option value="viewer">viewer</option>
             <option value="admin">admin</option>
           </select>
-          <ActionButton disabled={role === u.role} label={`Save the role of ${u.username}`} onError={props.onError}
+          <ActionButton disabled={role === u.role} label={`Save role of ${u.username}`} onError={props.onError}
                         onClick={async () => {
                           await api.put(path, { role });
                           props.onDone(`${u.username} is now ${role === "admin" ? "an admin" : "a viewer"}.`);
@@ -99,8 +99,8 @@ function UserRow(props: { user: User; self: boolean; onDone: (text: string) => v
       <td>
         <div class="inline-edit">
           <button type="button" class="btn plain" aria-expanded={pwOpen} aria-controls={pwId}
-                  aria-label={`Change the password of ${u.username}`} onClick={() => setPwOpen(!pwOpen)}>
-            Password…
+                  aria-label={`Change password of ${u.username}`} onClick={() => setPwOpen(!pwOpen)}>
+            Change password
           </button>
           <ActionButton kind="danger" disabled={props.self} label={`Delete user ${u.username}`}
                         confirm={`Delete user ${u.username}? They can no longer sign in.`} onError={props.onError}
