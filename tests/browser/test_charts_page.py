@@ -58,8 +58,8 @@ def test_live_in_out_counts_rise_without_a_reload(admin_page: Page, server: Serv
 
     tile_in = page.get_by_label(f"{line} in", exact=True)
     tile_out = page.get_by_label(f"{line} out", exact=True)
-    chart_in = page.get_by_label(f"{line} in (chart total)", exact=True)
-    chart_out = page.get_by_label(f"{line} out (chart total)", exact=True)
+    chart_in = page.get_by_label(f"Total {line} in", exact=True)
+    chart_out = page.get_by_label(f"Total {line} out", exact=True)
     expect(chart_in).to_be_visible(timeout=PAGE_READY_MS)
     tiles_before = number(tile_in) + number(tile_out)
     chart_before = number(chart_in) + number(chart_out)

@@ -60,7 +60,8 @@ export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?
         interaction: { mode: "index", intersect: false },
         spanGaps: false,
         scales: {
-          x: { ticks: { autoSkip: true, maxRotation: 0, autoSkipPadding: 12 } },
+          // offset: the first and last points sit inside the frame, not on its edge.
+          x: { offset: true, ticks: { autoSkip: true, maxRotation: 0, autoSkipPadding: 12 } },
           y: { beginAtZero: true, title: { display: !!spec.unit, text: spec.unit } },
         },
         plugins: { legend: { position: "bottom", labels: { boxWidth: 14 } } },
@@ -104,7 +105,7 @@ export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?
                 <caption class="visually-hidden">{spec.title}{props.context ? `, ${props.context}` : ""}</caption>
                 <thead>
                   <tr>
-                    <th scope="col">Time</th>
+                    <th scope="col">{spec.axis}</th>
                     {spec.series.map((s) => <th scope="col" key={s.label}>{s.label}</th>)}
                   </tr>
                 </thead>

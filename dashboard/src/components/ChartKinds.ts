@@ -275,9 +275,13 @@ export interface ChartSpec {
   title: string;
   type: "bar" | "line";
   unit: string;
+  /** What the x axis is: the data table's first column header. */
+  axis: string;
   slots: Slot[];
   series: { label: string; data: (number | null)[] }[];
 }
+
+export const AXIS_LABELS: Record<ChartPeriod, string> = { hourly: "Hour", daily: "Date", weekly: "Week" };
 
 export interface Range {
   from: string;
@@ -355,7 +359,8 @@ function lineCrossingChart(rows: Row[], lines: string[], period: ChartPeriod, sl
     label: `${line} ${dir.toLowerCase()}`,
     data: slots.map((s) => counts.get(`${s.key}\u0000${line}`)?.[dir] ?? null),
   })));
-  return { id: "line-crossings", title: "In/out traffic", type: "bar", unit: "people", slots, series };
+  return { id: "line-crossings", title: "In/out traffic", type: "bar", unit: "people", axis: AXIS_LABELS[period],
+    slots, series };
 }
 
 /** The charts of one kind for one entity's rows. */
@@ -373,6 +378,7 @@ export function buildCharts(kind: MetricKind, period: ChartPeriod, answer: Entit
     title: c.title,
     type: c.type,
     unit: c.unit,
+    axis: AXIS_LABELS[period],
     slots,
     series: c.series.map((s) => ({
       label: s.label,
@@ -423,7 +429,7 @@ export function demographicCharts(global: AudienceGlobal): ChartSpec[] {
     if (!values || typeof values !== "object") continue;
     const entries = Object.entries(values as Record<string, number>);
     out.push({
-      id: `audience-${id}`, title, type: "bar", unit: "people",
+      id: `audience-${id}`, title, type: "bar", unit: "people", axis: id === "mood" ? "Mood" : id === "age" ? "Age" : "Gender",
       slots: entries.map(([k]) => ({ key: k, label: k.replace(/_/g, " ") })),
       series: [{ label: "Interested people", data: entries.map(([, v]) => (typeof v === "number" ? v : null)) }],
     });

@@ -15,6 +15,7 @@ import {
   type ChartPeriod,
   demographicCharts,
   type EntityAnswer,
+  hasData,
   instantKey,
   kindAbout,
   kindsFor,
@@ -343,16 +344,18 @@ function MetricCard(props: {
         <>
           {clipped ? <p class="hint">Hourly charts show the last {MAX_HOURLY_DAYS} days of the range.</p> : null}
           {lineTotals && lineTotals.length ? (
-            <ul class="line-totals" aria-label="Totals in this chart">
+            <ul class="line-totals" aria-label="Totals of the chart">
               {lineTotals.map(([line, t], i) => (["in", "out"] as const).map((dir) => (
                 <li key={`${line}-${dir}`}>
-                  <span id={`total-${i}-${dir}`}>{line} {dir} (chart total)</span>
+                  <span id={`total-${i}-${dir}`}>Total {line} {dir}</span>
                   <output aria-labelledby={`total-${i}-${dir}`} aria-live="off">{t[dir]}</output>
                 </li>
               )))}
             </ul>
           ) : null}
-          {specs.map((s) => <ChartView key={s.id} spec={s} context={context} hideTitle={s.title === kindTitle(kind.kind)}
+          {specs.length && !specs.some(hasData) && !(kind.kind === "audience" && demographics?.demographics) ? (
+            <p class="no-data">No data for {props.name} in this range.</p>
+          ) : specs.map((s) => <ChartView key={s.id} spec={s} context={context} hideTitle={s.title === kindTitle(kind.kind)}
                                        emptyText={`No data for ${props.name} in this range.`} />)}
           {kind.kind === "audience" && demographics ? (
             demographics.demographics && global ? (
