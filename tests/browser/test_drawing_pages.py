@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.harness import PAGE_READY_MS, Server, goto, shoot
+from tests.browser.harness import PAGE_READY_MS, PHONE, Server, goto, shoot, sign_in
 
 TOLERANCE_PX = 3.0  # a click lands within this many image pixels of where it was aimed
 
@@ -141,6 +141,35 @@ def test_a_zone_drawn_corner_by_corner_is_saved(
     assert len(drawn) == 1, zones
     assert len(drawn[0]["points"]) == 4
     assert all(near(p, c) for p, c in zip(drawn[0]["points"], corners, strict=True)), drawn
+
+
+def test_an_entry_zone_drawn_by_touch_on_a_phone(
+        fresh_page: Callable[..., Page], server: Server, restore_camera: None) -> None:
+    page = fresh_page(has_touch=True)
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    sign_in(page, server, server.admin)
+    goto(page, server, f"cameras/{server.camera_id}/draw")
+    stage = stage_of(page)
+    page.get_by_role("button", name="Draw entry zone", exact=True).tap()
+    w, h = image_size(page)
+    corners = []
+    for fx, fy in ((0.1, 0.3), (0.35, 0.3), (0.35, 0.65)):
+        stage.scroll_into_view_if_needed()
+        box = stage.bounding_box()
+        assert box is not None
+        page.touchscreen.tap(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        corners.append((fx * w, fy * h))
+    page.get_by_role("button", name="Finish shape").tap()
+    page.get_by_role("button", name="Save", exact=True).tap()
+    expect(page.get_by_role("status").filter(has_text="Saved")).to_be_visible(
+        timeout=PAGE_READY_MS)
+    zones = api_json(server, "GET", f"/cameras/{server.camera_id}/zones")
+    assert isinstance(zones, dict)
+    assert len(zones["entry_zones"]) >= 1, zones
+    drawn = zones["entry_zones"][-1]["points"]
+    # A tap is less exact than a mouse click (its point is rounded to CSS pixels).
+    assert all(abs(p[0] - c[0]) <= 2 * TOLERANCE_PX and abs(p[1] - c[1]) <= 2 * TOLERANCE_PX
+               for p, c in zip(drawn, corners, strict=True)), (drawn, corners)
 
 
 def test_calibration_from_four_clicks_and_a_square(

@@ -91,7 +91,9 @@ export function CanvasStage(props: StageProps) {
       )}
       <svg ref={svgRef} viewBox={`0 0 ${size.width} ${size.height}`} preserveAspectRatio="none"
            role="application" aria-label={props.label} aria-describedby={props.describedBy}
-           aria-disabled={!props.editable} tabIndex={0}
+           aria-disabled={!props.editable}
+           // SVG attributes are case-sensitive: "tabIndex" would not make it focusable.
+           {...{ tabindex: 0 }}
            onPointerDown={(e) => {
              if (!props.editable || !props.onPointerDown) return;
              if (e.button !== 0 && e.pointerType === "mouse") return;

@@ -78,7 +78,15 @@ function without(s: Shapes, sel: Sel): Shapes {
 
 const same = (a: Sel | null, b: Sel) => !!a && a.kind === b.kind && a.index === b.index;
 
-interface Loaded { shapes: Shapes; zonesApi: boolean; targetApi: boolean; targetDefault: boolean }
+interface Loaded {
+  shapes: Shapes;
+  zonesApi: boolean;
+  targetApi: boolean;
+  /** Why the target cannot be set here ("" when it can). */
+  targetNote: string;
+  /** The processor-wide target cameras without their own use (null: the image's bottom edge). */
+  targetDefault: Pt[] | null;
+}
 
 async function loadShapes(id: string, signal: AbortSignal): Promise<Loaded> {
   const base = `/cameras/${encodeURIComponent(id)}`;
@@ -103,8 +111,11 @@ async function loadShapes(id: string, signal: AbortSignal): Promise<Loaded> {
       target: target && Array.isArray(target.points) ? pts(target.points) : [],
     },
     zonesApi: zones !== undefined,
-    targetApi: target !== undefined,
-    targetDefault: !!target && !Array.isArray(target.points),
+    targetApi: target !== undefined && target.section !== null,
+    targetNote: target === undefined ? "Not available on this server."
+      : target.section === null ? "No engagement post-processor is configured."
+      : target.enabled === false ? "The engagement post-processor is turned off." : "",
+    targetDefault: target && Array.isArray(target.default_points) ? pts(target.default_points) : null,
   };
 }
 
@@ -295,9 +306,8 @@ export function CameraDrawPage(props: PageProps) {
         zones: shapes.zones.map((z) => ({ name: z.name, points: z.points })),
         entry_zones: shapes.entry.map((z) => ({ name: z.name, points: z.points })),
       }),
-      target: () => (shapes.target.length
-        ? api.put(`${base}/engagement_target`, { points: shapes.target })
-        : api.del(`${base}/engagement_target`)),
+      // null removes the camera's own target (the processor-wide default then applies).
+      target: () => api.put(`${base}/engagement_target`, { points: shapes.target.length ? shapes.target : null }),
     };
     for (const g of ["roi", "lines", "zones", "target"] as Group[]) {
       if (!dirty.has(g)) continue;
@@ -347,10 +357,17 @@ export function CameraDrawPage(props: PageProps) {
   const renderShapes = (unit: number) => {
     const r = 7 * unit;
     const out = [];
-    const handles = (s: Sel, points: Pt[]) => (editable && same(sel, s) ? points.map((p, i) => (
-      <circle key={`h${i}`} class={`handle${i === 0 && s.kind !== "line" && s.kind !== "target" ? " first" : ""}`}
-              cx={p[0]} cy={p[1]} r={r} data-handle={`${s.kind}:${s.index}:${i}`} />
-    )) : null);
+    // The selected shape's handles are drawn last, above every other shape, so they can be grabbed.
+    let selectedHandles: preact.ComponentChildren = null;
+    const handles = (s: Sel, points: Pt[]) => {
+      if (editable && same(sel, s)) {
+        selectedHandles = points.map((p, i) => (
+          <circle key={`h${i}`} class={`handle${i === 0 && s.kind !== "line" && s.kind !== "target" ? " first" : ""}`}
+                  cx={p[0]} cy={p[1]} r={r} data-handle={`${s.kind}:${s.index}:${i}`} />
+        ));
+      }
+      return null;
+    };
     const polygon = (kind: "roi" | "zone" | "entry", index: number, name: string, points: Pt[]) => {
       const s = { kind, index };
       if (points.length < 3) return null;
@@ -426,6 +443,19 @@ export function CameraDrawPage(props: PageProps) {
         </g>,
       );
     }
+    // The processor-wide target, which applies while the camera has none of its own.
+    const ghost = loaded?.targetApi && !shapes.target.length ? loaded.targetDefault : null;
+    if (ghost && ghost.length) {
+      out.push(
+        <g key="default-target" style={{ pointerEvents: "none" }}>
+          {ghost.length === 2
+            ? <line class="shape target draft" x1={ghost[0][0]} y1={ghost[0][1]} x2={ghost[1][0]} y2={ghost[1][1]} />
+            : <circle class="shape target draft" cx={ghost[0][0]} cy={ghost[0][1]} r={9 * unit} style={{ fillOpacity: 0.3 }} />}
+          <SvgLabel x={ghost[0][0] + 12 * unit} y={ghost[0][1] - 12 * unit} unit={unit}>default target</SvgLabel>
+        </g>,
+      );
+    }
+    if (selectedHandles) out.push(<g key="handles">{selectedHandles}</g>);
     // The shape being drawn.
     if (draft.length && tool !== "select") {
       const kindClass = tool === "line" ? "line" : tool;
@@ -537,9 +567,10 @@ export function CameraDrawPage(props: PageProps) {
           <ErrorMessage error={errors.zones} />
           <h3>Engagement target</h3>
           <ul class="shape-list">
-            {!loaded?.targetApi ? <li class="muted">Not available on this server.</li>
+            {!loaded?.targetApi ? <li class="muted">{loaded?.targetNote || "Not available on this server."}</li>
               : shapes.target.length ? item("target", 0, shapes.target.length === 2 ? "Segment" : "Point")
-              : <li class="muted">{loaded.targetDefault ? "None for this camera: the processor's default applies." : "None."}</li>}
+              : <li class="muted">None for this camera: {loaded.targetDefault
+                ? "the processor-wide target (dashed) applies." : "the bottom edge of the picture applies."}</li>}
           </ul>
           <ErrorMessage error={errors.target} />
           <div class="save-bar">
