@@ -259,6 +259,15 @@ def test_settings_adds_a_webhook_and_its_test_button_reaches_the_receiver(
         expect(card.locator("dt:text-is('Delivered') + dd")).to_have_text(re.compile(r"^\d+$"))
         shoot(page, "settings")
 
+        # Its keys are edited on the page and saved through the API.
+        card.get_by_role("button", name=re.compile(r"^Show settings of web_hook_logger")).click()
+        card.get_by_label("SendingInterval").fill("7")
+        card.get_by_role("button", name="Save settings").click()
+        expect(card.get_by_role("status").filter(has_text="saved")).to_be_visible(
+            timeout=PAGE_READY_MS)
+        _, part = api(server, "GET", "/outputs/web_hook_logger")
+        assert isinstance(part, dict) and part["values"]["SendingInterval"] in ("7", "7.0")
+
         # The receiver is gone: the page says the test failed, and why.
         rx.stop()
         card.get_by_role("button", name=re.compile(r"^Send a test through web_hook_logger")).click()

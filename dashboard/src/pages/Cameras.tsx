@@ -1,7 +1,7 @@
 // #/cameras: every camera's live preview and status; enable, disable, delete and add cameras.
 import "./cameras.css";
 
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api } from "../api";
 import { ActionButton, ErrorMessage, Loading, Notice, PageHeader, ReadOnlyNote, useAsync, useInterval } from "../components/ui";
@@ -136,6 +136,9 @@ function AddCameraForm(props: { onAdded: (cam: Camera) => void; onCancel: () => 
   const [checking, setChecking] = useState(false);
   const [saving, setSaving] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
+  const formRef = useRef<HTMLFormElement>(null);
+  // Opened from the "Add camera" button: keyboard users start in its first field.
+  useEffect(() => formRef.current?.querySelector("input")?.focus(), []);
 
   const runCheck = async (): Promise<StreamCheck | null> => {
     setError(undefined);
@@ -186,7 +189,7 @@ function AddCameraForm(props: { onAdded: (cam: Camera) => void; onCancel: () => 
   return (
     <section id="add-camera" class="card add-camera" aria-labelledby="add-camera-title">
       <h2 id="add-camera-title">Add a camera</h2>
-      <form onSubmit={submit}>
+      <form onSubmit={submit} ref={formRef}>
         <div class="form-grid">
           <TextField label="Name" name="name" value={name} onInput={setName} required
                      hint="Shown on the dashboard, e.g. Front door." />
