@@ -62,7 +62,9 @@ export function ChartView(props: { spec: ChartSpec; context?: string; emptyText?
         scales: {
           // offset: the first and last points sit inside the frame, not on its edge.
           x: { offset: true, ticks: { autoSkip: true, maxRotation: 0, autoSkipPadding: 12 } },
-          y: { beginAtZero: true, title: { display: !!spec.unit, text: spec.unit } },
+          // Bars count people, visits or entries: whole numbers on the axis.
+          y: { beginAtZero: true, ticks: { precision: spec.type === "bar" ? 0 : undefined },
+               title: { display: !!spec.unit, text: spec.unit } },
         },
         plugins: { legend: { position: "bottom", labels: { boxWidth: 14 } } },
       },

@@ -66,8 +66,16 @@ async function loadSetup(signal: AbortSignal): Promise<Setup> {
     api.get<AreaInfo[]>("/areas", signal),
     api.get<{ values: Record<string, string> }>("/app", signal).catch(() => null),
   ]);
-  const timeZone = app?.values?.TimeZone || "UTC";
-  return { kinds, cameras, areas, timeZone };
+  let timeZone = app?.values?.TimeZone;
+  if (!timeZone && kinds.length) {
+    // Every metrics answer names the time zone; an empty id list makes it a cheap one.
+    const k = kinds[0];
+    const empty = await api.get<MetricAnswer>(
+      `${k.path}/${k.periods[0]}?${k.entity_type === "area" ? "areas" : "cameras"}=`, signal,
+    ).catch(() => null);
+    timeZone = empty?.time_zone;
+  }
+  return { kinds, cameras, areas, timeZone: timeZone || "UTC" };
 }
 
 interface Choice {
