@@ -168,7 +168,8 @@ function AreaEditor(props: { area: Area; cameras: Camera[]; canEdit: boolean; on
     setBusy(true);
     try {
       await api.put(`/areas/${encodeURIComponent(a.id)}`, { name, occupancy_threshold: t });
-      await api.put(`/areas/${encodeURIComponent(a.id)}/cameras`, { cameras: cams });
+      const same = cams.length === a.cameras.length && cams.every((c) => a.cameras.includes(c));
+      if (!same) await api.put(`/areas/${encodeURIComponent(a.id)}/cameras`, { cameras: cams });
       setNotice("Area saved.");
       props.onChanged();
     } catch (e) { setError(e); } finally { setBusy(false); }
@@ -251,7 +252,7 @@ function NewArea(props: { cameras: Camera[]; onDone: () => void; onCancel: () =>
       <h2 id="new-area-heading">New area</h2>
       <div class="row">
         <Field label="Area name">{(id) => <input id={id} value={name} maxLength={256} disabled={busy}
-                                                 onInput={(e) => setName(e.currentTarget.value)} />}</Field>
+                                                 onInput={(e) => { setName(e.currentTarget.value); setError(null); }} />}</Field>
         <Field label="Occupancy threshold" hint="0 = no limit.">
           {(id, hint) => <input id={id} type="number" min="0" step="1" value={threshold} disabled={busy}
                                 aria-describedby={hint} onInput={(e) => setThreshold(e.currentTarget.value)} />}

@@ -371,8 +371,9 @@ export function CameraDrawPage(props: PageProps) {
     const polygon = (kind: "roi" | "zone" | "entry", index: number, name: string, points: Pt[]) => {
       const s = { kind, index };
       if (points.length < 3) return null;
-      const cx = points.reduce((a, p) => a + p[0], 0) / points.length;
-      const cy = points.reduce((a, p) => a + p[1], 0) / points.length;
+      // Zones are named at their centre; the ROI at its first corner, so the two never overlap.
+      const cx = kind === "roi" ? points[0][0] + 10 * unit : points.reduce((a, p) => a + p[0], 0) / points.length;
+      const cy = kind === "roi" ? points[0][1] + 20 * unit : points.reduce((a, p) => a + p[1], 0) / points.length;
       return (
         <g key={`${kind}${index}`}>
           <polygon class={`shape ${kind}${same(sel, s) ? " selected" : ""}`} points={pointsAttr(points)}
