@@ -121,6 +121,18 @@ def test_a_camera_is_added_after_its_stream_is_checked_then_edited_toggled_and_d
         "href", f"#/cameras/{SECOND}/calibration")
     shoot(page, "camera-settings")
 
+    # A new video path is checked before it is saved: a dead one is refused, nothing is sent.
+    puts = len(writes_to(page, f"PUT /cameras/{SECOND}"))
+    page.get_by_label("Video path or URL").fill(f"http://127.0.0.1:{free_port()}/gone.mjpg")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("alert").filter(has_text="Not saved")).to_be_visible(
+        timeout=PAGE_READY_MS)
+    assert len(writes_to(page, f"PUT /cameras/{SECOND}")) == puts
+    _, cam = api(server, "GET", f"/cameras/{SECOND}")
+    assert isinstance(cam, dict) and cam["video_path"] == server.camera_url
+    page.get_by_role("button", name="Undo changes").click()
+    expect(page.get_by_label("Video path or URL")).to_have_value(server.camera_url)
+
     # Disable and enable it from the grid.
     goto(page, server, "cameras")
     card = page.get_by_role("article", name="Second view renamed")
@@ -279,3 +291,27 @@ def test_settings_adds_a_webhook_and_its_test_button_reaches_the_receiver(
         watch = watch_of(page)
         watch.console_errors[:] = [e for e in watch.console_errors
                                    if not ("502" in e and "/outputs/web_hook_logger/test" in e)]
+
+
+def test_a_viewer_sees_the_pages_with_a_read_only_note(viewer_page: Page,
+                                                      server: Server) -> None:
+    page = viewer_page
+    goto(page, server, "cameras")
+    expect(page.get_by_text("You are signed in as a viewer")).to_be_visible()
+    expect(page.get_by_role("button", name="Add camera")).to_be_disabled()
+    card = page.get_by_role("article", name=re.compile("PETS"))
+    toggle = card.get_by_role("button", name=re.compile(r"^(Disable|Enable) camera"))
+    expect(toggle).to_be_disabled()
+    expect(card.get_by_role("button", name=re.compile(r"^Delete camera"))).to_be_disabled()
+    expect(card.get_by_role("img", name=re.compile("^Live preview of camera"))).to_be_visible(
+        timeout=PAGE_READY_MS)
+    goto(page, server, f"cameras/{server.camera_id}")
+    expect(page.get_by_label("Video path or URL")).to_be_disabled()
+    expect(page.get_by_role("button", name="Save changes")).to_be_disabled()
+    goto(page, server, "users")
+    expect(page.get_by_text("Only admins see and manage the users")).to_be_visible()
+    goto(page, server, "settings")
+    expect(page.get_by_role("button", name=re.compile(r"^Send a test")).first).to_be_disabled()
+    # Export only reads: a viewer may download.
+    goto(page, server, "export")
+    expect(page.get_by_role("button", name="Download zip")).to_be_enabled()
