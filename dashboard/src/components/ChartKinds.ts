@@ -309,7 +309,7 @@ export function slotsFor(period: ChartPeriod, range: Range, hourlyDays: string[]
   }
   const out: Slot[] = [];
   for (let w = monday(range.from); w <= range.to && out.length < 60; w = addDays(w, 7)) {
-    out.push({ key: w, label: `Week of ${dateLabel(w)}` });
+    out.push({ key: w, label: `Week of ${dateLabel(w, false)}` });
   }
   return out;
 }

@@ -67,9 +67,11 @@ export function hourKey(instant: Date, timeZone: string): string {
   return `${p.date} ${String(p.hour).padStart(2, "0")}`;
 }
 
-/** "Sun 1 Mar" style label of a date (the date itself, no time zone shift). */
-export function dateLabel(day: string): string {
+/** "Sun 1 Mar" style label of a date (the date itself, no time zone shift); without the
+ * weekday when `weekday` is false. */
+export function dateLabel(day: string, weekday = true): string {
   return toUtc(day).toLocaleDateString(undefined, {
-    timeZone: "UTC", weekday: "short", day: "numeric", month: "short",
+    timeZone: "UTC", weekday: weekday ? "short" : undefined, day: "numeric", month: "short",
+    year: weekday ? undefined : "numeric",
   });
 }
