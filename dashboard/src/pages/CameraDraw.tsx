@@ -24,7 +24,7 @@ const KIND_NAME: Record<Kind, string> = {
   roi: "Region of interest", line: "Counting line", zone: "Zone", entry: "Entry zone", target: "Engagement target",
 };
 const TOOL_HINT: Record<Tool, string> = {
-  select: "Drag a point or a shape to move it. Select a shape and press Delete to remove it; arrow keys nudge it.",
+  select: "Drag a point or a shape to move it; double-click a zone's edge to add a corner. Delete removes the selected corner or shape; arrow keys nudge it.",
   roi: "Click each corner of the region of interest; click the first point (or press Enter / Finish) to close it.",
   line: "Click the line's start, then its end (or drag from start to end). 'In' is the side the arrow points to.",
   zone: "Click each corner of the zone; click the first point (or press Enter / Finish) to close it.",
@@ -131,7 +131,10 @@ export function CameraDrawPage(props: PageProps) {
   const [tool, setTool] = useState<Tool>("select");
   const [draft, setDraft] = useState<Pt[]>([]);
   const [hover, setHover] = useState<Pt | null>(null);
-  const [sel, setSel] = useState<Sel | null>(null);
+  const [sel, setSelState] = useState<Sel | null>(null);
+  /** The selected shape's selected corner (a polygon's point can be deleted on its own). */
+  const [vertex, setVertex] = useState<number | null>(null);
+  const setSel = (s: Sel | null) => { setSelState(s); setVertex(null); };
   const [errors, setErrors] = useState<Partial<Record<Group, unknown>>>({});
   const [saved, setSaved] = useState("");
   const [saving, setSaving] = useState(false);
@@ -190,6 +193,34 @@ export function CameraDrawPage(props: PageProps) {
 
   const selectShape = (s: Sel | null) => setSel(s);
 
+  const isPolygon = (k: Kind) => k === "roi" || k === "zone" || k === "entry";
+  const canDeleteVertex = !!sel && vertex !== null && isPolygon(sel.kind) && shapePoints(shapes, sel).length > 3;
+  const deleteVertex = () => {
+    if (!sel || vertex === null) return;
+    change(withPoints(shapes, sel, shapePoints(shapes, sel).filter((_, i) => i !== vertex)), GROUP_OF[sel.kind]);
+    setVertex(null);
+  };
+  /** A double click (or double tap) on a polygon adds a corner on its nearest edge. */
+  const insertVertex = (s: Sel, p: Pt) => {
+    const points = shapePoints(shapes, s);
+    let best = 0;
+    let bestD = Infinity;
+    let bestQ: Pt = p;
+    points.forEach((a, i) => {
+      const b = points[(i + 1) % points.length];
+      const vx = b[0] - a[0], vy = b[1] - a[1];
+      const t = Math.max(0, Math.min(1, ((p[0] - a[0]) * vx + (p[1] - a[1]) * vy) / (vx * vx + vy * vy || 1)));
+      const q: Pt = [Math.round(a[0] + t * vx), Math.round(a[1] + t * vy)];
+      const d = dist(p, q);
+      if (d < bestD) { bestD = d; best = i; bestQ = q; }
+    });
+    const next = [...points.slice(0, best + 1), bestQ, ...points.slice(best + 1)];
+    change(withPoints(shapes, s, next), GROUP_OF[s.kind]);
+    setSelState(s);
+    setVertex(best + 1);
+  };
+  const lastDown = useRef<{ t: number; shape: string } | null>(null);
+
   const removeSelected = (s: Sel) => {
     change(without(shapes, s), GROUP_OF[s.kind]);
     setSel(null);
@@ -206,9 +237,17 @@ export function CameraDrawPage(props: PageProps) {
         const s = { kind: kind as Kind, index: Number(index) };
         setSel(s);
         drag.current = { type: "vertex", sel: s, vertex: Number(vertex) };
+        setVertex(Number(vertex));
       } else if (shape) {
         const [kind, index] = shape.split(":");
         const s = { kind: kind as Kind, index: Number(index) };
+        const now = e.timeStamp;
+        if (isPolygon(s.kind) && lastDown.current?.shape === shape && now - lastDown.current.t < 400) {
+          lastDown.current = null;
+          insertVertex(s, p);
+          return;
+        }
+        lastDown.current = { t: now, shape };
         setSel(s);
         drag.current = { type: "shape", sel: s, last: p };
       } else {
@@ -273,7 +312,11 @@ export function CameraDrawPage(props: PageProps) {
     if (e.key === "Escape") { chooseTool("select"); return; }
     if (e.key === "Enter" && draft.length >= 3) { e.preventDefault(); finishPolygon(draft); return; }
     if (!sel) return;
-    if (e.key === "Delete" || e.key === "Backspace") { e.preventDefault(); removeSelected(sel); return; }
+    if (e.key === "Delete" || e.key === "Backspace") {
+      e.preventDefault();
+      if (canDeleteVertex) deleteVertex(); else removeSelected(sel);
+      return;
+    }
     const step = e.shiftKey ? 10 : 1;
     const moves: Record<string, Pt> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
     const m = moves[e.key];
@@ -362,8 +405,8 @@ export function CameraDrawPage(props: PageProps) {
     const handles = (s: Sel, points: Pt[]) => {
       if (editable && same(sel, s)) {
         selectedHandles = points.map((p, i) => (
-          <circle key={`h${i}`} class={`handle${i === 0 && s.kind !== "line" && s.kind !== "target" ? " first" : ""}`}
-                  cx={p[0]} cy={p[1]} r={r} data-handle={`${s.kind}:${s.index}:${i}`} />
+          <circle key={`h${i}`} class={`handle${i === 0 && s.kind !== "line" && s.kind !== "target" ? " first" : ""}${i === vertex ? " active" : ""}`}
+                  cx={p[0]} cy={p[1]} r={i === vertex ? r * 1.3 : r} data-handle={`${s.kind}:${s.index}:${i}`} />
         ));
       }
       return null;
@@ -524,6 +567,9 @@ export function CameraDrawPage(props: PageProps) {
             ) : null}
             {draft.length > 0 ? (
               <button type="button" class="btn plain" onClick={() => chooseTool("select")}>Cancel shape</button>
+            ) : null}
+            {tool === "select" && canDeleteVertex ? (
+              <button type="button" class="btn danger" onClick={deleteVertex}>Delete point {vertex! + 1}</button>
             ) : null}
           </div>
           <p id={hintId} class="tool-hint" aria-live="polite">{editable ? TOOL_HINT[tool] : "Shapes as the processor uses them."}</p>
