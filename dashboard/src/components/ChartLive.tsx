@@ -129,7 +129,8 @@ export function LiveTiles(props: {
     const p = localParts(t, props.timeZone);
     return `${p.date} ${String(p.hour).padStart(2, "0")}:${String(p.minute).padStart(2, "0")}`;
   })() : "nothing yet";
-  const over = shown.threshold && shown.peopleNow !== null && shown.peopleNow > shown.threshold;
+  const counted = shown.occupancy ?? shown.peopleNow; // the figure the limit applies to
+  const over = shown.threshold && counted !== null && counted > shown.threshold;
   const lineNames = Object.keys(shown.lines).sort();
 
   return (
