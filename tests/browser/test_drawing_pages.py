@@ -126,6 +126,15 @@ def test_a_zone_drawn_corner_by_corner_is_saved(
     corners = [click_at(page, stage, fx, fy)
                for fx, fy in ((0.3, 0.45), (0.6, 0.45), (0.65, 0.85), (0.25, 0.85))]
     click_at(page, stage, 0.3, 0.45)  # back on the first corner closes the zone
+    handles = page.locator(".stage circle.handle")
+    expect(handles).to_have_count(4)
+    # A double click on the zone adds a corner on its nearest edge; that corner can be deleted.
+    box = stage.bounding_box()
+    assert box is not None
+    page.mouse.dblclick(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6)
+    expect(handles).to_have_count(5)
+    page.get_by_role("button", name=re.compile(r"^Delete point \d$")).click()
+    expect(handles).to_have_count(4)
     existing = api_json(server, "GET", f"/cameras/{server.camera_id}/zones")
     assert isinstance(existing, dict)
     index = len(existing.get("zones", [])) + 1
@@ -267,3 +276,37 @@ def test_viewer_sees_the_drawing_pages_read_only(viewer_page: Page, server: Serv
     expect(page.get_by_role("button", name=re.compile(r"^Save rules of"))).not_to_have_count(0)
     for button in page.get_by_role("button", name=re.compile(r"^(Save|Delete|Remove)")).all():
         expect(button).to_be_disabled()
+
+
+def test_an_area_added_and_deleted(admin_page: Page, server: Server) -> None:
+    page = admin_page
+    goto(page, server, "areas")
+    try:
+        page.get_by_role("button", name="Add area").click()
+        form = page.get_by_role("form", name="New area")
+        form.get_by_label("Area name").fill("Test hall")
+        form.get_by_role("group", name="Cameras of the new area").get_by_label(
+            re.compile(re.escape(server.camera_id))).check()
+        form.get_by_label("Occupancy threshold").fill("7")
+        form.get_by_role("button", name="Add area").click()
+        card = page.get_by_role("article", name=re.compile(r"^Test hall"))
+        expect(card).to_be_visible(timeout=PAGE_READY_MS)
+        areas = api_json(server, "GET", "/areas")
+        assert isinstance(areas, list)
+        added = [a for a in areas if a["name"] == "Test hall"]
+        assert len(added) == 1, areas
+        assert added[0]["cameras"] == [server.camera_id]
+        assert added[0]["occupancy_threshold"] == 7
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        card.get_by_role("button", name="Delete area Test hall").click()
+        expect(card).to_have_count(0, timeout=PAGE_READY_MS)
+        areas = api_json(server, "GET", "/areas")
+        assert isinstance(areas, list)
+        assert not [a for a in areas if a["name"] == "Test hall"], areas
+    finally:
+        areas = api_json(server, "GET", "/areas")
+        assert isinstance(areas, list)
+        for area in areas:
+            if area["name"] == "Test hall":
+                api_json(server, "DELETE", f"/areas/{area['id']}")
