@@ -375,10 +375,14 @@ def goto(page: Page, server: Server, route: str) -> None:
     its heading and no "Loading…" left."""
     target = server.url(route)
     before = urllib.parse.urlsplit(page.url)
-    page.goto(target)
+    response = page.goto(target)
     if (before.scheme, before.netloc, before.path) == \
             tuple(urllib.parse.urlsplit(target)[:3]):
-        page.reload()  # only the hash changed: load the document again
+        response = page.reload()  # only the hash changed: load the document again
+    if response is not None and response.status != 200:
+        # 503: dashboard/dist has no index.html (being rebuilt, or never built).
+        raise AssertionError(f"GET {response.url} answered {response.status}: "
+                             f"{response.text()[:300]}")
     wait_ready(page)
 
 
