@@ -192,28 +192,30 @@ def _axe_session_page(browser: Browser, server: Server) -> Iterator[Page]:
     yield from _signed_in_page(browser, server, server.admin, bypass_csp=True)
 
 
-def _per_test(page: Page) -> Iterator[Page]:
+def _per_test(page: Page, server: Server, account: Account) -> Iterator[Page]:
     watch = watch_of(page)
-    watch.reset()
     page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+    if fetch_json(page, "GET", "/auth/session")["status"] != 200:
+        sign_in(page, server, account)  # an earlier test signed this page out
+    watch.reset()
     yield page
     check_watch(page)
 
 
 @pytest.fixture
-def admin_page(_admin_session_page: Page) -> Iterator[Page]:
+def admin_page(_admin_session_page: Page, server: Server) -> Iterator[Page]:
     """A page signed in (through the form) as an admin; shared by the session's tests."""
-    yield from _per_test(_admin_session_page)
+    yield from _per_test(_admin_session_page, server, server.admin)
 
 
 @pytest.fixture
-def viewer_page(_viewer_session_page: Page) -> Iterator[Page]:
+def viewer_page(_viewer_session_page: Page, server: Server) -> Iterator[Page]:
     """A page signed in (through the form) as a viewer; shared by the session's tests."""
-    yield from _per_test(_viewer_session_page)
+    yield from _per_test(_viewer_session_page, server, server.viewer)
 
 
 @pytest.fixture
-def axe_page(_axe_session_page: Page) -> Iterator[Page]:
+def axe_page(_axe_session_page: Page, server: Server) -> Iterator[Page]:
     """An admin's page whose context bypasses CSP, for :func:`axe_violations`."""
-    yield from _per_test(_axe_session_page)
+    yield from _per_test(_axe_session_page, server, server.admin)
 
