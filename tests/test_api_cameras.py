@@ -552,12 +552,17 @@ def test_traversal_through_ids_is_refused(api: Api, tmp_path: Path) -> None:
             url = f"/cameras/{evil}{suffix}"
             for method in ("GET", "PUT", "DELETE"):
                 r = api.client.request(method, url, headers=api.admin, json={})
-                assert r.status_code in (404, 405, 422), (method, url, r.status_code)
+                # "/cameras/../" is redirected to "/cameras/..", which the client makes "/":
+                # the dashboard's page.
+                home = r.url.path == "/dashboard/"
+                assert r.status_code in (404, 405, 422) or home, (method, url, r.status_code)
                 assert secret not in r.content
         for url in (f"/areas/{evil}", f"/ml_model/{evil}", f"/source_loggers/{evil}",
                     f"/areas/{evil}/occupancy_rules"):
             r = api.client.get(url, headers=api.admin)
-            assert r.status_code in (404, 422), (url, r.status_code)
+            home = r.url.path == "/dashboard/"  # as above
+            assert r.status_code in (404, 422) or home, (url, r.status_code)
+            assert secret not in r.content
     assert api.text() == before
 
 

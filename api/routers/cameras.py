@@ -10,19 +10,20 @@ time limit, so a dead RTSP URL never blocks the API.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import cv2
 import numpy as np
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from api.context import ApiContext
 from api.deps import Admin, Context, Principal, Viewer
@@ -45,11 +46,18 @@ from api.routers.entities import (
 )
 from libs.calibration import CalibrationError, FloorCalibration
 from libs.config import ConfigChange
-from libs.config.models import LookoutConfig, SourceConfig, ini_value
+from libs.config.models import LookoutConfig, PluginConfig, SourceConfig, ini_value
+from libs.config.plugins import plugin_settings
 from libs.config.secrets import mask_text
 from libs.config.video_source import MAX_VIDEO_PATH, VideoPathError, check_video_path
 from libs.loggers.video_logger import NAME as VIDEO_LOGGER
 from libs.loggers.video_logger import preview_path
+from libs.post_processors.engagement import (
+    EngagementConfig,
+    format_camera_targets,
+    parse_camera_targets,
+    parse_target,
+)
 from processor.sources import probe_stream
 
 router = APIRouter(prefix="/cameras", tags=["Cameras"])
@@ -73,14 +81,39 @@ Point = tuple[Coord, Coord]
 
 
 class CalibrationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     image_points: list[Point] = Field(
         min_length=4, max_length=100, description="Floor points clicked in the image (pixels)."
     )
-    floor_points_m: list[Point] = Field(
-        min_length=4, max_length=100, description="The same points on the floor, in metres."
+    floor_points_m: list[Point] | None = Field(
+        None, min_length=4, max_length=100,
+        validation_alias=AliasChoices("floor_points_m", "floor_points"),
+        description="The same points on the floor, in metres (also accepted as "
+        "`floor_points`). Give these or `square_side`.",
     )
+    square_side: float | None = Field(
+        None, gt=0, le=1000, allow_inf_nan=False,
+        description="Instead of floor_points_m: the four image points are the corners of a "
+        "square on the floor with sides this long (metres), clicked in order around it; the "
+        "first is (0, 0), the second (side, 0), the third (side, side), the fourth (0, side).",
+    )
+
+    @model_validator(mode="after")
+    def _one_floor(self) -> CalibrationIn:
+        if (self.floor_points_m is None) == (self.square_side is None):
+            raise ValueError("give either floor_points_m (floor_points) or square_side")
+        if self.square_side is not None and len(self.image_points) != 4:
+            raise ValueError("square_side needs exactly 4 image_points, the square's corners "
+                             "in order around it")
+        return self
+
+    def floor(self) -> list[tuple[float, float]]:
+        """The floor positions in metres, given or made from the square's side."""
+        if self.floor_points_m is not None:
+            return [(float(x), float(y)) for x, y in self.floor_points_m]
+        side = float(self.square_side or 0.0)
+        return [(0.0, 0.0), (side, 0.0), (side, side), (0.0, side)]
 
 
 class CalibrationOut(BaseModel):
@@ -643,7 +676,7 @@ async def get_calibration(ctx: Context, _user: Viewer, camera_id: CameraId) -> C
 
 @router.put(
     "/{camera_id}/calibration", response_model=CalibrationWritten,
-    summary="Calibrate the floor from >= 4 image/floor point pairs",
+    summary="Calibrate the floor from >= 4 image/floor point pairs (or a square's side)",
     description="Fits the image-to-floor mapping; degenerate points (repeated, three in a "
     "row, orders that do not match) are refused with 422 and the reason. Saves the points "
     "(CalibrationImagePoints, CalibrationFloorPoints) and returns the reprojection error.",
@@ -652,14 +685,10 @@ async def put_calibration(ctx: Context, _admin: Admin, camera_id: CameraId,
                           body: CalibrationIn) -> CalibrationWritten:
     def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
         src = find_camera(snap.config, camera_id)
-        try:
-            FloorCalibration.from_points(body.image_points, body.floor_points_m)
-        except CalibrationError as exc:
-            raise problem(src.section, _calibration_key(str(exc)), str(exc),
-                          "4 or more floor points spread over the image, no three in a row, "
-                          "listed in the same order in both lists") from exc
+        floor = body.floor()
+        _fit(src.section, body.image_points, floor)
         values = {"CalibrationImagePoints": ini_value(body.image_points),
-                  "CalibrationFloorPoints": ini_value(body.floor_points_m)}
+                  "CalibrationFloorPoints": ini_value(floor)}
         return [ConfigChange(src.section, values)], None
 
     _, reload = await edit(ctx, build)
@@ -714,3 +743,267 @@ async def put_lines(ctx: Context, _admin: Admin, camera_id: CameraId,
     lines = [line.model_dump() for line in body.lines]
     src, reload = await update_camera(ctx, camera_id, {"CountingLines": lines})
     return {**_lines_out(src).model_dump(), "reload": reload}
+
+
+def _fit(section: str | None, image_points: Any, floor_points: Any) -> FloorCalibration:
+    """The calibration through these points, or 422 naming the key and the reason (the one
+    check of PUT /calibration and its preview)."""
+    try:
+        return FloorCalibration.from_points(image_points, floor_points)
+    except CalibrationError as exc:
+        raise problem(section, _calibration_key(str(exc)), str(exc),
+                      "4 or more floor points spread over the image, no three in a row, "
+                      "listed in the same order in both lists") from exc
+
+
+# -- calibration preview ---------------------------------------------------------------------
+
+ENGAGEMENT = "engagement"  # the post-processor's registered Name
+BIRDSEYE_MAX_PX = 800  # the longer side of the bird's-eye preview
+BIRDSEYE_MARGIN = 0.25  # of the floor points' extent, on every side (at least 0.5 m)
+
+
+class CalibrationPreview(BaseModel):
+    camera_id: str
+    image_points: list[tuple[float, float]]
+    floor_points: list[tuple[float, float]] = Field(
+        description="The floor positions used (metres): given, or the square's corners.")
+    reprojection_error_px: float = Field(
+        description="RMS distance, in image pixels, between the clicked points and their floor "
+        "positions mapped back into the image (~0 with exactly four points).")
+    max_error_px: float
+    reprojection_error_m: float
+    max_error_m: float
+    birdseye_jpeg: str | None = Field(
+        description="Base64 JPEG: a frame of the camera warped to the floor seen from above "
+        "(1 px = metres_per_pixel), the floor points drawn; null when no frame came.")
+    birdseye_width: int | None = None
+    birdseye_height: int | None = None
+    metres_per_pixel: float | None = None
+    image_error: str | None = Field(None, description="Why there is no bird's-eye image.")
+
+
+def reprojection_px(cal: FloorCalibration) -> tuple[float, float]:
+    """RMS and largest distance (pixels) between the image points and their floor points
+    mapped back into the image through the inverse mapping."""
+    inv = np.linalg.inv(cal.homography)
+    flr = cal.floor_points_m
+    proj = (inv[:, :2] @ flr.T + inv[:, 2:3]).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        back = proj[:, :2] / proj[:, 2:3]
+    err = np.linalg.norm(back - cal.image_points, axis=1)
+    if not np.isfinite(err).all():
+        return float("inf"), float("inf")
+    return float(np.sqrt(np.mean(err * err))), float(err.max())
+
+
+def birdseye(image: np.ndarray, cal: FloorCalibration,
+             max_px: int = BIRDSEYE_MAX_PX) -> tuple[np.ndarray, float]:
+    """``image`` warped onto the floor around the calibration points, seen from above, and
+    its scale (metres per pixel).  Floor x runs right, floor y down."""
+    flr = cal.floor_points_m
+    lo, hi = flr.min(axis=0), flr.max(axis=0)
+    margin = np.maximum((hi - lo) * BIRDSEYE_MARGIN, 0.5)
+    lo, hi = lo - margin, hi + margin
+    extent = hi - lo
+    scale = max_px / float(extent.max())  # pixels per metre
+    width = max(1, round(float(extent[0]) * scale))
+    height = max(1, round(float(extent[1]) * scale))
+    to_px = np.array([[scale, 0.0, -scale * lo[0]], [0.0, scale, -scale * lo[1]],
+                      [0.0, 0.0, 1.0]])
+    warp = to_px @ cal.homography
+    out = cv2.warpPerspective(image, warp, (width, height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(64, 64, 64))
+    pts = (to_px[:2, :2] @ flr.T + to_px[:2, 2:3]).T
+    corners = np.round(pts).astype(np.int32)
+    cv2.polylines(out, [corners.reshape(-1, 1, 2)], True, (0, 200, 255), 2, cv2.LINE_AA)
+    for i, (x, y) in enumerate(corners):
+        cv2.circle(out, (int(x), int(y)), 6, (0, 200, 255), -1, cv2.LINE_AA)
+        cv2.putText(out, str(i + 1), (int(x) + 8, int(y) - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+    return out, 1.0 / scale
+
+
+@router.post(
+    "/{camera_id}/calibration/preview", response_model=CalibrationPreview,
+    summary="Try a calibration without saving it: its errors and a bird's-eye view",
+    description="Same body and checks as PUT /calibration (422 with the reason for "
+    "degenerate points). Grabs a frame from the camera (as /calibration_image) and warps it "
+    "onto the floor; nothing is written.",
+)
+async def preview_calibration(ctx: Context, admin: Admin, request: Request,
+                              camera_id: CameraId, body: CalibrationIn) -> CalibrationPreview:
+    config = await current_config(ctx)
+    src = find_camera(config, camera_id)
+    floor = body.floor()
+    cal = await ctx.in_thread(_fit, src.section, body.image_points, floor)
+    err_px, max_px = reprojection_px(cal)
+    out = CalibrationPreview(
+        camera_id=src.id, image_points=[(float(x), float(y)) for x, y in body.image_points],
+        floor_points=floor, reprojection_error_px=err_px, max_error_px=max_px,
+        reprojection_error_m=cal.reprojection_error_m, max_error_m=cal.max_error_m,
+        birdseye_jpeg=None)
+    target = await ctx.in_thread(checked_target, config, src.video_path, "VideoPath",
+                                 src.section)
+
+    def work() -> tuple[bytes, int, int, float] | str:
+        probe = grab(target)
+        if not probe.ok or probe.image is None:
+            return probe.error or "no frame"
+        view, mpp = birdseye(probe.image, cal)
+        return _jpeg(view), int(view.shape[1]), int(view.shape[0]), mpp
+
+    try:
+        result = await run_probe(request, admin, work)
+    except TimeoutError:
+        result = f"no frame within {GRAB_TIMEOUT_S:g} s"
+    if isinstance(result, str):
+        out.image_error = f"camera {camera_id}: {mask_text(result)}"
+        return out
+    data, width, height, mpp = result
+    out.birdseye_jpeg = base64.b64encode(data).decode()
+    out.birdseye_width, out.birdseye_height, out.metres_per_pixel = width, height, mpp
+    return out
+
+
+# -- zones -----------------------------------------------------------------------------------
+
+
+class ZoneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=ID_REGEX, description="1-64 letters, digits, '-' or '_'.")
+    points: list[Point] = Field(min_length=3, max_length=1024,
+                                description="Polygon in image pixels.")
+
+
+class ZonesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    zones: list[ZoneIn] = Field(default_factory=list, max_length=64,
+                                description="Named regions for presence and dwell (Zones).")
+    entry_zones: list[ZoneIn] = Field(
+        default_factory=list, max_length=64,
+        description="Named entrance regions for traffic counts (EntryZones).")
+
+
+class ZonesOut(BaseModel):
+    camera_id: str
+    zones: list[dict[str, Any]]
+    entry_zones: list[dict[str, Any]]
+
+
+def _zones_out(src: SourceConfig) -> ZonesOut:
+    return ZonesOut(camera_id=src.id,
+                    zones=[z.model_dump(mode="json") for z in src.zones],
+                    entry_zones=[z.model_dump(mode="json") for z in src.entry_zones])
+
+
+@router.get("/{camera_id}/zones", response_model=ZonesOut,
+            summary="The camera's zones and entry zones (image pixels)")
+async def get_zones(ctx: Context, _user: Viewer, camera_id: CameraId) -> ZonesOut:
+    return _zones_out(find_camera(await current_config(ctx), camera_id))
+
+
+@router.put("/{camera_id}/zones", summary="Replace the zones and entry zones",
+            description="Both lists are replaced (send [] to clear one); checked as the "
+            "configuration loader checks Zones and EntryZones (names unique per list, 3 or "
+            "more points). Only this camera restarts.")
+async def put_zones(ctx: Context, _admin: Admin, camera_id: CameraId,
+                    body: ZonesIn) -> dict[str, Any]:
+    fields = {"Zones": [z.model_dump() for z in body.zones],
+              "EntryZones": [z.model_dump() for z in body.entry_zones]}
+    src, reload = await update_camera(ctx, camera_id, fields)
+    return {**_zones_out(src).model_dump(), "reload": reload}
+
+
+# -- engagement target -------------------------------------------------------------------------
+
+
+class TargetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[Point] | None = Field(
+        min_length=1, max_length=2,
+        description="One point or a segment (two points), image pixels; null removes the "
+        "camera's own target (the processor-wide Target, else the image's bottom edge, "
+        "applies).")
+
+
+class TargetOut(BaseModel):
+    camera_id: str
+    section: str | None = Field(description="The engagement post-processor's section; null "
+                                "when none is configured.")
+    enabled: bool = Field(description="Whether that post-processor runs.")
+    points: list[tuple[float, float]] | None = Field(
+        description="This camera's own target (CameraTargets); null when it has none.")
+    default_points: list[tuple[float, float]] | None = Field(
+        description="The processor-wide Target used by cameras without their own; null = "
+        "the image's bottom edge.")
+    effective: Literal["camera", "default", "bottom_edge"] = Field(
+        description="Which of them this camera uses.")
+
+
+def _engagement_part(config: LookoutConfig) -> PluginConfig | None:
+    parts = [p for p in config.source_post_processors if p.name == ENGAGEMENT]
+    enabled = [p for p in parts if p.enabled]
+    found = enabled or parts
+    return found[0] if found else None
+
+
+def _points(target: np.ndarray) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in np.asarray(target).reshape(-1, 2)]
+
+
+def _target_out(config: LookoutConfig, camera_id: str) -> TargetOut:
+    part = _engagement_part(config)
+    if part is None:
+        return TargetOut(camera_id=camera_id, section=None, enabled=False, points=None,
+                         default_points=None, effective="bottom_edge")
+    settings = plugin_settings(EngagementConfig, part)
+    own = parse_camera_targets(settings.camera_targets).get(camera_id)
+    default = _points(parse_target(settings.target)) if settings.target else None
+    effective: Literal["camera", "default", "bottom_edge"] = (
+        "camera" if own is not None else "default" if default else "bottom_edge")
+    return TargetOut(camera_id=camera_id, section=part.section, enabled=part.enabled,
+                     points=_points(own) if own is not None else None,
+                     default_points=default, effective=effective)
+
+
+@router.get("/{camera_id}/engagement_target", response_model=TargetOut,
+            summary="What the engagement post-processor counts as facing, for this camera")
+async def get_engagement_target(ctx: Context, _user: Viewer,
+                                camera_id: CameraId) -> TargetOut:
+    config = await current_config(ctx)
+    find_camera(config, camera_id)
+    return _target_out(config, camera_id)
+
+
+@router.put("/{camera_id}/engagement_target",
+            summary="Set (or remove, with null) this camera's engagement target",
+            description="Written to the camera's entry of CameraTargets in the engagement "
+            "post-processor's section (the processor-wide Target stays the default of the "
+            "other cameras). 409 when no engagement post-processor is configured.")
+async def put_engagement_target(ctx: Context, _admin: Admin, camera_id: CameraId,
+                                body: TargetIn) -> dict[str, Any]:
+    def build(snap: Snapshot) -> tuple[list[ConfigChange], None]:
+        find_camera(snap.config, camera_id)
+        part = _engagement_part(snap.config)
+        if part is None:
+            raise HTTPException(409, "no engagement post-processor is configured; add a "
+                                "[SourcePostProcessor_N] section with Name = engagement")
+        settings = plugin_settings(EngagementConfig, part)
+        targets = parse_camera_targets(settings.camera_targets)
+        if body.points is None:
+            targets.pop(camera_id, None)
+        else:
+            targets[camera_id] = np.array(body.points, np.float64)
+        try:
+            text = format_camera_targets(targets)
+        except ValueError as exc:
+            raise problem(part.section, "CameraTargets", str(exc)) from exc
+        return [ConfigChange(part.section, {"CameraTargets": text})], None
+
+    _, reload = await edit(ctx, build)
+    out = _target_out(await current_config(ctx), camera_id)
+    return {**out.model_dump(), "reload": reload}

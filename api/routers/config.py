@@ -50,6 +50,14 @@ from libs.config.loader import NUMBERED
 from libs.config.models import DetectorConfig, LookoutConfig, PluginConfig, SourceConfig
 from libs.config.secrets import unmask_values
 from libs.config.writer import apply_changes
+from libs.loggers import (
+    AREA_LOGGERS,
+    OUTPUTS,
+    SOURCE_LOGGERS,
+    NoSendTest,
+    SendTestError,
+)
+from libs.registry import Registry
 
 router = APIRouter()
 
@@ -468,6 +476,63 @@ def _add_part_routes(attr: str, prefix: str, tag: str) -> None:
 
 for _attr, (_prefix, _tag) in PARTS.items():
     _add_part_routes(_attr, _prefix, _tag)
+
+
+# -- "send a test" for the sinks that send somewhere ------------------------------------------
+
+SINK_REGISTRIES: dict[str, Registry[Any]] = {
+    "source_loggers": SOURCE_LOGGERS, "area_loggers": AREA_LOGGERS, "outputs": OUTPUTS}
+
+
+class SendTestOut(BaseModel):
+    ok: bool
+    detail: str = Field(description="What the destination answered.")
+
+
+def _find_sink(config: LookoutConfig, attr: str, key: str) -> PluginConfig:
+    """The section called ``key`` (``Output_2``) or the one whose Name is ``key``."""
+    prefix = PARTS[attr][0]
+    by_section = [p for p in getattr(config, attr) if p.section.lower() == key.lower()]
+    if by_section:
+        part: PluginConfig = by_section[0]
+        return part
+    return _find_part(config, attr, prefix, key)
+
+
+def _add_test_route(attr: str) -> None:
+    prefix, tag = PARTS[attr]
+    registry = SINK_REGISTRIES[attr]
+
+    async def send_test(ctx: Context, _admin: Admin, name: PartName) -> SendTestOut:
+        config = await current_config(ctx)
+        part = _find_sink(config, attr, name)
+        try:
+            sink = registry.get(part.name)
+        except KeyError as exc:
+            raise HTTPException(400, f"{part.section}: no sink named {part.name!r}") from exc
+        try:
+            detail = await ctx.in_thread(sink.send_test, part, config)
+        except NoSendTest as exc:
+            raise HTTPException(400, f"{part.section}: {exc}") from exc
+        except SendTestError as exc:
+            raise HTTPException(502, f"{part.section}: {exc}") from exc
+        return SendTestOut(ok=True, detail=f"{part.section}: {detail}")
+
+    router.add_api_route(
+        f"/{attr}/{{name}}/test", send_test, methods=["POST"], tags=[tag],
+        response_model=SendTestOut, name=f"test_{attr}",
+        summary=f"Send one test record through a [{prefix}_N] sink now",
+        description="`name` is the section (e.g. `Output_0`) or its Name. The record goes to "
+        "the sink's destination at once, as the sink sends (web_hook_logger: a signed PUT to "
+        "its Endpoint), whether or not the section is enabled. 400 for a sink with no test "
+        "(file loggers), 502 with the reason when delivery fails (connection refused, "
+        "timeout, HTTP status).",
+        responses={400: {"description": "this sink has no test"},
+                   502: {"description": "the destination refused or was unreachable"}})
+
+
+for _attr in SINK_REGISTRIES:
+    _add_test_route(_attr)
 
 
 # ---------------------------------------------------------------------------------------

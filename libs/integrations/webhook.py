@@ -63,7 +63,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -73,7 +73,14 @@ from libs.config.plugins import plugin_settings
 from libs.config.secrets import URL_MASK
 from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
 from libs.integrations.signing import signed_headers
-from libs.loggers import AREA_LOGGERS, OUTPUTS, SOURCE_LOGGERS, AreaLogger, SourceLogger
+from libs.loggers import (
+    AREA_LOGGERS,
+    OUTPUTS,
+    SOURCE_LOGGERS,
+    AreaLogger,
+    SendTestError,
+    SourceLogger,
+)
 from libs.records import RECORD_TYPES, ObjectsSample, Record, format_time
 from libs.storage import DEFAULT_TIME_INTERVAL
 
@@ -356,51 +363,97 @@ class WebHookLogger(SourceLogger, AreaLogger):
     # ------------------------------------------------------------------ the delivery side
 
     def body(self, records: list[dict[str, Any]], now: float) -> bytes:
-        doc = {
-            "version": PAYLOAD_VERSION,
-            "sent_at": format_time(datetime.fromtimestamp(now, UTC)),
-            "records": records,
-        }
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode()
+        return request_body(records, now)
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
-        now = time.time()
-        body = self.body(records, now)
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"lookout-{NAME}/{PAYLOAD_VERSION}",
-        }
-        if self.settings.authorization:
-            headers["Authorization"] = self.settings.authorization
-        if self._secret:
-            headers.update(signed_headers(self._secret, body, now))
-        url = self._url
-        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        timeout = self.settings.timeout
-        conn: http.client.HTTPConnection
-        if self._ssl is not None:
-            conn = http.client.HTTPSConnection(url.hostname or "", url.port, timeout=timeout,
-                                               context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=timeout)
-        try:
-            conn.request("PUT", path, body=body, headers=headers)
-            answer = conn.getresponse()
-            answer.read(MAX_ANSWER_BYTES)
-        finally:
-            conn.close()
-        status = answer.status
+        status, reason = put_records(self.settings, self._url, self._ssl, records)
         if 200 <= status < 300:
             self._refusal = None
             return
-        error = f"HTTP {status} {answer.reason}".strip()
+        error = f"HTTP {status} {reason}".strip()
         if 400 <= status < 500 and status not in RETRIED_4XX and status != self._refusal:
             self._refusal = status
             log.error("%s [%s]: %s refuses the records with %s: check Endpoint, "
                       "Authorization and Secret; the records are kept and retried with "
                       "backoff", NAME, self.section, self.shown_endpoint, error)
         raise DeliveryError(error)
+
+    @classmethod
+    def send_test(cls, config: PluginConfig, app: LookoutConfig) -> str:
+        """One ``test`` record, PUT now to the Endpoint exactly as a batch goes (same body
+        layout, Authorization and signature), outside the outbox."""
+        try:
+            settings = plugin_settings(WebHookConfig, config)
+        except ValueError as exc:
+            raise SendTestError(f"the section is invalid: {exc}") from exc
+        if not settings.endpoint:
+            raise SendTestError("Endpoint is empty: set it first")
+        url = urlsplit(settings.endpoint)
+        shown = masked_endpoint(settings.endpoint)
+        context = ssl.create_default_context() if url.scheme == "https" else None
+        now = time.time()
+        record = {"id": f"test-{int(now * 1000)}", "kind": "test", "source": "processor",
+                  "source_id": config.section or NAME,
+                  "timestamp": format_time(datetime.fromtimestamp(now, UTC)),
+                  "message": "a test record from Lookout: the receiver works"}
+        try:
+            status, reason = put_records(settings, url, context, [record], now)
+        except ConnectionRefusedError:
+            raise SendTestError(f"{shown}: connection refused") from None
+        except TimeoutError:
+            raise SendTestError(f"{shown}: no answer within {settings.timeout:g} s") from None
+        except ssl.SSLError as exc:
+            raise SendTestError(f"{shown}: TLS failed: {exc.reason or exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise SendTestError(f"{shown}: {exc.__class__.__name__}: {exc}") from None
+        answer = f"HTTP {status} {reason}".strip()
+        if not 200 <= status < 300:
+            raise SendTestError(f"{shown} answered {answer}")
+        signed = "signed" if settings.secret else "not signed (no Secret)"
+        return f"{shown} answered {answer}; the request was {signed}"
+
+
+def request_body(records: list[dict[str, Any]], now: float) -> bytes:
+    """A request's body: the payload version, when it was sent, the records."""
+    doc = {
+        "version": PAYLOAD_VERSION,
+        "sent_at": format_time(datetime.fromtimestamp(now, UTC)),
+        "records": records,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+
+
+def put_records(settings: WebHookConfig, url: SplitResult, context: ssl.SSLContext | None,
+                records: list[dict[str, Any]], now: float | None = None) -> tuple[int, str]:
+    """PUT ``records`` to ``url`` with the section's Authorization and signature; the
+    answer's status and reason (its body is read, at most :data:`MAX_ANSWER_BYTES`, and
+    dropped).  Network errors are raised."""
+    now = time.time() if now is None else now
+    body = request_body(records, now)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"lookout-{NAME}/{PAYLOAD_VERSION}",
+    }
+    if settings.authorization:
+        headers["Authorization"] = settings.authorization
+    if settings.secret:
+        headers.update(signed_headers(settings.secret.encode(), body, now))
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    timeout = settings.timeout
+    conn: http.client.HTTPConnection
+    if context is not None:
+        conn = http.client.HTTPSConnection(url.hostname or "", url.port, timeout=timeout,
+                                           context=context)
+    else:
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=timeout)
+    try:
+        conn.request("PUT", path, body=body, headers=headers)
+        answer = conn.getresponse()
+        answer.read(MAX_ANSWER_BYTES)
+    finally:
+        conn.close()
+    return answer.status, answer.reason
 
 
 # One sink, three section kinds: [SourceLogger_N], [AreaLogger_N] and [Output_N].

@@ -38,6 +38,14 @@ AREA_LOGGERS: Registry[type[AreaLogger]] = Registry("area logger", __name__)
 OUTPUTS: Registry[type[Sink]] = Registry("output", __name__)
 
 
+class NoSendTest(Exception):
+    """The sink has no way to send a test record (it writes files on this box)."""
+
+
+class SendTestError(Exception):
+    """A test record could not be delivered; the message says why (no credential in it)."""
+
+
 class Sink(ABC):
     """Consumes records.  ``take`` must return at once (queue the work)."""
 
@@ -65,6 +73,15 @@ class Sink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush everything; called once when the pipeline stops (also on SIGTERM)."""
+
+    @classmethod
+    def send_test(cls, config: PluginConfig, app: LookoutConfig) -> str:
+        """Send one test record to this section's destination now, apart from any running
+        sink (it blocks: call it in a thread) and return what the destination answered;
+        :class:`SendTestError` with the reason when it fails.  Sinks that only write files
+        here have no test (:class:`NoSendTest`)."""
+        raise NoSendTest(f"{config.name} has no test: it writes files on this box, it sends "
+                         "nothing anywhere")
 
 
 class SourceLogger(Sink):

@@ -148,6 +148,24 @@ def parse_camera_targets(text: str) -> dict[str, np.ndarray]:
     return out
 
 
+def format_target(target: np.ndarray | list[tuple[float, float]]) -> str:
+    """A target as :func:`parse_target` reads it: ``'x,y'`` or ``'x1,y1 x2,y2'``."""
+    points = np.asarray(target, np.float64).reshape(-1, 2)
+    if len(points) not in (1, 2) or not np.isfinite(points).all():
+        raise ValueError("a target is one point or two (a segment), finite")
+    return " ".join(f"{_coord(x)},{_coord(y)}" for x, y in points)
+
+
+def format_camera_targets(targets: dict[str, np.ndarray]) -> str:
+    """``{camera_id: target}`` as :func:`parse_camera_targets` reads it."""
+    return "; ".join(f"{camera}: {format_target(t)}" for camera, t in targets.items())
+
+
+def _coord(value: float) -> str:
+    text = f"{float(value):.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def bottom_edge(width: int, height: int) -> np.ndarray:
     """The default target: the image's bottom edge."""
     return np.array([[0.0, height - 1.0], [width - 1.0, height - 1.0]], np.float64)
