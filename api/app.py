@@ -143,7 +143,10 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None,
         version=VERSION,
         description="Edge video analytics for people: configuration, cameras, areas, "
         "metrics and process control. Authenticate at /auth/token (OAuth2 password flow) "
-        "and send the token as `Authorization: Bearer <token>`.",
+        "and send the token as `Authorization: Bearer <token>`; browsers sign in at "
+        "/auth/session instead (an HttpOnly session cookie, and the `lookout_csrf` cookie's "
+        "value sent back as `X-CSRF-Token` on every write). The web dashboard is at "
+        "/dashboard/.",
         docs_url=None,  # served from local files by add_local_docs
         redoc_url=None,  # ReDoc has no local copy; it would load a script from a CDN
     )
