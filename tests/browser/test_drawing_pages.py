@@ -113,6 +113,10 @@ def test_a_counting_line_drawn_with_the_mouse_is_saved(
     expect(page.get_by_role("alert").first).to_contain_text("name", timeout=PAGE_READY_MS)
     still = api_json(server, "GET", f"/cameras/{server.camera_id}/lines")
     assert still == after
+    page.get_by_role("button", name="Discard changes").click()
+    expect(page.get_by_role("textbox", name=f"Name of counting line {count + 1}")).to_have_value(
+        "door_test")
+    expect(page.get_by_role("button", name="Save", exact=True)).to_be_disabled()
 
 
 def test_a_zone_drawn_corner_by_corner_is_saved(

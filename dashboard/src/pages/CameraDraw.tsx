@@ -155,6 +155,14 @@ export function CameraDrawPage(props: PageProps) {
     return () => ctl.abort();
   }, [id]);
 
+  // Closing or reloading the tab with unsaved shapes asks first.
+  useEffect(() => {
+    if (!dirty.size) return;
+    const warn = (e: BeforeUnloadEvent) => { e.preventDefault(); e.returnValue = ""; };
+    window.addEventListener("beforeunload", warn);
+    return () => window.removeEventListener("beforeunload", warn);
+  }, [dirty.size]);
+
   const editable = canEdit && loaded !== null;
   const change = (next: Shapes, group: Group) => {
     setShapes(next);
@@ -363,6 +371,13 @@ export function CameraDrawPage(props: PageProps) {
     }
     setErrors(errs);
     setDirty((d) => { const n = new Set(d); for (const g of done) n.delete(g); return n; });
+    // What was saved is what "Discard changes" goes back to from now on.
+    if (loaded && done.length) {
+      const kept = { ...loaded.shapes };
+      const keys: Record<Group, (keyof Shapes)[]> = { roi: ["roi"], lines: ["lines"], zones: ["zones", "entry"], target: ["target"] };
+      for (const g of done) for (const k of keys[g]) (kept as Record<keyof Shapes, unknown>)[k] = shapes[k];
+      setLoaded({ ...loaded, shapes: kept });
+    }
     if (done.length) {
       const names: Record<Group, string> = { roi: "region of interest", lines: "counting lines", zones: "zones", target: "engagement target" };
       setSaved(`Saved: ${done.map((g) => names[g]).join(", ")}.`);
