@@ -248,7 +248,7 @@ function NewArea(props: { cameras: Camera[]; onDone: () => void; onCancel: () =>
     } catch (err) { setError(err); } finally { setBusy(false); }
   };
   return (
-    <form class="card" onSubmit={add} aria-labelledby="new-area-heading">
+    <form class="card area-new" onSubmit={add} aria-labelledby="new-area-heading">
       <h2 id="new-area-heading">New area</h2>
       <div class="row">
         <Field label="Area name">{(id) => <input id={id} value={name} maxLength={256} disabled={busy}
