@@ -58,6 +58,8 @@ export function CalibrationPage(props: PageProps) {
   const [busy, setBusy] = useState<"" | "preview" | "save" | "delete">("");
   const [reloadKey, setReloadKey] = useState(0);
   const dragging = useRef<number | null>(null);
+  /** The marker the arrow keys move (the last one added, dragged or chosen with its number key). */
+  const [active, setActive] = useState<number | null>(null);
 
   const picture = useCameraPicture(
     canEdit ? [`${base}/calibration_image`, `${base}/image`, `${base}/snapshot`] : [`${base}/image`, `${base}/snapshot`],
@@ -94,6 +96,21 @@ export function CalibrationPage(props: PageProps) {
     if (points.length >= maxPoints) return;
     setPoints([...points, p]);
     setFloor([...floor, { x: "", y: "" }]);
+    setActive(points.length);
+    changed();
+  };
+
+  const onKey = (e: KeyboardEvent) => {
+    if (!editable) return;
+    if (/^[1-9]$/.test(e.key) && Number(e.key) <= points.length) { setActive(Number(e.key) - 1); return; }
+    if (active === null || active >= points.length) return;
+    if (e.key === "Delete" || e.key === "Backspace") { e.preventDefault(); removePoint(active); setActive(null); return; }
+    const step = e.shiftKey ? 10 : 1;
+    const moves: Record<string, Pt> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    const m = moves[e.key];
+    if (!m) return;
+    e.preventDefault();
+    setPoints(points.map((q, j) => (j === active ? [q[0] + m[0], q[1] + m[1]] as Pt : q)));
     changed();
   };
 
@@ -174,13 +191,14 @@ export function CalibrationPage(props: PageProps) {
     const handle = (e.target as Element).getAttribute?.("data-point");
     if (handle !== null && handle !== undefined) {
       dragging.current = Number(handle);
+      setActive(Number(handle));
       return;
     }
     // A click close to an existing marker grabs it rather than adding a point on top of it.
     const svg = (e.currentTarget as Element | null)?.closest?.("svg") as SVGSVGElement | null;
     const unit = svg ? svg.viewBox.baseVal.width / (svg.getBoundingClientRect().width || 1) : 1;
     const near = points.findIndex((q) => dist(p, q) <= 10 * unit);
-    if (near >= 0) { dragging.current = near; return; }
+    if (near >= 0) { dragging.current = near; setActive(near); return; }
     addPoint(p);
   };
   const onMove = (p: Pt) => {
@@ -204,11 +222,12 @@ export function CalibrationPage(props: PageProps) {
         <div>
           <p id={hintId} class="tool-hint">
             {mode === "square"
-              ? "Click the four corners of a square on the floor, going round it in order (not across). Drag a marker to move it."
-              : "Click four or more points on the floor, spread over the picture with no three in a row, then give each one's position in metres. Drag a marker to move it."}
+              ? "Click the four corners of a square on the floor, going round it in order (not across). Drag a marker to move it, or press its number and the arrow keys."
+              : "Click four or more points on the floor, spread over the picture with no three in a row, then give each one's position in metres. Drag a marker to move it, or press its number and the arrow keys."}
           </p>
           <CanvasStage picture={picture} label={`Picture of camera ${id}: click floor points`} describedBy={hintId}
-                       editable={editable} onPointerDown={onDown} onPointerMove={onMove} onPointerUp={onUp}>
+                       editable={editable} onPointerDown={onDown} onPointerMove={onMove} onPointerUp={onUp}
+                       onKeyDown={onKey}>
             {(unit) => (
               <>
                 {points.length >= 2 ? (
@@ -216,7 +235,7 @@ export function CalibrationPage(props: PageProps) {
                 ) : null}
                 {points.map((p, i) => (
                   <g key={i}>
-                    <circle class="marker" cx={p[0]} cy={p[1]} r={11 * unit} data-point={i} />
+                    <circle class={`marker${i === active ? " active" : ""}`} cx={p[0]} cy={p[1]} r={11 * unit} data-point={i} />
                     <text class="marker-num" x={p[0]} y={p[1]} style={{ fontSize: `${13 * unit}px` }}>{i + 1}</text>
                   </g>
                 ))}
