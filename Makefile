@@ -49,4 +49,4 @@ bench-exports: $(STAMP)
 	$(VENV)/bin/python benchmarks/export_benchmark.py
 
 clean:
-	rm -rf $(VENV) data dashboard/node_modules dashboard/dist
+	rm -rf $(VENV) data dashboard/node_modules dashboard/dist dashboard/dist.building-* dashboard/dist.old-*

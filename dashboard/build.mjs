@@ -2,13 +2,16 @@
 // `npm run build` (the Makefile's install step runs it); `node build.mjs --watch` while editing.
 import { build, context } from "esbuild";
 import { createHash } from "node:crypto";
-import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.join(root, "dist");
 const watch = process.argv.includes("--watch");
+const final = path.join(root, "dist");
+// A build goes to a staging folder that replaces dist/ only once it is complete, so a running
+// server never finds dist/ half written (a missing index.html answers 503).
+const dist = watch ? final : path.join(root, `dist.building-${process.pid}`);
 
 const options = {
   entryPoints: [path.join(root, "src", "main.tsx")],
@@ -54,5 +57,9 @@ if (watch) {
   const result = await build(options);
   const { js, css } = await writeIndex(result.metafile);
   const files = await readdir(path.join(dist, "assets"));
+  const old = path.join(root, `dist.old-${process.pid}`);
+  await rename(final, old).catch((e) => { if (e.code !== "ENOENT") throw e; });
+  await rename(dist, final);
+  await rm(old, { recursive: true, force: true });
   console.log(`dashboard built: dist/index.html, ${js}${css ? ", " + css : ""} (${files.length} asset files)`);
 }
