@@ -249,11 +249,22 @@ def test_settings_adds_a_webhook_and_its_test_button_reaches_the_receiver(
     page = admin_page
     with WebhookReceiver() as rx:
         goto(page, server, "settings")
+        # A webhook without an Endpoint has nothing to test: the button says why it is off.
+        cams = page.get_by_role("region", name="Camera loggers")
+        hook = cams.get_by_role("article", name=re.compile(
+            r"^Webhook — every camera SourceLogger_\d+ · web_hook_logger"))
+        expect(hook.get_by_role("button", name=re.compile(r"^Send a test through"))) \
+            .to_be_disabled()
+        expect(hook.get_by_text("Set an Endpoint first")).to_be_visible()
         outputs = page.get_by_role("region", name="Processor-wide outputs")
-        outputs.get_by_role("button", name="Add a webhook", exact=True).click()
+        add = outputs.get_by_role("button", name="Add a webhook", exact=True)
+        expect(add).to_have_attribute("aria-expanded", "false")
+        add.click()
+        expect(add).to_have_attribute("aria-expanded", "true")
         outputs.get_by_label("Endpoint URL").fill(rx.url)
         outputs.get_by_role("button", name="Add webhook").click()
-        card = outputs.get_by_role("article", name=re.compile(r"^web_hook_logger \[Output_\d+\]"))
+        card = outputs.get_by_role("article", name=re.compile(
+            r"^Webhook — every camera and area Output_\d+ · web_hook_logger"))
         expect(card).to_be_visible(timeout=PAGE_READY_MS)
         _, parts = api(server, "GET", "/outputs")
         assert isinstance(parts, list)

@@ -93,6 +93,8 @@ export function ActionButton(props: {
   kind?: "primary" | "danger" | "plain";
   confirm?: string;
   label?: string;
+  /** The id of a visible text saying why the button is disabled (or what it does). */
+  describedBy?: string;
   onError?: (e: unknown) => void;
 }) {
   const [busy, setBusy] = useState(false);
@@ -109,7 +111,8 @@ export function ActionButton(props: {
   };
   return (
     <button type="button" class={`btn ${props.kind ?? "plain"}`} disabled={props.disabled || busy}
-            aria-busy={busy} aria-label={props.label} onClick={click}>
+            aria-busy={busy} aria-label={props.label} aria-describedby={props.describedBy}
+            onClick={click}>
       {props.children}
     </button>
   );

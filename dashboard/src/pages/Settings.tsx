@@ -40,6 +40,23 @@ const HINTS: Record<string, string> = {
   JpegQuality: "1-100.",
 };
 
+/** A person's title for a section: what it does and what it covers; the section name stays
+ *  beside it as secondary text. */
+export function partTitle(kind: Kind, part: Part): string {
+  const scope = kind === "outputs" ? "every camera and area" : kind === "source_loggers" ? "every camera" : "every area";
+  if (part.name === "web_hook_logger") return `Webhook — ${scope}`;
+  if (part.name === "file_system_logger") return kind === "area_loggers" ? "Area file logs" : "File logs";
+  if (part.name === "video_logger") return "Video recordings";
+  return part.name;
+}
+
+/** Why "Send a test" cannot be used now, or null when it can. */
+function testBlocked(part: Part): string | null {
+  if ("Endpoint" in part.values && !part.values.Endpoint.trim()) return "Set an Endpoint first (Show settings).";
+  if (!part.enabled) return "Turn it on first: it is off.";
+  return null;
+}
+
 export function testPath(kind: Kind, part: Part): string {
   return `/${kind}/${encodeURIComponent(part.name)}/test`;
 }
@@ -115,6 +132,8 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
   const changed = Object.fromEntries(keys.filter((k) => values[k] !== part.values[k]).map((k) => [k, values[k]]));
   const dirty = Object.keys(changed).length > 0;
   const titleId = `part-${part.section}`;
+  const title = partTitle(props.kind, part);
+  const blocked = props.testable ? testBlocked(part) : null;
   const st = props.status;
 
   const run = async (fn: () => Promise<unknown>, done: string) => {
@@ -132,7 +151,7 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
   return (
     <article class="card part-card" aria-labelledby={titleId}>
       <div class="part-head">
-        <h3 id={titleId}>{part.name} <span class="hint">[{part.section}]</span></h3>
+        <h3 id={titleId}>{title} <span class="part-section">{part.section} · {part.name}</span></h3>
         <span class={`cam-state ${part.enabled ? "ok" : "idle"}`}>{part.enabled ? "on" : "off"}</span>
       </div>
       {st ? (
@@ -148,7 +167,8 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
       ) : null}
       <div class="form-actions">
         {props.testable ? (
-          <ActionButton kind="primary" disabled={!canEdit} label={`Send a test through ${part.name} (${part.section})`}
+          <ActionButton kind="primary" disabled={!canEdit || blocked !== null} describedBy={blocked ? `${titleId}-test-why` : undefined}
+                        label={`Send a test through ${part.name} (${part.section})`}
                         onError={(e) => { setTest(null); setError(e); }}
                         onClick={async () => {
                           setTest(null);
@@ -177,6 +197,7 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
           </ActionButton>
         ) : null}
       </div>
+      {blocked && canEdit ? <p id={`${titleId}-test-why`} class="hint test-why">{blocked}</p> : null}
       <div aria-live="polite">
         {test ? (
           <p class={test.ok ? "notice" : "error"} role={test.ok ? "status" : "alert"}>
@@ -221,15 +242,16 @@ function AddWebhook(props: { kind: Kind; canEdit: boolean; onAdded: () => void }
   const [error, setError] = useState<unknown>(undefined);
   const [busy, setBusy] = useState(false);
   const formId = `add-webhook-${props.kind}`;
-  if (!open) {
-    return (
-      <button type="button" class="btn plain add-webhook" disabled={!props.canEdit} aria-expanded={false}
-              aria-controls={formId} onClick={() => setOpen(true)}>
-        Add a webhook{props.kind === "outputs" ? "" : props.kind === "source_loggers" ? " for every camera" : " for every area"}
-      </button>
-    );
-  }
+  const toggle = (
+    <button type="button" class="btn plain add-webhook" disabled={!props.canEdit} aria-expanded={open}
+            aria-controls={open ? formId : undefined} onClick={() => setOpen(!open)}>
+      Add a webhook{props.kind === "outputs" ? "" : props.kind === "source_loggers" ? " for every camera" : " for every area"}
+    </button>
+  );
+  if (!open) return toggle;
   return (
+    <>
+    {toggle}
     <form id={formId} class="card add-webhook-form" onSubmit={async (e) => {
       e.preventDefault();
       setBusy(true);
@@ -270,5 +292,6 @@ function AddWebhook(props: { kind: Kind; canEdit: boolean; onAdded: () => void }
         <button type="button" class="btn plain" onClick={() => setOpen(false)}>Cancel</button>
       </div>
     </form>
+    </>
   );
 }
