@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, ApiError } from "../api";
+import { useCameraName } from "../components/cameraName";
 import { CanvasStage, dist, pointsAttr, type Pt, useCameraPicture } from "../components/CanvasStage";
 import { ErrorMessage, Loading, Notice, PageHeader, ReadOnlyNote } from "../components/ui";
 import { useSession } from "../session";
@@ -43,6 +44,7 @@ function parseMetres(text: string): number | null {
 
 export function CalibrationPage(props: PageProps) {
   const id = props.route[1];
+  const cameraName = useCameraName(id);
   const base = `/cameras/${encodeURIComponent(id)}`;
   const { canEdit } = useSession();
 
@@ -214,7 +216,7 @@ export function CalibrationPage(props: PageProps) {
 
   return (
     <section>
-      <PageHeader title={`Calibrate camera ${id}`} />
+      <PageHeader title={`Calibrate camera ${cameraName}`} />
       {!canEdit ? <ReadOnlyNote /> : null}
       <ErrorMessage error={loadError} />
       {stored === undefined && !loadError ? <Loading what="calibration" /> : null}

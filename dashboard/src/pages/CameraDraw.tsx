@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, ApiError } from "../api";
+import { useCameraName } from "../components/cameraName";
 import { CanvasStage, dist, pointsAttr, type Pt, SvgLabel, useCameraPicture } from "../components/CanvasStage";
 import { ErrorMessage, Loading, Notice, PageHeader, ReadOnlyNote } from "../components/ui";
 import { useSession } from "../session";
@@ -121,6 +122,7 @@ async function loadShapes(id: string, signal: AbortSignal): Promise<Loaded> {
 
 export function CameraDrawPage(props: PageProps) {
   const id = props.route[1];
+  const cameraName = useCameraName(id);
   const { canEdit } = useSession();
   const base = `/cameras/${encodeURIComponent(id)}`;
 
@@ -397,7 +399,7 @@ export function CameraDrawPage(props: PageProps) {
   if (loadError) {
     return (
       <section>
-        <PageHeader title={`Draw on camera ${id}`} />
+        <PageHeader title={`Draw on camera ${cameraName}`} />
         <ErrorMessage error={loadError} />
       </section>
     );
@@ -564,7 +566,7 @@ export function CameraDrawPage(props: PageProps) {
 
   return (
     <section>
-      <PageHeader title={`Draw on camera ${id}`} />
+      <PageHeader title={`Draw on camera ${cameraName}`} />
       {!canEdit ? <ReadOnlyNote /> : null}
       {!loaded ? <Loading what="shapes" /> : null}
       <div class="draw-layout">
