@@ -31,8 +31,8 @@ from tests.browser.harness import PAGE_READY_MS, Server, goto, shoot
 LINE = "journey"
 # Where the line is drawn, as fractions of the picture (768x576): a vertical segment at
 # x = 620 px from y = 110 to y = 470 px, across the road on the right where people walk in and
-# out of the scene. A line on the far lawn (e.g. 0.02,0.16 -> 0.26,0.16) is crossed by nobody
-# and makes this test fail at RISE_S.
+# out of the scene. A line on the lawn at bottom left (x = 80 px, y = 380 to 560 px), which
+# nobody crosses in the ground truth, makes this test fail at RISE_S.
 START = (620 / 768, 110 / 576)
 END = (620 / 768, 470 / 576)
 TOLERANCE_PX = 3.0  # a click lands within this many image pixels of where it was aimed
