@@ -147,13 +147,23 @@ def test_daily_charts_render_for_a_camera_and_an_area(admin_page: Page, server: 
     rows = occupancy.get_by_role("table").locator("tbody tr")
     expect(rows.first).to_be_visible()
     assert rows.count() >= 1
-    # The heatmap over the snapshot loads and follows its opacity.
+    # The heatmap is drawn over a clean frame of the camera (not the annotated preview) and
+    # follows its opacity.
     heatmap = page.get_by_role("img", name=re.compile(r"^Where people were on"))
     expect(heatmap).to_be_visible()
+    expect(heatmap).to_have_attribute("data-ready", "true", timeout=PAGE_READY_MS)
+    frame = heatmap.locator("img")
+    expect(frame).to_have_attribute("src", re.compile(r"/calibration_image\?"))
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
-                           arg=heatmap.element_handle(), timeout=PAGE_READY_MS)
+                           arg=frame.element_handle(), timeout=PAGE_READY_MS)
+    coloured = page.wait_for_function(
+        "(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }",
+        arg=heatmap.locator("canvas").element_handle(), timeout=PAGE_READY_MS)
+    assert coloured.json_value() > 0
     page.get_by_label("Heatmap opacity", exact=True).fill("0.3")
-    expect(heatmap).to_have_attribute("src", re.compile(r"alpha=0\.30"))
+    expect(heatmap).to_have_attribute("data-opacity", "0.30")
+    expect(heatmap.locator("canvas")).to_have_css("opacity", "0.3")
     shoot(page, "charts-camera-daily")
 
     # An area, chosen with the page's own control.
