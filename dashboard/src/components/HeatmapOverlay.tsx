@@ -5,7 +5,7 @@
 // (/calibration_image), a viewer's frame from the camera now (/image, allowed while the live
 // feed is on), else the annotated preview (/snapshot); a grey canvas when none answers. The
 // colours follow the server's heatmap.png (JET over the square root of value / largest).
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { api, query } from "../api";
 import { useSession } from "../session";
@@ -98,7 +98,7 @@ export function HeatmapOverlay(props: { camera: string; cameraName: string; from
     return () => ctl.abort();
   }, [base, props.from, props.to, kind]);
 
-  const grid = answer ? blurGrid(answer.grid, Number(blur)) : null;
+  const grid = useMemo(() => (answer ? blurGrid(answer.grid, Number(blur)) : null), [answer, blur]);
   useEffect(() => {
     if (grid && canvas.current) paint(canvas.current, grid);
   }, [answer, blur, canvas.current]);
