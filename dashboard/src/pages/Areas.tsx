@@ -279,7 +279,7 @@ export function AreasPage(_props: PageProps) {
     return { areas, cameras };
   });
   return (
-    <section>
+    <section class="areas-page">
       <PageHeader title="Areas">
         <button type="button" class="btn primary" disabled={!canEdit || adding} onClick={() => setAdding(true)}>Add area</button>
       </PageHeader>

@@ -215,7 +215,7 @@ export function CalibrationPage(props: PageProps) {
   const modeName = "calib-mode";
 
   return (
-    <section>
+    <section class="calibration-page">
       <PageHeader title={`Calibrate camera ${cameraName}`} />
       {!canEdit ? <ReadOnlyNote /> : null}
       <ErrorMessage error={loadError} />

@@ -145,7 +145,7 @@ function CameraSettings(props: { id: string }) {
 
   if (camera.error instanceof ApiError && camera.error.status === 404) {
     return (
-      <section>
+      <section class="camera-page">
         <PageHeader title={`Camera ${props.id}`} />
         <p class="error" role="alert">There is no camera with id {props.id}.</p>
         <p><a href={href("cameras")}>Back to the cameras</a></p>
@@ -154,7 +154,7 @@ function CameraSettings(props: { id: string }) {
   }
   if (!camera.data || !form || !loaded) {
     return (
-      <section>
+      <section class="camera-page">
         <PageHeader title={`Camera ${props.id}`} />
         {camera.error ? <ErrorMessage error={camera.error} /> : <Loading what="the camera" />}
       </section>

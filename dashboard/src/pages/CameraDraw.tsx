@@ -398,7 +398,7 @@ export function CameraDrawPage(props: PageProps) {
 
   if (loadError) {
     return (
-      <section>
+      <section class="draw-page">
         <PageHeader title={`Draw on camera ${cameraName}`} />
         <ErrorMessage error={loadError} />
       </section>
@@ -565,7 +565,7 @@ export function CameraDrawPage(props: PageProps) {
   };
 
   return (
-    <section>
+    <section class="draw-page">
       <PageHeader title={`Draw on camera ${cameraName}`} />
       {!canEdit ? <ReadOnlyNote /> : null}
       {!loaded ? <Loading what="shapes" /> : null}

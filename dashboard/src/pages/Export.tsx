@@ -113,7 +113,7 @@ export function ExportPage(_props: PageProps) {
 
   if (!lists.data || !cams || !areas) {
     return (
-      <section>
+      <section class="export-page">
         <PageHeader title="Export" />
         {lists.error ? <ErrorMessage error={lists.error} /> : <Loading what="cameras and areas" />}
       </section>

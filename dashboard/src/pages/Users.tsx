@@ -27,7 +27,7 @@ export function UsersPage(_props: PageProps) {
 
   if (!canEdit) {
     return (
-      <section>
+      <section class="users-page">
         <PageHeader title="Users" />
         <ReadOnlyNote />
         <p>Only admins see and manage the users. You are signed in as <strong>{session.user?.username}</strong>.</p>
