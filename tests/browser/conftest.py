@@ -78,7 +78,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``lookout run`` over HTTPS on a looping real-time PETS camera, for the whole session."""
     if not CHROMIUM.exists():  # no server for tests that will skip anyway
@@ -125,13 +125,13 @@ def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         camera.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_session() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session: Playwright) -> Iterator[Browser]:
     """Chromium, headless, launched once."""
     if not CHROMIUM.exists():
@@ -175,17 +175,17 @@ def _signed_in_page(browser: Browser, server: Server, account: Account,
         context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _admin_session_page(browser: Browser, server: Server) -> Iterator[Page]:
     yield from _signed_in_page(browser, server, server.admin)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _viewer_session_page(browser: Browser, server: Server) -> Iterator[Page]:
     yield from _signed_in_page(browser, server, server.viewer)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _axe_session_page(browser: Browser, server: Server) -> Iterator[Page]:
     # The dashboard's CSP allows scripts from 'self' only, so axe-core (injected by the test)
     # runs in a context that bypasses it; every other page runs under the real CSP.
