@@ -12,8 +12,8 @@ import type { PageProps } from ".";
 interface User { username: string; role: "admin" | "viewer"; created: string }
 
 const ROLES: { value: string; label: string }[] = [
-  { value: "viewer", label: "Viewer (sees everything, changes nothing)" },
-  { value: "admin", label: "Admin (changes settings and users)" },
+  { value: "viewer", label: "Viewer (read only)" },
+  { value: "admin", label: "Admin (changes anything)" },
 ];
 const MIN_PASSWORD = 8;
 
@@ -170,9 +170,9 @@ function CreateUser(props: { onCreated: (u: User) => void }) {
                                minLength={MIN_PASSWORD} aria-describedby={d} value={password}
                                onInput={(e) => setPassword(e.currentTarget.value)} />}
           </Field>
-          <Field label="Role">
-            {(id) => (
-              <select id={id} value={role} onChange={(e) => setRole(e.currentTarget.value)}>
+          <Field label="Role" hint="A viewer sees everything and changes nothing; an admin changes settings and users.">
+            {(id, hint) => (
+              <select id={id} value={role} aria-describedby={hint} onChange={(e) => setRole(e.currentTarget.value)}>
                 {ROLES.map((r) => <option key={r.value} value={r.value}>{r.label}</option>)}
               </select>
             )}
