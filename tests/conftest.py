@@ -134,3 +134,18 @@ def pets_pipeline_run(shared: Path, tmp_path_factory: pytest.TempPathFactory) ->
         source.close()
         pipeline.close()
     return {"config": cfg, "raw": raw, "frames": final, "timestamps": timestamps}
+
+
+TEST_PASSWORD = "correct horse battery"
+
+
+def app_with_users(config: Path):
+    """The API app on ``config`` with an admin ``admin1`` and a viewer ``viewer1``, both with
+    :data:`TEST_PASSWORD`."""
+    from api.app import create_app
+
+    app = create_app(config)
+    users = app.state.context.users
+    users.add("admin1", TEST_PASSWORD, "admin")
+    users.add("viewer1", TEST_PASSWORD, "viewer")
+    return app

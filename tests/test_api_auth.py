@@ -13,22 +13,18 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.auth import TokenIssuer, User, hash_password, verify_password
 from api.deps import require_admin
+from tests.conftest import TEST_PASSWORD, app_with_users
 
 PUBLIC = {("GET", "/health"), ("POST", "/auth/token"), ("PUT", "/auth/access_token"),
           ("POST", "/auth/session"), ("DELETE", "/auth/session")}
-PASSWORD = "correct horse battery"
+PASSWORD = TEST_PASSWORD
 
 
 @pytest.fixture
 def app(x86_config: Path):
-    app = create_app(x86_config)
-    ctx = app.state.context
-    ctx.users.add("admin1", PASSWORD, "admin")
-    ctx.users.add("viewer1", PASSWORD, "viewer")
-    return app
+    return app_with_users(x86_config)
 
 
 def login(client: TestClient, user: str, password: str = PASSWORD):

@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from libs.config import load_config
 from libs.post_processors.engagement import parse_camera_targets
+from tests.conftest import TEST_PASSWORD, app_with_users
 from tests.webhook_receiver import WebhookReceiver
 
-PASSWORD = "correct horse battery"
+PASSWORD = TEST_PASSWORD
 CAMERA = "pets-view1"
 SECRET = b"a-shared-secret-for-the-test-receiver"
 # Four floor points on the PETS view1 frame (768x576), roughly a quadrilateral on the ground.
@@ -27,11 +28,7 @@ SQUARE_PX = [[250.0, 300.0], [520.0, 310.0], [600.0, 500.0], [180.0, 480.0]]
 
 @pytest.fixture
 def app(x86_config: Path):
-    app = create_app(x86_config)
-    ctx = app.state.context
-    ctx.users.add("admin1", PASSWORD, "admin")
-    ctx.users.add("viewer1", PASSWORD, "viewer")
-    return app
+    return app_with_users(x86_config)
 
 
 def token(client: TestClient, user: str) -> dict[str, str]:

@@ -10,21 +10,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.deps import CSRF_COOKIE, SESSION_COOKIE
+from tests.conftest import TEST_PASSWORD, app_with_users
 
-PASSWORD = "correct horse battery"
+PASSWORD = TEST_PASSWORD
 CAMERA = "pets-view1"
 ROI = {"points": [[0, 0], [300, 0], [300, 200]]}
 
 
 @pytest.fixture
 def app(x86_config: Path):
-    app = create_app(x86_config)
-    ctx = app.state.context
-    ctx.users.add("admin1", PASSWORD, "admin")
-    ctx.users.add("viewer1", PASSWORD, "viewer")
-    return app
+    return app_with_users(x86_config)
 
 
 def sign_in(app, user: str = "admin1", password: str = PASSWORD) -> TestClient:
