@@ -11,7 +11,7 @@ DASHBOARD := dashboard/dist/index.html
 $(STAMP): pyproject.toml requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[api,dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[api,integrations,dev]'
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	touch $(STAMP)
 
@@ -29,6 +29,7 @@ run: $(STAMP) $(DASHBOARD)
 
 test: $(STAMP) $(DASHBOARD)
 	scripts/ensure-chromium.sh
+	scripts/ensure-servers.sh
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
