@@ -532,8 +532,18 @@ class Cluster(Struct):
     image_position: tuple[float, float] | None = col(csv="image_position", unit="px", default=None)
 
 
+@struct
+class EngagementPerson(Struct):
+    """One person's engagement state in an ``engagement_update`` (engagement stage)."""
+
+    track_id: int = col()
+    engaged: bool = col()
+    engagement_seconds: float = col(unit="s")
+    last_seen: datetime = col()
+
+
 STRUCT_TYPES: tuple[type[Struct], ...] = (
-    DetectedObject, LineCount, ZoneCount, ZonePresence, ZoneDwell, Cluster,
+    DetectedObject, LineCount, ZoneCount, ZonePresence, ZoneDwell, Cluster, EngagementPerson,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -800,6 +810,23 @@ class Clusters(Record):
     min_samples: int = col(unit="positions")
     window_seconds: float = col(unit="s")
     clusters: tuple[Cluster, ...] = col(csv="Clusters")
+
+
+@record("engagement_update", "event")
+class EngagementUpdate(Record):
+    """The engagement stage's live figures, every ``UpdatePeriod`` of the camera clock."""
+
+    window_from: datetime = col()
+    unique_people: int = col(unit="people")
+    engaged_people: int = col(unit="people")
+    engagement_seconds: float = col(unit="s")
+    person_ids: tuple[int, ...] = col()
+    engaged_ids: tuple[int, ...] = col()
+    detected_people: int = col(unit="people")
+    total_engaged_people: int = col(unit="people")
+    total_engagement_seconds: float = col(unit="s")
+    observed_seconds: float = col(unit="s")
+    people: tuple[EngagementPerson, ...] = col()
 
 
 # ---------------------------------------------------------------------------------------
