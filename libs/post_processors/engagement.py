@@ -15,6 +15,8 @@ down), NaN when unknown:
   left turns the vector towards the image's right (the person faces us, so their left is our
   right): ``direction = (sin yaw, cos yaw)``; yaw +90 is ``(1, 0)``, -90 is ``(-1, 0)``.
   Pitch is ignored (the image plane has no up or down of the head).
+* from the source's message when it gives one (``input_direction``, a Redis source of
+  detection messages, :mod:`processor.redis_source`), normalised: it replaces both others;
 * else from the person's motion: the foot point's velocity over the last ``MotionWindow``
   seconds, when its speed is at least ``MinSpeed`` box heights per second (someone walking
   faces where they go; someone standing still without a head pose has no direction).
@@ -414,6 +416,13 @@ class Engagement(PostProcessor):
             head = yaw_directions(np.asarray(yaw, np.float64).reshape(len(dets)))
             known = np.isfinite(head).all(axis=1)
             direction = np.where(known[:, None], head, direction)
+        given = dets.attributes.get("input_direction")  # from the source's messages (Redis)
+        if given is not None:
+            d = np.asarray(given, np.float64).reshape(len(dets), 2)
+            length = np.hypot(d[:, 0], d[:, 1])
+            known = np.isfinite(length) & (length > _EPS)
+            unit = d / np.where(known, length, 1.0)[:, None]
+            direction = np.where(known[:, None], unit, direction)
         return direction
 
     def process(self, frame: Frame) -> Frame:
