@@ -118,9 +118,11 @@ class Run:
 
 def collect(records: Iterable[Record], samples: dict[str, list[dict[str, Any]]],
             events: list[dict[str, Any]]) -> None:
-    """Sort ``records`` into ``samples`` and ``events`` (frame summaries left out)."""
+    """Sort ``records`` into ``samples`` and ``events`` (frame summaries and the engagement
+    stage's live ``engagement_update`` figures, which no file holds, left out: read them from
+    :meth:`Run.records`)."""
     for rec in records:
-        if rec.CATEGORY == "summary":
+        if rec.CATEGORY == "summary" or rec.kind == "engagement_update":
             continue
         cells = csv_cells(rec, UTC)
         del cells["Timestamp"]

@@ -24,6 +24,7 @@ from libs.post_processors.engagement import (
     target_angles,
     yaw_directions,
 )
+from libs.records import EngagementPerson, EngagementUpdate
 from processor.pipeline import finish_stream
 from tests.audience_helpers import (
     START,
@@ -239,6 +240,25 @@ def test_real_time_window(tmp_path, shared) -> None:
     assert at2["person_ids"] == [1, 2] and at2["engaged_ids"] == [1]
     assert at2["engagement_seconds"] == pytest.approx(1.0)  # frames 1.1 .. 2.0 credit 0.1 s
     assert run.frames[25].metrics["engagement_window"] is at2  # held until the next update
+    # the same figures leave as engagement_update records, one per update, for bus sinks
+    updates = [r for r in run.records() if isinstance(r, EngagementUpdate)]
+    assert [u.timestamp for u in updates] == [START + timedelta(seconds=s) for s in (0, 1, 2)]
+    u = updates[2]
+    assert u.window_from == at2["from"] and u.timestamp == at2["to"]
+    assert (u.unique_people, u.engaged_people, u.person_ids, u.engaged_ids) == (
+        2, 1, (1, 2), (1,))
+    assert u.engagement_seconds == pytest.approx(1.0)
+    totals = run.frames[20].metrics["engagement"]["totals"]
+    assert (u.detected_people, u.total_engaged_people) == (2, 1) == (
+        totals["detected_people"], totals["engaged_people"])
+    assert u.total_engagement_seconds == pytest.approx(2.0)
+    assert u.observed_seconds == pytest.approx(2.0)
+    assert u.people == (
+        EngagementPerson(track_id=1, engaged=True, engagement_seconds=2.0,
+                         last_seen=START + timedelta(seconds=2)),
+        EngagementPerson(track_id=2, engaged=False, engagement_seconds=0.0,
+                         last_seen=START + timedelta(seconds=1.5)),
+    )
 
 
 def test_close_writes_the_open_tracks_to_the_logs(tmp_path, shared, monkeypatch) -> None:

@@ -60,6 +60,11 @@ day or week, and the average engagement ``SumEngagementMs / SumEngagedPeople / 1
   service's ``db_update_period``), the last ``WindowSeconds`` (default ``UpdatePeriod``):
   ``{"from", "to", "unique_people", "engaged_people", "engagement_seconds", "person_ids",
   "engaged_ids"}``; the newest figures ride on every frame until the next update.
+
+**Updates** ``engagement_update`` (:class:`libs.records.EngagementUpdate`), on the frame of each
+window update: the window's figures, the totals, and the state ``{engaged, engagement seconds,
+last seen}`` of every person seen in the window (tracks that ended within it included), for the
+sinks on the event bus (Redis per-person keys, InfluxDB's real-time measurements).
 """
 
 from __future__ import annotations
@@ -85,7 +90,12 @@ from libs.post_processors._track_time import (
     micros,
     ms_of,
 )
-from libs.records import EngagementSample, EngagementSession
+from libs.records import (
+    EngagementPerson,
+    EngagementSample,
+    EngagementSession,
+    EngagementUpdate,
+)
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -398,6 +408,8 @@ class Engagement(PostProcessor):
         # (time, track id, engaged now, engaged microseconds credited at this frame)
         self.recent: deque[tuple[datetime, int, bool, int]] = deque()
         self.window_figures: dict[str, Any] | None = None
+        # Tracks that ended, while they may still be in the window: id -> engaged us.
+        self.ended_engaged_us_of: dict[int, int] = {}
 
     # -- per frame ----------------------------------------------------------------------
 
@@ -469,7 +481,7 @@ class Engagement(PostProcessor):
         self._end_tracks(frame, ts)
         if frame.sample_due:
             self._sample(frame)
-        self._update_window(ts)
+        self._update_window(ts, frame)
         frame.metrics["engagement"] = {"people": people, "totals": self.totals()}
         if self.window_figures is not None:
             frame.metrics["engagement_window"] = self.window_figures
@@ -484,6 +496,7 @@ class Engagement(PostProcessor):
         self.pending.people += 1
         self.ended_people += 1
         self.ended_engaged_us += track.engaged_us
+        self.ended_engaged_us_of[track.track_id] = track.engaged_us
         if track.engaged_us > 0:
             self.pending.engaged_people += 1
             self.pending.engagement_ms += engaged_ms
@@ -533,7 +546,7 @@ class Engagement(PostProcessor):
 
     # -- the real-time window -----------------------------------------------------------
 
-    def _update_window(self, now: datetime) -> None:
+    def _update_window(self, now: datetime, frame: Frame | None = None) -> None:
         start = now - self.window
         while self.recent and self.recent[0][0] <= start:
             self.recent.popleft()
@@ -542,11 +555,15 @@ class Engagement(PostProcessor):
         seen: set[int] = set()
         engaged_ids: set[int] = set()
         credited = 0
-        for _, tid, engaged, credit in self.recent:
+        last: dict[int, tuple[datetime, bool]] = {}
+        for when, tid, engaged, credit in self.recent:
             seen.add(tid)
             if engaged or credit:
                 engaged_ids.add(tid)
             credited += credit
+            last[tid] = (when, engaged)
+        for tid in [t for t in self.ended_engaged_us_of if t not in seen]:
+            del self.ended_engaged_us_of[tid]  # out of the window: not needed again
         self.window_figures = {
             "from": start,
             "to": now,
@@ -556,6 +573,39 @@ class Engagement(PostProcessor):
             "person_ids": sorted(seen),
             "engaged_ids": sorted(engaged_ids),
         }
+        if frame is not None:
+            self._emit_update(frame, start, now, last)
+
+    def _emit_update(self, frame: Frame, start: datetime, now: datetime,
+                     last: dict[int, tuple[datetime, bool]]) -> None:
+        """The ``engagement_update`` record of the window just computed."""
+        figures = self.window_figures
+        assert figures is not None
+        people = []
+        for tid in figures["person_ids"]:
+            when, engaged = last[tid]
+            track = self.tracks.get(tid)
+            engaged_us = track.engaged_us if track is not None else \
+                self.ended_engaged_us_of.get(tid, 0)
+            people.append(EngagementPerson(track_id=tid, engaged=engaged,
+                                           engagement_seconds=engaged_us / US_PER_S,
+                                           last_seen=when))
+        totals = self.totals()
+        frame.emit(
+            EngagementUpdate,
+            timestamp=now,
+            window_from=start,
+            unique_people=figures["unique_people"],
+            engaged_people=figures["engaged_people"],
+            engagement_seconds=figures["engagement_seconds"],
+            person_ids=tuple(figures["person_ids"]),
+            engaged_ids=tuple(figures["engaged_ids"]),
+            detected_people=totals["detected_people"],
+            total_engaged_people=totals["engaged_people"],
+            total_engagement_seconds=totals["total_engagement_seconds"],
+            observed_seconds=totals["observed_seconds"],
+            people=tuple(people),
+        )
 
     # -- the end of the run ---------------------------------------------------------------
 
