@@ -46,6 +46,15 @@ MAX_POINTS = 1024
 MAX_SHAPES = 64
 """Counting lines, zones or entry zones of one camera."""
 HHMM_PATTERN = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+# An e-mail address as notifications accept it: one '@', no spaces, commas or angle brackets.
+EMAIL_PATTERN = re.compile(r"^[^@\s,;<>()\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def _check_emails(value: list[str]) -> list[str]:
+    bad = [v for v in value if len(v) > 254 or not EMAIL_PATTERN.match(v)]
+    if bad:
+        raise ValueError(f"not an e-mail address: {', '.join(bad)}")
+    return value
 
 
 def _split_list(value: Any) -> Any:
@@ -356,14 +365,52 @@ class AppConfig(StrictModel):
     dashboard_authorization_token: Annotated[str, Restarts.NO_CAMERA] = Field(
         "", alias="DashboardAuthorizationToken", description="Kept for compatibility."
     )
+    enable_slack_notifications: Annotated[bool, Restarts.NO_CAMERA] = Field(
+        False,
+        alias="EnableSlackNotifications",
+        description="Send notifications to Slack (the incoming webhook set with PUT "
+        "/slack/enable or LOOKOUT_SLACK_WEBHOOK_URL) for the cameras and areas whose own "
+        "EnableSlackNotifications is True, and the global reports (docs/integrations/"
+        "notifications.md).",
+    )
     slack_channel: Annotated[str, Restarts.NO_CAMERA] = Field(
-        "", alias="SlackChannel", description="Slack channel name."
+        "", alias="SlackChannel", max_length=80,
+        description="Slack channel the messages are posted to (the 'channel' of the webhook "
+        "payload); empty posts to the webhook's own channel.",
     )
     occupancy_alerts_min_interval: Annotated[int, Restarts.NO_CAMERA] = Field(
         180,
         alias="OccupancyAlertsMinInterval",
-        ge=0,
-        description="Seconds between two occupancy alerts.",
+        description="Least seconds (of the video clock) between two occupancy alerts of one "
+        "camera or area; a negative value sends no occupancy alerts.",
+        json_schema_extra=form("an integer number of seconds; negative turns them off"),
+    )
+    global_reporting_emails: Annotated[CsvList, Restarts.NO_CAMERA] = Field(
+        default_factory=list,
+        alias="GlobalReportingEmails",
+        max_length=MAX_LIST_ITEMS,
+        description="Addresses the global daily and weekly reports are e-mailed to, comma "
+        "separated.",
+        json_schema_extra=form("e-mail addresses separated by commas, or empty"),
+    )
+    global_report_time: Annotated[str, Restarts.NO_CAMERA] = Field(
+        "06:00",
+        alias="GlobalReportTime",
+        description="Local time (App TimeZone) the global reports are sent at; the weekly "
+        "one on Mondays.",
+        json_schema_extra=form("HH:MM"),
+    )
+    daily_global_report: Annotated[bool, Restarts.NO_CAMERA] = Field(
+        False,
+        alias="DailyGlobalReport",
+        description="Send every day, at GlobalReportTime, the previous day's numbers of "
+        "every camera and area.",
+    )
+    weekly_global_report: Annotated[bool, Restarts.NO_CAMERA] = Field(
+        False,
+        alias="WeeklyGlobalReport",
+        description="Send every Monday, at GlobalReportTime, the previous week's (Monday to "
+        "Sunday) numbers of every camera and area.",
     )
     time_zone: Annotated[str, Restarts.EVERY_CAMERA] = Field(
         "UTC",
@@ -384,6 +431,18 @@ class AppConfig(StrictModel):
         "ModelPath values are looked up here. Relative to the configuration file; the "
         "LOOKOUT_ASSETS_DIR environment variable overrides it.",
     )
+
+    @field_validator("global_report_time")
+    @classmethod
+    def _report_time(cls, value: str) -> str:
+        if not HHMM_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a time HH:MM")
+        return value
+
+    @field_validator("global_reporting_emails")
+    @classmethod
+    def _report_emails(cls, value: list[str]) -> list[str]:
+        return _check_emails(value)
 
     @field_validator("time_zone")
     @classmethod
@@ -696,6 +755,11 @@ class SourceConfig(StrictModel):
             raise ValueError(f"line names must be unique, repeated: {', '.join(sorted(dup))}")
         return value
 
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        return _check_emails(value)
+
     @field_validator("daily_report_time")
     @classmethod
     def _hhmm(cls, value: str) -> str:
@@ -791,6 +855,11 @@ class AreaConfig(StrictModel):
 
         parse_occupancy_rules(value)
         return value
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        return _check_emails(value)
 
     @field_validator("daily_report_time")
     @classmethod
