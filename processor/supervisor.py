@@ -139,6 +139,7 @@ class Supervisor:
         self._health: dict[str, Any] = {"status": "ok"}
         self._heartbeat = time.monotonic()
         self.reasons: dict[str, str] = {}  # why a camera is not running well, now
+        self.perf: dict[str, dict[str, Any]] = {}  # stage ms, reconnects... (workers say)
         n = max(1, self.config.app.max_processes)
         self.workers = [WorkerSlot(i) for i in range(n)]
         self.area_loggers: list[AreaLogger] = []  # per-area sinks (the area file logger)
@@ -266,6 +267,9 @@ class Supervisor:
                     self.write_errors.pop(cam, None)
                 else:
                     self.write_errors[cam] = self.last_errors[cam] = msg
+            elif kind == "perf":  # once a second: stage timings, reconnects, drops
+                _, cam, figures = event
+                self.perf[cam] = figures
             elif kind == "reason":  # the camera's state changed (None: running well again)
                 _, cam, msg = event
                 if msg is None:
@@ -383,6 +387,9 @@ class Supervisor:
                 self.loop_errors[f"sink {section.section}"] = f"{type(exc).__name__}: {exc}"
                 continue
             self.bus_sinks[section.section] = bus_sink
+            attach = getattr(bus_sink, "attach", None)  # sinks that read the status
+            if attach is not None:
+                attach(self)
             self.bus.subscribe(f"sink:{section.section}", bus_sink.take, accepts)
 
     def outputs_status(self) -> dict[str, Any]:
@@ -488,7 +495,7 @@ class Supervisor:
         ``degraded`` (frames undecodable) come with a ``reason``; ``fps`` is 0 whenever no
         frames flow; ``skipped_frames`` counts frames of the source that could not be decoded.
         """
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         troubled = {"connecting": "opening the source", "reconnecting": "source lost",
                     "stalled": "no new frame", "degraded": "undecodable frames skipped"}
         for src in self.config.sources:
@@ -499,9 +506,11 @@ class Supervisor:
                             "next_index": 0, "total_frames": None, "fps": 0.0,
                             "last_frame_time": None, "restarts": 0,
                             "last_error": self.last_errors.get(cid), "reason": None,
-                            "skipped_frames": 0, "write_error": self.write_errors.get(cid)}
+                            "skipped_frames": 0, "write_error": self.write_errors.get(cid),
+                            "stage_ms": {}, "reconnects": 0, "dropped_frames": 0}
                 continue
             st = self.slots[slot]
+            perf = self.perf.get(cid, {})
             last = st[W.LAST_TS]
             status = W.STATUS_NAMES.get(st[W.STATUS], "unknown")
             if cid in self.paused:
@@ -526,6 +535,9 @@ class Supervisor:
                 "reason": reason,
                 "skipped_frames": int(st[W.SKIPPED]),
                 "write_error": self.write_errors.get(cid),
+                "stage_ms": dict(perf.get("stage_ms", {})),
+                "reconnects": int(perf.get("reconnects", 0)),
+                "dropped_frames": int(perf.get("dropped_frames", 0)),
             }
         return out
 

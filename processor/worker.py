@@ -143,6 +143,27 @@ class CameraRunner(threading.Thread):
         self._state_ids = RecordIds()
         self._state_said: str | None = None  # the last camera_state sent
         self.dropped_records = 0
+        # Stage timings since the last "perf" event, and frames a live source dropped.
+        self._stage_sums: dict[str, float] = defaultdict(float)
+        self._stage_frames = 0
+        self._stage_ms: dict[str, float] = {}
+        self._last_index: int | None = None
+        self.dropped_frames = 0
+
+    def _send_perf(self, source: FrameSource) -> None:
+        """Mean milliseconds per stage over the frames since the last call (the previous
+        means when none came), reconnects and dropped frames: a ``("perf", camera, {...})``
+        event, once a second (the supervisor shows it in GET /status; Prometheus reads it)."""
+        if self._stage_frames:
+            self._stage_ms = {k: round(v / self._stage_frames, 3)
+                              for k, v in self._stage_sums.items()}
+            self._stage_sums.clear()
+            self._stage_frames = 0
+        self._send("perf", self.source_cfg.id, {
+            "stage_ms": self._stage_ms,
+            "reconnects": int(getattr(source, "reconnects", 0)),
+            "dropped_frames": self.dropped_frames,
+            "dropped_records": self.dropped_records})
 
     def _send_records(self, records: list[Record]) -> None:
         if self.events is None or not records:
@@ -186,6 +207,7 @@ class CameraRunner(threading.Thread):
         if elapsed >= 1.0 or (st[FPS] == 0 and self._fps_n >= 3 and elapsed >= 0.3):
             st[FPS] = self._fps_n / elapsed
             self._fps_t0, self._fps_n = now, 0
+            self._send_perf(source)
         st[SKIPPED] = self._skipped_base + source.skipped_frames
         problem = source.problem()
         status, reason = (RUNNING, None) if problem is None \
@@ -285,6 +307,12 @@ class CameraRunner(threading.Thread):
                 st[NEXT_INDEX] = float(sf.index + 1)
                 if frame.replay:
                     continue
+                for stage, ms in frame.timings.items():
+                    self._stage_sums[stage] += ms
+                self._stage_frames += 1
+                if source.is_live and self._last_index is not None:
+                    self.dropped_frames += max(0, sf.index - self._last_index - 1)
+                self._last_index = sf.index
                 self._send_records(frame.records)
                 done_index = sf.index + 1
                 if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
@@ -326,6 +354,7 @@ class CameraRunner(threading.Thread):
                 st[STATUS] = FINISHED
             self._note_state()
             if source is not None:
+                self._send_perf(source)
                 source.close()
 
     @staticmethod

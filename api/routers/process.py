@@ -39,6 +39,11 @@ class CameraStatus(BaseModel):
                                 "decoded")
     write_error: str | None = Field(None, description="why the camera's records cannot be "
                                     "written now (a full disk); null while writes succeed")
+    stage_ms: dict[str, float] = Field(default_factory=dict, description="mean "
+                                       "milliseconds per pipeline stage over the last second")
+    reconnects: int = Field(0, description="times a live source reconnected in this run")
+    dropped_frames: int = Field(0, description="frames a live source delivered that were "
+                                "never processed (the camera was faster than the pipeline)")
 
 
 @router.get("/health", tags=["Health"], summary="Liveness and writes (public)",
