@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 from libs.config import load_config
 from libs.config.models import LookoutConfig
 from libs.config.restarts import camera_restart_keys
+from libs.integrations.notify import NAME as NOTIFIER
+from libs.integrations.notify import build_notifier, notification_settings
 from libs.loggers import AREA_LOGGERS, OUTPUTS, SOURCE_LOGGERS, AreaLogger, Sink
 from libs.loggers.writer import atomic_write_bytes, describe_write_error
 from libs.periodic_tasks import PERIODIC_TASKS, PeriodicTask
@@ -391,6 +393,17 @@ class Supervisor:
             if attach is not None:
                 attach(self)
             self.bus.subscribe(f"sink:{section.section}", bus_sink.take, accepts)
+        # E-mail and Slack notifications: built from the App/Source/Area keys, not a section
+        # (libs/integrations/notify.py); closed and shown in GET /status like the sinks above.
+        try:
+            notifier = build_notifier(cfg)
+        except Exception as exc:
+            log.error("cannot start notifications: %s", exc)
+            self.loop_errors[f"sink {NOTIFIER}"] = f"{type(exc).__name__}: {exc}"
+            notifier = None
+        if notifier is not None:
+            self.bus_sinks[NOTIFIER] = notifier
+            self.bus.subscribe(f"sink:{NOTIFIER}", notifier.take, notifier.accepts)
 
     def outputs_status(self) -> dict[str, Any]:
         """State of each sink on the bus (connected, queued, delivered, dropped, error)."""
@@ -454,7 +467,8 @@ class Supervisor:
                 _dumps(old.area_loggers) != _dumps(new.area_loggers) or \
                 _dumps(old.source_loggers) != _dumps(new.source_loggers) or \
                 _dumps(old.outputs) != _dumps(new.outputs) or \
-                old.app.process_areas != new.app.process_areas:
+                old.app.process_areas != new.app.process_areas or \
+                notification_settings(old) != notification_settings(new):
             self._build_sinks()
         if [t.model_dump() for t in old.periodic_tasks] != \
                 [t.model_dump() for t in new.periodic_tasks]:
