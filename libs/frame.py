@@ -133,6 +133,9 @@ class Frame:
     sample_due: bool = False
     # The pipeline run's id maker (see RecordIds); a frame made alone gets its own.
     ids: RecordIds = field(default_factory=RecordIds, repr=False)
+    # The detections came from the source with their identities (a Redis source of detection
+    # messages): the pipeline runs neither the detector nor the tracker on this frame.
+    tracked: bool = False
 
     def emit(self, cls: type[R], timestamp: datetime | None = None, **fields: Any) -> R:
         """Make a camera record of type ``cls`` (stamped with the frame's time unless
@@ -143,9 +146,21 @@ class Frame:
         return rec
 
     @property
+    def has_image(self) -> bool:
+        """False for a frame without pixels (:func:`imageless`): only its size is known."""
+        return self.image.size > 0
+
+    @property
     def height(self) -> int:
         return int(self.image.shape[0])
 
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
+
+
+def imageless(width: int, height: int) -> np.ndarray:
+    """The "image" of a frame that has none, only a size: ``(height, width, 0)``, no bytes.
+    :attr:`Frame.width` and :attr:`Frame.height` read its shape; :attr:`Frame.has_image` is
+    False, and stages that need pixels do not run on it."""
+    return np.zeros((height, width, 0), np.uint8)

@@ -7,13 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
 from libs.clock import FINAL_ROW_OFFSET, IntervalGate, aware
-from libs.config.models import LookoutConfig, SourceConfig
-from libs.detectors import Detector, create_detector
-from libs.frame import Frame
+from libs.config.models import DetectorConfig, LookoutConfig, SourceConfig
+from libs.config.video_source import is_redis_url
+from libs.detectors import Detector, create_detector, detector_config_for
+from libs.frame import Detections, Frame
 from libs.loggers import SOURCE_LOGGERS, SourceLogger
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.records import RecordIds
@@ -22,6 +24,17 @@ from libs.trackers import TRACKERS, Tracker
 from processor.summary import summary_records
 
 log = logging.getLogger(__name__)
+
+
+class SourceDetections(Detector):
+    """The detector of a camera whose source brings the people (Redis detection messages):
+    its frames go through :meth:`CameraPipeline.process_detections`; none is detected."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config, Path())
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return Detections()
 
 
 def finish_stream(camera_id: str, last_timestamp: datetime,
@@ -71,7 +84,12 @@ class CameraPipeline:
     ) -> None:
         self.config = config
         self.source = source
+        # A camera reading detection messages (Redis) has no pixels: no detector, and the
+        # stages and loggers that need an image are left out.
+        self.imageless = is_redis_url(source.video_path)
         self._own_detector = detector is None
+        if detector is None and self.imageless:
+            detector = SourceDetections(detector_config_for(config, source))
         self.detector = detector if detector is not None else create_detector(config, source)
         tracker_cls = TRACKERS.get(config.tracker.name)
         self.tracker: Tracker = tracker_cls(config.tracker)
@@ -81,6 +99,10 @@ class CameraPipeline:
             if not pp_cfg.enabled:
                 continue
             cls = POST_PROCESSORS.get(pp_cfg.name)
+            if self.imageless and cls.needs_image:
+                log.info("camera %s: stage %s needs images; its frames have none (not run)",
+                         source.id, pp_cfg.name)
+                continue
             stage = cls(pp_cfg, source, config)
             (self.before if cls.phase == "before_tracker" else self.after).append(
                 (pp_cfg.name, stage)
@@ -94,6 +116,8 @@ class CameraPipeline:
         if with_loggers:
             for lg_cfg in config.source_loggers:
                 lg_cls = SOURCE_LOGGERS.get(lg_cfg.name)
+                if self.imageless and getattr(lg_cls, "needs_image", False):
+                    continue  # the preview of a camera without images
                 if lg_cfg.enabled and not lg_cls.on_bus:  # bus sinks run in the supervisor
                     self.loggers.append((lg_cfg.name, lg_cls(lg_cfg, source, config)))
 
@@ -105,10 +129,12 @@ class CameraPipeline:
         return out
 
     def process(self, frame: Frame) -> Frame:
-        """Detect people in ``frame.image``, then run every other stage."""
-        t0 = time.perf_counter()
-        frame.detections = self.detector.detect(frame.image)
-        frame.timings["detector"] = (time.perf_counter() - t0) * 1000.0
+        """Detect people in ``frame.image`` (unless the frame brought them: ``tracked``),
+        then run every other stage."""
+        if not frame.tracked:
+            t0 = time.perf_counter()
+            frame.detections = self.detector.detect(frame.image)
+            frame.timings["detector"] = (time.perf_counter() - t0) * 1000.0
         return self.process_detections(frame)
 
     def process_detections(self, frame: Frame) -> Frame:
@@ -116,12 +142,14 @@ class CameraPipeline:
         self.last_timestamp = frame.timestamp
         frame.ids = self.ids
         frame.sample_due = self.clock.due(aware(frame.timestamp, self.tz))
-        for name, stage in self.before:
-            frame = self._timed(frame, name, stage.process)
+        if not frame.tracked:  # people from a source come with their identities
+            for name, stage in self.before:
+                frame = self._timed(frame, name, stage.process)
         # Everyone the detector saw, confirmed by the tracker or not: the anonymizer blurs
         # these heads too, so nobody shows unblurred in the first frames of their track.
         frame.metrics["raw_detections"] = frame.detections
-        frame = self._timed(frame, "tracker", self.tracker.update)
+        if not frame.tracked:
+            frame = self._timed(frame, "tracker", self.tracker.update)
         for name, stage in self.after:
             frame = self._timed(frame, name, stage.process)
         summary_records(frame)

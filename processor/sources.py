@@ -41,7 +41,13 @@ import numpy as np
 from libs.config.loader import is_device, is_stream_url
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.config.secrets import mask_text
-from libs.config.video_source import VideoPathError, check_video_path
+from libs.config.video_source import (
+    VideoPathError,
+    check_redis_url,
+    check_video_path,
+    is_redis_url,
+)
+from libs.frame import Detections
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,9 @@ class SourceFrame:
     timestamp: datetime
     image: np.ndarray
     skipped: int = 0  # frames of the source lost (undecodable) just before this one
+    # People given by the source with their identities (Redis detection messages): the
+    # frame has no pixels (libs.frame.imageless) and skips the detector and the tracker.
+    detections: Detections | None = None
 
 
 def redact(target: str | int) -> str:
@@ -593,6 +602,13 @@ def open_source(config: LookoutConfig, source: SourceConfig, start_index: int = 
     tz = config.app.tzinfo
     resize = config.app.resolution
     vp = source.video_path
+    if is_redis_url(vp):
+        from processor.redis_source import RedisSource, redis_state_path
+
+        target = check_redis_url(vp)
+        return RedisSource(target, source.id, tz, source.id,
+                           state_path=redis_state_path(config.data_dir, source.id),
+                           password=os.environ.get(target.password_env) or None)
     if is_stream_url(vp):
         return LiveSource(vp, tz, source.id, resize)
     if is_device(vp):

@@ -31,12 +31,13 @@ from typing import Any
 
 from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
+from libs.config.video_source import is_redis_url
 from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
 from libs.frame import Frame
 from libs.loggers.writer import BackgroundWriter, WriteHealth
 from libs.records import CameraState, Record, RecordIds
 from libs.storage import csv_line
-from processor.pipeline import CameraPipeline
+from processor.pipeline import CameraPipeline, SourceDetections
 from processor.resume import WARMUP_FRAMES, ResumeStore
 from processor.runlock import die_with_parent, hold_worker_lock
 from processor.sources import FrameSource, SourceFrame, open_source
@@ -302,6 +303,8 @@ class CameraRunner(threading.Thread):
                         break
                     continue
                 frame = Frame(cam, sf.index, sf.timestamp, sf.image)
+                if sf.detections is not None:  # people from the source (Redis messages)
+                    frame.detections, frame.tracked = sf.detections, True
                 frame.replay = sf.index < resume_at
                 frame = pipeline.process(frame)
                 st[NEXT_INDEX] = float(sf.index + 1)
@@ -387,6 +390,8 @@ class WorkerCameras:
 
     def _detector_for(self, source: SourceConfig) -> Detector:
         det_cfg = detector_config_for(self.config, source)
+        if is_redis_url(source.video_path):  # its messages bring the people: no model
+            return SourceDetections(det_cfg)
         key = det_cfg.model_dump_json() + str(resolve_model_path(self.config, source))
         if key not in self.detectors:
             self.detectors[key] = create_detector(self.config, source)

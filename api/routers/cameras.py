@@ -49,7 +49,12 @@ from libs.config import ConfigChange
 from libs.config.models import LookoutConfig, PluginConfig, SourceConfig, ini_value
 from libs.config.plugins import plugin_settings
 from libs.config.secrets import mask_text
-from libs.config.video_source import MAX_VIDEO_PATH, VideoPathError, check_video_path
+from libs.config.video_source import (
+    MAX_VIDEO_PATH,
+    VideoPathError,
+    check_video_path,
+    is_redis_url,
+)
 from libs.loggers.video_logger import NAME as VIDEO_LOGGER
 from libs.loggers.video_logger import preview_path
 from libs.post_processors.engagement import (
@@ -255,6 +260,12 @@ class Probe:
     image: np.ndarray | None = None
 
 
+def no_image(camera_id: str) -> HTTPException:
+    """404 for an image of a camera whose people come from Redis detection messages."""
+    return HTTPException(404, f"camera {camera_id} has no images: its VideoPath is a Redis "
+                         "source of detection messages (people, positions and directions only)")
+
+
 def checked_target(config: LookoutConfig, video_path: str, key: str = "VideoPath",
                    section: str | None = None) -> str | int:
     """What OpenCV opens for a VideoPath, after the one VideoPath check
@@ -353,6 +364,8 @@ async def _frame_jpeg(ctx: ApiContext, request: Request, user: Principal, camera
     if check_live and not src.live_feed_enabled:
         raise HTTPException(403, f"the live feed of camera {camera_id} is disabled "
                             "(LiveFeedEnabled = False)")
+    if is_redis_url(src.video_path):
+        raise no_image(camera_id)
     # Checked again here, as at start-up: a source the rules refuse is never opened.
     target = await ctx.in_thread(checked_target, config, src.video_path, "VideoPath",
                                  src.section)
@@ -405,6 +418,8 @@ def _preview_file(config: LookoutConfig, camera_id: str) -> Path:
 
 
 def _no_preview(config: LookoutConfig, camera_id: str) -> HTTPException:
+    if is_redis_url(find_camera(config, camera_id).video_path):
+        return no_image(camera_id)
     if not any(p.name == VIDEO_LOGGER and p.enabled for p in config.source_loggers):
         return HTTPException(404, f"no preview of camera {camera_id}: the video_logger source "
                              "logger is not enabled, so the processor writes none")
@@ -480,6 +495,10 @@ async def check_stream(ctx: Context, admin: Admin, request: Request,
                        body: StreamCheckIn) -> StreamCheckOut:
     config = await current_config(ctx)
     target = await ctx.in_thread(checked_target, config, body.video_path, "video_path")
+    if is_redis_url(body.video_path):
+        return StreamCheckOut(ok=False, error="a Redis source of detection messages has no "
+                              "frames to read; the processor's camera status shows whether "
+                              "it reaches Redis")
     try:
         probe = await run_probe(request, admin, lambda: grab(target))
     except TimeoutError:
@@ -843,6 +862,9 @@ async def preview_calibration(ctx: Context, admin: Admin, request: Request,
         floor_points=floor, reprojection_error_px=err_px, max_error_px=max_px,
         reprojection_error_m=cal.reprojection_error_m, max_error_m=cal.max_error_m,
         birdseye_jpeg=None)
+    if is_redis_url(src.video_path):
+        out.image_error = no_image(camera_id).detail
+        return out
     target = await ctx.in_thread(checked_target, config, src.video_path, "VideoPath",
                                  src.section)
 

@@ -7,6 +7,8 @@ one of:
 
 * a URL of a streaming scheme: ``rtsp``, ``rtsps``, ``http`` or ``https``, with a host
   (``file://``, ``gopher://``, ``concat:`` and any other scheme FFmpeg would open are refused);
+* a Redis source of detection messages (``redis://`` or ``rediss://``, see
+  :func:`check_redis_url`; never opened by OpenCV);
 * a video capture device: ``0`` to ``999`` or ``/dev/videoN`` (``/dev/zero``, ``/dev/sda``...
   are refused);
 * a video file (by suffix) or a folder of them, inside ``AssetsDirectory`` or
@@ -22,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MAX_VIDEO_PATH = 2048
@@ -52,7 +54,7 @@ class VideoTarget:
     """What a VideoPath names, resolved: ``target`` is what OpenCV opens (for a folder, its
     first recording, when files were checked)."""
 
-    kind: Literal["url", "device", "file", "folder"]
+    kind: Literal["url", "device", "file", "folder", "redis"]
     target: str | int
     path: Path | None = None
 
@@ -84,6 +86,100 @@ def _check_url(value: str) -> VideoTarget:
     return VideoTarget("url", value)
 
 
+REDIS_SCHEMES = ("redis", "rediss")
+REDIS_FORM = ("redis://host[:port]/db?stream=NAME or ?channel=NAME, optionally &camera=ID, "
+              "&field=NAME, &start=$|0, &password_env=VARIABLE (the password is never in the URL)")
+REDIS_PARAMS = frozenset({"stream", "channel", "camera", "field", "start", "password_env"})
+_REDIS_NAME = re.compile(r"^[^\s]{1,256}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_STREAM_ID = re.compile(r"^([0-9]{1,20}(-[0-9]{1,20})?|\$)$")
+
+
+def is_redis_url(value: str) -> bool:
+    """Whether a VideoPath names a Redis source of detection messages."""
+    return value.split(":", 1)[0].lower() in REDIS_SCHEMES and "://" in value
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A checked Redis VideoPath: where to connect and what to read."""
+
+    scheme: str
+    host: str
+    port: int
+    db: int
+    username: str | None
+    stream: str | None
+    channel: str | None
+    camera: str | None  # the cameraid of the messages kept; None: the camera's Id
+    field: str  # the stream entry's field holding the JSON message
+    start: str  # where a stream is first read from: "$" (new messages only) or an id
+    password_env: str  # the environment variable holding the password
+
+    @property
+    def name(self) -> str:
+        """What is read, for logs and status: ``stream NAME`` or ``channel NAME``."""
+        return f"stream {self.stream}" if self.stream else f"channel {self.channel}"
+
+
+def check_redis_url(value: str) -> RedisTarget:
+    """``redis://[user@]host[:port][/db]?stream=NAME`` (or ``channel=NAME``) checked.
+
+    The password is never part of the URL (a viewer sees VideoPath): it is read from the
+    environment variable ``password_env`` (``REDIS_PASSWORD`` by default) when set.
+    """
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if any(c.isspace() for c in value):
+        raise VideoPathError("a URL cannot contain white space", REDIS_FORM)
+    try:
+        port = parts.port or 6379
+    except ValueError as exc:
+        raise VideoPathError(f"not a valid URL: {exc}", REDIS_FORM) from exc
+    if not parts.hostname:
+        raise VideoPathError("the Redis URL has no host", REDIS_FORM)
+    if parts.password is not None:
+        raise VideoPathError("a Redis URL cannot hold a password (viewers see VideoPath): put "
+                             "it in the environment variable named by password_env "
+                             "(REDIS_PASSWORD by default)", REDIS_FORM)
+    db_text = parts.path.strip("/") or "0"
+    if not db_text.isdigit() or int(db_text) > 10000:
+        raise VideoPathError(f"Redis database {db_text!r} is not a number", REDIS_FORM)
+    if parts.fragment:
+        raise VideoPathError("a Redis URL has no #fragment", REDIS_FORM)
+    params: dict[str, str] = {}
+    for pair in parts.query.split("&") if parts.query else []:
+        key, sep, val = pair.partition("=")
+        if not sep or key not in REDIS_PARAMS:
+            raise VideoPathError(f"unknown Redis URL parameter {key!r}",
+                                 "parameters: " + ", ".join(sorted(REDIS_PARAMS)))
+        if key in params:
+            raise VideoPathError(f"Redis URL parameter {key!r} given twice", REDIS_FORM)
+        val = unquote(val)
+        if not _REDIS_NAME.match(val) or _CONTROL.search(val):
+            raise VideoPathError(f"Redis URL parameter {key!r} must be 1 to 256 characters "
+                                 "without spaces", REDIS_FORM)
+        params[key] = val
+    stream, channel = params.get("stream"), params.get("channel")
+    if (stream is None) == (channel is None):
+        raise VideoPathError("a Redis source reads either a stream (?stream=NAME) or a "
+                             "pub/sub channel (?channel=NAME)", REDIS_FORM)
+    start = params.get("start", "$")
+    if not _STREAM_ID.match(start):
+        raise VideoPathError(f"start={start!r} is not '$' (new messages) or a stream id "
+                             "('0': the whole stream)", REDIS_FORM)
+    if channel is not None and "start" in params:
+        raise VideoPathError("start= is for a stream; a channel has no history", REDIS_FORM)
+    password_env = params.get("password_env", "REDIS_PASSWORD")
+    if not _ENV_NAME.match(password_env):
+        raise VideoPathError(f"password_env={password_env!r} is not an environment variable "
+                             "name", REDIS_FORM)
+    return RedisTarget(scheme, parts.hostname, port, int(db_text),
+                       unquote(parts.username) if parts.username else None, stream, channel,
+                       params.get("camera"), params.get("field", "message"), start,
+                       password_env)
+
+
 def check_video_path(
     value: str, assets_dir: Path, data_dir: Path, check_files: bool = True
 ) -> VideoTarget:
@@ -99,6 +195,9 @@ def check_video_path(
                              f"{MAX_VIDEO_PATH}")
     if _CONTROL.search(value):
         raise VideoPathError("VideoPath contains a line break or control character")
+    if is_redis_url(value):
+        check_redis_url(value)
+        return VideoTarget("redis", value)
     if _SCHEME.match(value):
         return _check_url(value)
     if _DEVICE.match(value):

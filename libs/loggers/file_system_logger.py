@@ -414,7 +414,7 @@ class SourceFileSystemLogger(SourceLogger):
             return
         if frame.records:
             self.take(frame.records)
-        if shot_due:
+        if shot_due and frame.has_image:
             image = frame.image.copy()
             path = self.screenshot_path(ts)
             # Skippable: while the disk is full a screenshot is skipped and counted, not kept.

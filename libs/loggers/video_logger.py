@@ -84,6 +84,7 @@ class PreviewJob:
 @SOURCE_LOGGERS.register(NAME)
 class VideoLogger(SourceLogger):
     Config: ClassVar[type[PluginConfig]] = VideoLoggerConfig
+    needs_image = True  # draws previews: not made for a camera without images
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         super().__init__(config, source, app)
@@ -107,7 +108,7 @@ class VideoLogger(SourceLogger):
         """Nothing to store: this sink draws the frames :meth:`log` gets."""
 
     def log(self, frame: Frame) -> None:
-        if self._closed:
+        if self._closed or not frame.has_image:
             return
         now = time.monotonic()
         if self._last is not None and now - self._last < self._min_gap:

@@ -22,6 +22,9 @@ POST_PROCESSORS: Registry[type[PostProcessor]] = Registry("post-processor", __na
 class PostProcessor(ABC):
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     phase: ClassVar[Literal["before_tracker", "after_tracker"]] = "after_tracker"
+    # Reads the pixels (faces, head pose...): not run for a camera whose frames have none
+    # (a Redis source of detection messages).
+    needs_image: ClassVar[bool] = False
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         self.config = config

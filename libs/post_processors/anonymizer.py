@@ -164,6 +164,7 @@ def reads_image(name: str) -> bool:
 class Anonymizer(PostProcessor):
     Config = AnonymizerConfig
     phase = "after_tracker"
+    needs_image = True
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         settings = plugin_settings(AnonymizerConfig, config)

@@ -282,6 +282,7 @@ class TrackFaces:
 class Demographics(PostProcessor):
     Config: ClassVar[type[PluginConfig]] = DemographicsConfig
     phase = "after_tracker"
+    needs_image = True
 
     def __init__(
         self,

@@ -211,6 +211,7 @@ class _TrackVotes:
 class Facemask(PostProcessor):
     Config = FacemaskConfig
     phase = "after_tracker"
+    needs_image = True
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         settings = plugin_settings(FacemaskConfig, config)

@@ -504,6 +504,7 @@ def from_relative(rel: np.ndarray, person: np.ndarray) -> np.ndarray:
 class Faces(PostProcessor):
     Config = FacesConfig
     phase = "after_tracker"
+    needs_image = True
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         settings = plugin_settings(FacesConfig, config)

@@ -388,6 +388,7 @@ class _TrackPose:
 class HeadPose(PostProcessor):
     Config = HeadPoseConfig
     phase = "after_tracker"
+    needs_image = True
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         settings = plugin_settings(HeadPoseConfig, config)
