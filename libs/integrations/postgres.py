@@ -1,0 +1,579 @@
+"""``postgres_logger``: the fleet database.  Events and sample rows of every camera and area
+go to one PostgreSQL database that a whole chain of edge boxes shares, with idempotent
+upserts keyed by processor, camera (or area) and time.
+
+Like the webhook (:mod:`libs.integrations.webhook`), the sink runs in the supervisor on the
+event bus (:attr:`PostgresLogger.on_bus`): :meth:`PostgresLogger.take` only filters,
+converts and appends to a durable, bounded outbox on disk; the outbox's delivery thread
+writes each batch in one transaction.
+
+Sections (one class, three section kinds)::
+
+    [Output_4]                every record of every camera and area
+    Name = postgres_logger
+    ProcessorName = store-0042
+    DsnVariable = LOOKOUT_POSTGRES_DSN
+
+``[SourceLogger_N]`` writes every camera's records, ``[AreaLogger_N]`` every area's.
+
+Connection.  The DSN (``postgresql://user:password@host:5432/dbname?sslmode=verify-full``
+or ``host=... dbname=...``) is read from the environment variable named by
+``DsnVariable``; when that variable is unset or empty, libpq's own ``PGHOST``, ``PGPORT``,
+``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``, ``PGSSLMODE``... and ``~/.pgpass`` apply.  TLS is
+libpq's: ``sslmode`` (and ``sslrootcert``) in the DSN.  The DSN and its password are never
+logged nor shown: status pages show ``user@host:port/dbname``.
+
+What is written ("report rows").  Every sample the pipelines make (``objects_log``,
+``presence_log``, ``dwell_log``, ..., the areas' ``occupancy_log``) is a row of
+``lookout_samples``: these are the raw rows the metrics task's hourly, daily and weekly
+report files are computed from (:mod:`libs.metrics.reports`), so the database holds the
+reports' inputs, and the reports themselves are SQL over them (the view
+``lookout_samples_hourly`` is the hourly report of every camera and area, any other grouping is
+one ``GROUP BY`` away, and it is exact: ``Avg = Sum / Samples`` as in the files).  The report
+files are not copied: they are recomputed on the box and would only repeat these rows.
+Every event is a row of ``lookout_events``.  ``lookout_sources`` has one row per processor
+and camera or area: first and last record time, when its records last arrived, and the
+camera's latest state (from ``camera_state`` events): the fleet overview.
+
+Idempotence.  A sample's key is (processor, source, source_id, kind, time): a batch sent
+again (its commit was lost, or the processor restarted and resent its outbox) updates
+nothing, and a stretch of video logged again after a restart replaces the row of the same
+instant (the reports keep the last row of an instant too).  An event's key is (processor,
+source, source_id, kind, time, id) and a second copy is ignored.
+
+Failures.  A batch that cannot be written (the server is down, the connection broke, a
+statement timed out) is rolled back, the connection is dropped and the batch stays in the
+outbox, tried again after an exponential backoff with full jitter; the records produced
+meanwhile wait on disk (``OutboxMaxBytes``; when full the oldest are dropped and counted).
+``close`` returns within :data:`CLOSE_TIMEOUT_S` and leaves undelivered records to the next
+run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
+from pydantic import Field, field_validator
+
+from libs.config.models import PluginConfig, form
+from libs.config.plugins import plugin_settings
+from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
+from libs.loggers import (
+    AREA_LOGGERS,
+    OUTPUTS,
+    SOURCE_LOGGERS,
+    AreaLogger,
+    SendTestError,
+    SourceLogger,
+)
+from libs.records import RECORD_TYPES, ObjectsSample, Record
+
+if TYPE_CHECKING:
+    from libs.config.models import LookoutConfig
+
+log = logging.getLogger(__name__)
+
+NAME = "postgres_logger"
+OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
+DEFAULT_DSN_VARIABLE = "LOOKOUT_POSTGRES_DSN"
+BATCH_MAX_RECORDS = 1000
+BATCH_MAX_BYTES = 4 * 1024 * 1024
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+CLOSE_TIMEOUT_S = 3.0
+DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
+EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
+SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
+DEFAULT_KINDS = SAMPLE_KINDS | EVENT_KINDS  # frame_summary (one per frame) only when listed
+PROCESSOR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SCHEMA_LOCK = 0x4C4F4F4B  # pg_advisory_xact_lock key: one processor migrates at a time
+ONLINE_STATES = ("running", "degraded", "connecting")
+
+# ------------------------------------------------------------------------------ the schema
+
+# Version N's statements; the database's version is the highest row of
+# lookout_schema_version.  A new version appends a list; the old ones never change.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE IF NOT EXISTS lookout_events (
+            processor   text        NOT NULL,
+            source      text        NOT NULL,
+            source_id   text        NOT NULL,
+            kind        text        NOT NULL,
+            time        timestamptz NOT NULL,
+            id          text        NOT NULL,
+            schema      integer     NOT NULL,
+            payload     jsonb       NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (processor, source, source_id, kind, time, id))""",
+        "CREATE INDEX IF NOT EXISTS lookout_events_kind_time ON lookout_events (kind, time)",
+        """CREATE TABLE IF NOT EXISTS lookout_samples (
+            processor   text        NOT NULL,
+            source      text        NOT NULL,
+            source_id   text        NOT NULL,
+            kind        text        NOT NULL,
+            time        timestamptz NOT NULL,
+            id          text        NOT NULL,
+            schema      integer     NOT NULL,
+            payload     jsonb       NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            people integer GENERATED ALWAYS AS (COALESCE(
+                (payload->>'detected_objects')::integer,
+                (payload->>'people')::integer)) STORED,
+            occupancy integer GENERATED ALWAYS AS ((payload->>'occupancy')::integer) STORED,
+            violating_objects integer
+                GENERATED ALWAYS AS ((payload->>'violating_objects')::integer) STORED,
+            violating_pairs integer
+                GENERATED ALWAYS AS ((payload->>'violating_pairs')::integer) STORED,
+            threshold integer GENERATED ALWAYS AS ((payload->>'threshold')::integer) STORED,
+            violation boolean GENERATED ALWAYS AS ((payload->>'violation')::boolean) STORED,
+            PRIMARY KEY (processor, source, source_id, kind, time))""",
+        "CREATE INDEX IF NOT EXISTS lookout_samples_kind_time ON lookout_samples (kind, time)",
+        """CREATE TABLE IF NOT EXISTS lookout_sources (
+            processor     text        NOT NULL,
+            source        text        NOT NULL,
+            source_id     text        NOT NULL,
+            first_time    timestamptz NOT NULL,
+            last_time     timestamptz NOT NULL,
+            last_received timestamptz NOT NULL DEFAULT now(),
+            state         text,
+            state_time    timestamptz,
+            reason        text,
+            PRIMARY KEY (processor, source, source_id))""",
+        """CREATE OR REPLACE VIEW lookout_samples_hourly AS
+            SELECT processor, source, source_id, kind,
+                   date_trunc('hour', time) AS hour,
+                   count(*) AS samples,
+                   round(avg(people), 3) AS avg_people, max(people) AS max_people,
+                   sum(people) AS sum_people,
+                   round(avg(occupancy), 3) AS avg_occupancy,
+                   max(occupancy) AS max_occupancy, sum(occupancy) AS sum_occupancy,
+                   sum(violating_objects) AS sum_violating_people,
+                   max(violating_objects) AS max_violating_people,
+                   sum(violating_pairs) AS sum_violating_pairs,
+                   count(*) FILTER (WHERE violating_objects > 0) AS violation_samples,
+                   count(*) FILTER (WHERE violation) AS over_capacity_samples
+            FROM lookout_samples
+            GROUP BY processor, source, source_id, kind, date_trunc('hour', time)""",
+    ],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+INSERT_EVENT = """
+INSERT INTO lookout_events (processor, source, source_id, kind, time, id, schema, payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (processor, source, source_id, kind, time, id) DO NOTHING"""
+
+UPSERT_SAMPLE = """
+INSERT INTO lookout_samples AS s
+    (processor, source, source_id, kind, time, id, schema, payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (processor, source, source_id, kind, time) DO UPDATE
+SET id = EXCLUDED.id, schema = EXCLUDED.schema, payload = EXCLUDED.payload,
+    received_at = now()
+WHERE s.id IS DISTINCT FROM EXCLUDED.id OR s.payload IS DISTINCT FROM EXCLUDED.payload"""
+
+UPSERT_SOURCE = """
+INSERT INTO lookout_sources AS s
+    (processor, source, source_id, first_time, last_time, state, state_time, reason)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (processor, source, source_id) DO UPDATE
+SET first_time = LEAST(s.first_time, EXCLUDED.first_time),
+    last_time = GREATEST(s.last_time, EXCLUDED.last_time),
+    last_received = now(),
+    state = CASE WHEN EXCLUDED.state_time >= COALESCE(s.state_time, '-infinity')
+                 THEN EXCLUDED.state ELSE s.state END,
+    reason = CASE WHEN EXCLUDED.state_time >= COALESCE(s.state_time, '-infinity')
+                  THEN EXCLUDED.reason ELSE s.reason END,
+    state_time = GREATEST(s.state_time, EXCLUDED.state_time)"""
+
+
+class SchemaError(Exception):
+    """The database's schema is newer than this Lookout's."""
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Create or upgrade the schema (under an advisory lock, in one transaction); the
+    version the database is at."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS lookout_schema_version ("
+                     "version integer PRIMARY KEY, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        row = conn.execute("SELECT max(version) FROM lookout_schema_version").fetchone()
+        current = int(row[0]) if row and row[0] is not None else 0
+        if current > SCHEMA_VERSION:
+            raise SchemaError(f"the database's schema is at version {current}, newer than "
+                              f"this Lookout's {SCHEMA_VERSION}: upgrade Lookout")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)  # type: ignore[arg-type]  # our own constants
+            conn.execute("INSERT INTO lookout_schema_version (version) VALUES (%s)",
+                         (version,))
+            log.info("%s: database schema upgraded to version %d", NAME, version)
+    return max(current, SCHEMA_VERSION)
+
+
+# ------------------------------------------------------------------------------ config
+
+class PostgresConfig(PluginConfig):
+    processor: str = Field(
+        "",
+        alias="ProcessorName",
+        description="This processor's id in the fleet database (letters, digits, '.', '_', "
+        "'-'; at most 63); every row it writes carries it. Empty: the host name.",
+        json_schema_extra=form("a name like store-0042, or empty for the host name"),
+    )
+    dsn_variable: str = Field(
+        DEFAULT_DSN_VARIABLE,
+        alias="DsnVariable",
+        description="Name of the environment variable holding the database's DSN "
+        "(postgresql://user:password@host:5432/db?sslmode=require); unset or empty uses "
+        "libpq's PGHOST, PGUSER, PGPASSWORD, PGDATABASE... The DSN is never shown.",
+        json_schema_extra=form("an environment variable name"),
+    )
+    kinds: str = Field(
+        "",
+        alias="Kinds",
+        description="Comma-separated record kinds to write (see docs/events.md); empty "
+        "writes every sample and every event (never frame_summary, one per frame, unless "
+        "listed).",
+        json_schema_extra=form("record kinds separated by commas, or empty"),
+    )
+    detections: bool = Field(
+        False,
+        alias="Detections",
+        description="Keep the per-person boxes (detections, violations_indexes) of "
+        "objects_log rows; off keeps the counts only (about 10 times less data).",
+    )
+    timeout: float = Field(
+        10.0,
+        alias="Timeout",
+        gt=0,
+        description="Seconds to wait for the database (connecting, and each batch's "
+        "statements) before the attempt counts as failed and is retried.",
+        json_schema_extra=form("a number of seconds > 0"),
+    )
+    outbox_max_bytes: int = Field(
+        DEFAULT_OUTBOX_MAX_BYTES,
+        alias="OutboxMaxBytes",
+        ge=MIN_MAX_BYTES,
+        description="Most bytes of records kept on disk (DataDirectory/processor/outbox/"
+        "<section>) while the database cannot be reached; when full the oldest are dropped "
+        "and counted.",
+        json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"),
+    )
+
+    @field_validator("processor")
+    @classmethod
+    def _processor(cls, value: str) -> str:
+        value = value.strip()
+        if value and not PROCESSOR_RE.fullmatch(value):
+            raise ValueError("ProcessorName must be 1 to 63 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit")
+        return value
+
+    @field_validator("dsn_variable")
+    @classmethod
+    def _dsn_variable(cls, value: str) -> str:
+        value = value.strip()
+        if not ENV_NAME_RE.fullmatch(value):
+            raise ValueError("DsnVariable must be an environment variable name (letters, "
+                             "digits and '_', not starting with a digit)")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: str) -> str:
+        unknown = [k for k in _split(value) if k not in RECORD_TYPES]
+        if unknown:
+            raise ValueError(f"unknown record kind(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(RECORD_TYPES))}")
+        return value
+
+    def kind_set(self) -> frozenset[str]:
+        return frozenset(_split(self.kinds)) or DEFAULT_KINDS
+
+    def processor_id(self) -> str:
+        return self.processor or host_processor_id()
+
+
+def _split(value: str) -> list[str]:
+    return [k.strip() for k in value.split(",") if k.strip()]
+
+
+def host_processor_id() -> str:
+    """The host name as a processor id (characters outside the allowed set become '-')."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].lstrip("._-")
+    return name or "lookout"
+
+
+def read_dsn(settings: PostgresConfig) -> str:
+    """The DSN from the environment ('' leaves everything to libpq's PG* variables)."""
+    return os.environ.get(settings.dsn_variable, "").strip()
+
+
+def shown_target(dsn: str) -> str:
+    """``user@host:port/dbname`` of a DSN: what status pages and messages may show."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "an unreadable DSN"
+    env = os.environ
+    user = str(params.get("user") or env.get("PGUSER") or "")
+    host = str(params.get("host") or params.get("hostaddr") or env.get("PGHOST") or "localhost")
+    port = str(params.get("port") or env.get("PGPORT") or "5432")
+    db = str(params.get("dbname") or env.get("PGDATABASE") or user)
+    return f"{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def clean_error(exc: BaseException, dsn: str) -> str:
+    """A database error as one line without the password (libpq never prints it, but a
+    DSN that does not parse may be echoed)."""
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    secrets = {os.environ.get("PGPASSWORD", "")}
+    try:
+        secrets.add(str(conninfo_to_dict(dsn).get("password") or ""))
+    except psycopg.ProgrammingError:
+        return "the DSN cannot be read (check its syntax)"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def connect(settings: PostgresConfig, dsn: str, processor: str) -> psycopg.Connection[Any]:
+    timeout = max(1, round(settings.timeout))
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=timeout,
+                           application_name=f"lookout {processor}"[:63],
+                           keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                           keepalives_count=3)
+    conn.execute(f"SET statement_timeout = {int(settings.timeout * 1000)}")
+    return conn
+
+
+def _time(value: str) -> datetime:
+    ts = datetime.fromisoformat(value)
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def write_batch(conn: psycopg.Connection[Any], processor: str,
+                records: list[dict[str, Any]]) -> None:
+    """Write ``records`` (their JSON forms) in one transaction: events, samples, and the
+    sources' rows."""
+    events: list[tuple[Any, ...]] = []
+    samples: list[tuple[Any, ...]] = []
+    sources: dict[tuple[str, str], list[Any]] = {}
+    for rec in records:
+        kind = rec["kind"]
+        ts = _time(rec["timestamp"])
+        row = (processor, rec["source"], rec["source_id"], kind, ts, rec["id"],
+               int(rec.get("schema", 1)), Jsonb(rec))
+        (events if kind in EVENT_KINDS else samples).append(row)
+        key = (rec["source"], rec["source_id"])
+        entry = sources.get(key)
+        if entry is None:
+            entry = sources[key] = [ts, ts, None, None, None]
+        entry[0] = min(entry[0], ts)
+        entry[1] = max(entry[1], ts)
+        if kind == "camera_state" and (entry[3] is None or ts >= entry[3]):
+            entry[2], entry[3], entry[4] = rec.get("state"), ts, rec.get("reason")
+    with conn.transaction(), conn.cursor() as cur:
+        if events:
+            cur.executemany(INSERT_EVENT, events)
+        if samples:
+            cur.executemany(UPSERT_SAMPLE, samples)
+        cur.executemany(UPSERT_SOURCE, [(processor, src, sid, *entry)
+                                        for (src, sid), entry in sorted(sources.items())])
+
+
+# ------------------------------------------------------------------------------ the sink
+
+class PostgresLogger(SourceLogger, AreaLogger):
+    """Writes the records of every camera (``[SourceLogger_N]``), every area
+    (``[AreaLogger_N]``) or both (``[Output_N]``) to the fleet database; see the module
+    docstring."""
+
+    Config: ClassVar[type[PluginConfig]] = PostgresConfig
+    on_bus: ClassVar[bool] = True
+
+    def __init__(self, config: PluginConfig, scope: Any, app: LookoutConfig, *,
+                 retry_first_s: float | None = None, retry_max_s: float | None = None,
+                 idle_poll_s: float = 0.5) -> None:
+        self.config = config
+        self.source = None  # type: ignore[assignment]  # a bus sink serves every camera
+        self.area = None  # type: ignore[assignment]  # ...and every area
+        self.app = app
+        self.settings = plugin_settings(PostgresConfig, config)
+        self.section = config.section or NAME
+        self.processor = self.settings.processor_id()
+        self._dsn = read_dsn(self.settings)
+        self.target = shown_target(self._dsn)
+        self._kinds = self.settings.kind_set()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn_lock = threading.Lock()
+        self._schema: int | None = None
+        self._rejected = 0
+        self._last_logged: str | None = None
+        if not self._dsn:
+            log.info("%s [%s]: %s is not set: connecting with libpq's PG* variables (%s)",
+                     NAME, self.section, self.settings.dsn_variable, self.target)
+        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
+        self.outbox = Outbox(
+            app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
+            self._deliver,
+            name=f"{self.section} ({NAME} to {self.target})",
+            max_bytes=self.settings.outbox_max_bytes,
+            batch_max_records=BATCH_MAX_RECORDS,
+            batch_max_bytes=BATCH_MAX_BYTES,
+            retry_first_s=first,
+            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
+            idle_poll_s=idle_poll_s,
+        )
+
+    # ------------------------------------------------------------------ the bus side
+
+    def take(self, records: Sequence[Record]) -> None:
+        """Queue what is to be written of ``records``; one write per record, no network."""
+        for rec in records:
+            if rec.kind not in self._kinds:
+                continue
+            row = rec.to_dict()
+            if isinstance(rec, ObjectsSample) and not self.settings.detections:
+                row.pop("detections", None)
+                row.pop("violations_indexes", None)
+            try:
+                self.outbox.put(row)
+            except ValueError as exc:  # bigger than the whole outbox
+                self._rejected += 1
+                if self._rejected == 1:
+                    log.error("%s [%s]: a %s record was dropped: %s (raise OutboxMaxBytes)",
+                              NAME, self.section, rec.kind, exc)
+            except RuntimeError:  # closed: the bus has let go of this sink
+                return
+
+    def state(self) -> dict[str, Any]:
+        """What ``GET /status`` shows under ``outputs``: never the DSN nor a password."""
+        st: OutboxState = self.outbox.state()
+        return {
+            "database": self.target,
+            "processor": self.processor,
+            "schema_version": self._schema,
+            "connected": st.connected,
+            "queued": st.queued,
+            "queued_bytes": st.queued_bytes,
+            "delivered": st.delivered,
+            "dropped": st.dropped + self._rejected,
+            "last_error": st.last_error,
+            "failures": st.failures,
+            "next_retry_at": st.next_retry_at,
+            "disk_bytes": st.disk_bytes,
+            "max_bytes": self.settings.outbox_max_bytes,
+        }
+
+    def close(self) -> None:
+        """Stop delivering within :data:`CLOSE_TIMEOUT_S`; undelivered records stay."""
+        stopped = self.outbox.close(timeout=CLOSE_TIMEOUT_S)
+        if not stopped:
+            log.warning("%s [%s]: a batch was still being written at close; it stays "
+                        "queued", NAME, self.section)
+            return  # the delivery thread still holds the connection: leave it to it
+        self._drop_connection()
+
+    # ------------------------------------------------------------------ the delivery side
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        with self._conn_lock:
+            if self._conn is None or self._conn.closed:
+                conn = connect(self.settings, self._dsn, self.processor)
+                try:
+                    self._schema = migrate(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._conn = conn
+            return self._conn
+
+    def _drop_connection(self) -> None:
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection closes as it can
+                log.debug("%s [%s]: closing a broken connection failed", NAME, self.section)
+
+    def _deliver(self, records: list[dict[str, Any]]) -> None:
+        try:
+            conn = self._connection()
+            write_batch(conn, self.processor, records)
+        except (psycopg.Error, SchemaError, OSError) as exc:
+            self._drop_connection()
+            message = clean_error(exc, self._dsn)
+            if message != self._last_logged:
+                self._last_logged = message
+                log.error("%s [%s]: cannot write to %s: %s; the records are kept and "
+                          "retried with backoff", NAME, self.section, self.target, message)
+            raise DeliveryError(message) from None
+        self._last_logged = None
+
+    @classmethod
+    def send_test(cls, config: PluginConfig, app: LookoutConfig) -> str:
+        """Connect now, create or check the schema, insert a ``test`` event and delete it
+        again (one transaction, committed), outside the outbox."""
+        try:
+            settings = plugin_settings(PostgresConfig, config)
+        except ValueError as exc:
+            raise SendTestError(f"the section is invalid: {exc}") from exc
+        dsn = read_dsn(settings)
+        target = shown_target(dsn)
+        processor = settings.processor_id()
+        started = time.monotonic()
+        try:
+            with connect(settings, dsn, processor) as conn:
+                version = migrate(conn)
+                now = datetime.now(UTC)
+                test_id = f"test-{int(now.timestamp() * 1000)}"
+                row = {"id": test_id, "kind": "test", "source": "processor",
+                       "source_id": config.section or NAME, "schema": 1,
+                       "timestamp": now.isoformat()}
+                with conn.transaction():
+                    conn.execute(INSERT_EVENT, (processor, "processor", row["source_id"],
+                                                "test", now, test_id, 1, Jsonb(row)))
+                    deleted = conn.execute(
+                        "DELETE FROM lookout_events WHERE processor = %s AND kind = 'test' "
+                        "AND id = %s", (processor, test_id)).rowcount
+                server = conn.info.parameter_status("server_version") or "?"
+                ssl_in_use = conn.pgconn.ssl_in_use
+        except SchemaError as exc:
+            raise SendTestError(f"{target}: {exc}") from None
+        except psycopg.Error as exc:
+            raise SendTestError(f"{target}: {clean_error(exc, dsn)}") from None
+        if deleted != 1:
+            raise SendTestError(f"{target}: the test row was not written")
+        tls = "TLS" if ssl_in_use else "no TLS"
+        return (f"{target} (PostgreSQL {server}, {tls}): schema version {version}; a test "
+                f"row for processor {processor} was written and deleted in "
+                f"{time.monotonic() - started:.2f} s")
+
+
+class DeliveryError(Exception):
+    """The database did not take the batch (the message never holds the password)."""
+
+
+# One sink, three section kinds: [SourceLogger_N], [AreaLogger_N] and [Output_N].
+SOURCE_LOGGERS.register(NAME)(PostgresLogger)
+AREA_LOGGERS.register(NAME)(PostgresLogger)
+OUTPUTS.register(NAME)(PostgresLogger)
