@@ -33,6 +33,7 @@ from libs.records import EngagementSample, EngagementSession, FrameSummary, Reco
 from processor import redis_source
 from processor.redis_source import RedisSource, parse_message, track_id
 from tests.servers import Redis, running
+from tests.test_api_config import make_api
 from tests.test_event_bus import Collector, camera, supervisor_with
 from tests.test_supervisor import wait_until
 
@@ -168,10 +169,11 @@ def test_stream_engagement_outage_invalid_message_and_restart(
     assert sum(s.engagement_ms for s in samples) == 10_000
     assert not bus.of(EngagementSession, "other")
 
-    # Stopped; 4.5 s more of dave facing the target; started again: only those are read.
+    # Stopped; 4.5 s more of dave facing the target while walking across the counting line
+    # x = 384; started again: only those messages are read.
     first_run = len(mine)
-    for k in range(31, 41):
-        add(k, CAMERA, [("dave", 600, 500, FACING)])
+    for j, k in enumerate(range(31, 41)):
+        add(k, CAMERA, [("dave", 300 + 20 * j, 500, FACING)])
     bus2 = Collector()
     with supervisor_with(config, bus2) as sup:
         wait_until(lambda: len(summaries(bus2)) == 10, 30, "the messages added while stopped")
@@ -180,6 +182,23 @@ def test_stream_engagement_outage_invalid_message_and_restart(
     assert sorted(summaries(bus2)) == mine[first_run:]
     dave = of(bus2, EngagementSession)
     assert [(r.track_id, r.engaged_seconds) for r in dave] == [(track_id("dave"), 4.5)]
+    last = max(of(bus2, FrameSummary), key=lambda r: r.timestamp)
+    crossing = last.line_counts["x384"]
+    assert (crossing.in_count + crossing.out_count) == 1  # the line stage works on positions
+
+
+def test_api_has_no_image_of_a_redis_camera(x86_config: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for api in make_api(x86_config, monkeypatch):
+        url = "redis://127.0.0.1:6379/0?stream=dets&password_env=SHOP_REDIS_PW"
+        assert api.put("/cameras/pets-view1", {"VideoPath": url}).status_code == 200
+        for path in ("image", "snapshot", "calibration_image"):
+            r = api.client.get(f"/cameras/pets-view1/{path}", headers=api.admin)
+            assert r.status_code == 404 and "Redis" in r.json()["detail"], (path, r.text)
+        r = api.post("/cameras/check_stream", {"video_path": url})
+        assert r.status_code == 200 and r.json()["ok"] is False
+        r = api.put("/cameras/pets-view1", {"VideoPath": "redis://:hunter2@h/0?stream=d"})
+        assert r.status_code == 422 and "hunter2" not in r.text
 
 
 def test_channel_source_keeps_its_camera_and_skips_invalid(redis_server: PersistentRedis,
