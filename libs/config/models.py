@@ -611,8 +611,9 @@ class SourceConfig(StrictModel):
         alias="VideoPath",
         max_length=2048,
         description="A video file or a folder of recordings (processed in name order) inside "
-        "AssetsDirectory or DataDirectory, an rtsp://, rtsps://, http:// or https:// URL, or a "
-        "video capture device such as /dev/video0 or 0.",
+        "AssetsDirectory or DataDirectory, an rtsp://, rtsps://, http:// or https:// URL, a "
+        "video capture device such as /dev/video0 or 0, or a Redis source of detection messages "
+        "(redis://host:6379/0?stream=NAME or ?channel=NAME; docs/integrations/redis-input.md).",
     )
     enabled: bool = Field(True, alias="Enabled", description="Process this camera.")
     tags: CsvList = Field(default_factory=list, alias="Tags", max_length=MAX_LIST_ITEMS)
