@@ -27,6 +27,7 @@ import pytest
 from libs.config import load_config
 from libs.config.models import LookoutConfig
 from libs.config.restarts import Restarts
+from libs.config.secrets import is_secret_key
 from libs.integrations.influxdb import NAME, InfluxDBConfig, InfluxDBLogger, line, nanos
 from libs.loggers import AREA_LOGGERS, OUTPUTS, SOURCE_LOGGERS, SendTestError
 from libs.records import (
@@ -123,6 +124,8 @@ def test_sections_register_and_line_protocol_escapes() -> None:
     for registry in (SOURCE_LOGGERS, AREA_LOGGERS, OUTPUTS):
         assert registry.get(NAME) is InfluxDBLogger
     assert InfluxDBConfig.RESTARTS is Restarts.NO_CAMERA
+    assert not [f.alias for f in InfluxDBConfig.model_fields.values()
+                if f.alias and is_secret_key(f.alias)]  # credentials come from the environment
     with pytest.raises(ValueError, match="ApiVersion"):
         InfluxDBConfig.model_validate({"Name": NAME, "ApiVersion": "3"})
     assert line("m x", {"b": "v=1, w", "a": "", "c": "z"}, {"f": 'say "hi"', "n": 2,

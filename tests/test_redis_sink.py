@@ -19,6 +19,7 @@ import redis
 from libs.config import load_config
 from libs.config.models import LookoutConfig
 from libs.config.restarts import Restarts
+from libs.config.secrets import is_secret_key
 from libs.integrations.redis_sink import NAME, RedisConfig, RedisLogger
 from libs.loggers import OUTPUTS, SOURCE_LOGGERS, SendTestError
 from libs.records import (
@@ -110,7 +111,10 @@ def test_section_registers_as_camera_sink_and_output() -> None:
     with pytest.raises(ValueError, match=r"\{track\}"):
         RedisConfig.model_validate({"Name": NAME, "PersonId": "{camera}"})
     with pytest.raises(ValueError, match="may be used"):
-        RedisConfig.model_validate({"Name": NAME, "HeatmapKey": "heat:{cam}"})
+        RedisConfig.model_validate({"Name": NAME, "HeatmapKeyName": "heat:{cam}"})
+    # no key holds a credential (they come from the environment): viewers see them all
+    assert not [f.alias for f in RedisConfig.model_fields.values()
+                if f.alias and is_secret_key(f.alias)]
 
 
 def test_person_keys_content_and_expiry(app: LookoutConfig, server: Redis) -> None:

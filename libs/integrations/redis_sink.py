@@ -13,7 +13,7 @@ service posted to Redis, from the records of the ``engagement`` and ``heatmap`` 
   stage's ``UpdatePeriod`` or a person's key lapses between two updates.
 * **Heatmap**, per camera, from each ``clusters`` record: the reference's message
   ``{"heatmap": [{"position": {"x": int, "y": int}, "intensity": float, "radius": int},
-  ...]}``, ``SET`` at ``<KeyPrefix>`` + ``HeatmapKey`` and ``PUBLISH``-ed on
+  ...]}``, ``SET`` at ``<KeyPrefix>`` + ``HeatmapKeyName`` and ``PUBLISH``-ed on
   ``<KeyPrefix>`` + ``HeatmapChannel`` (``{camera}`` filled in; an empty template writes
   none).  Positions and radii are image pixels for an uncalibrated camera and centimetres on
   the floor plan for a calibrated one (clusters in floor space), rounded to integers.
@@ -133,7 +133,7 @@ class RedisConfig(PluginConfig):
     )
     heatmap_key: str = Field(
         "heatmap:{camera}",
-        alias="HeatmapKey",
+        alias="HeatmapKeyName",
         description="Key the camera's latest heatmap message is SET at; empty sets none.",
         json_schema_extra=form("a template with {camera}, or empty"),
     )
