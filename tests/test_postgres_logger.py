@@ -44,6 +44,7 @@ from libs.records import (
     Record,
     RecordIds,
 )
+from processor.supervisor import Supervisor
 from tests.conftest import REPO
 from tests.servers import PostgreSQL, free_port, running
 
@@ -252,6 +253,37 @@ def test_status_and_viewers_never_see_the_dsn(app: LookoutConfig, pg: PostgreSQL
 # Rows
 # ---------------------------------------------------------------------------------------
 
+def test_the_supervisor_feeds_each_section_kind_its_records(x86_config: Path,
+                                                           pg: PostgreSQL) -> None:
+    """[Output_N] gets every record, [SourceLogger_N] the cameras', [AreaLogger_N] the
+    areas', each through the supervisor's event bus; GET /status shows their state."""
+    sections = "".join(
+        f"\n[{name}]\nName = postgres_logger\nProcessorName = {proc}\nDsnVariable = {DSN_VAR}\n"
+        for name, proc in (("Output_6", "sup-all"), ("SourceLogger_8", "sup-cams"),
+                           ("AreaLogger_8", "sup-areas")))
+    x86_config.write_text(x86_config.read_text() + sections)
+    sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
+    sup._build_sinks()
+    try:
+        assert {"Output_6", "SourceLogger_8", "AreaLogger_8"} <= set(sup.bus_sinks)
+        sup.bus.publish(fleet_records(RecordIds()))
+        for name, count in (("Output_6", 36), ("SourceLogger_8", 29), ("AreaLogger_8", 7)):
+            sink = sup.bus_sinks[name]
+            assert isinstance(sink, PostgresLogger)
+            delivered(sink, count)
+        status = sup.outputs_status()
+    finally:
+        sup._close_sinks()
+    assert status["Output_6"]["name"] == NAME and status["Output_6"]["connected"] is True
+    assert pg.password not in json.dumps(status)
+    got = query(pg, "SELECT processor, source, count(*) FROM (SELECT processor, source "
+                    "FROM lookout_samples UNION ALL SELECT processor, source FROM "
+                    "lookout_events) r WHERE processor LIKE 'sup-%%' GROUP BY 1, 2 "
+                    "ORDER BY 1, 2")
+    assert got == [("sup-all", "area", 7), ("sup-all", "camera", 29),
+                   ("sup-areas", "area", 7), ("sup-cams", "camera", 29)]
+
+
 def test_rows_of_two_cameras_and_an_area(app: LookoutConfig, pg: PostgreSQL) -> None:
     records = fleet_records(RecordIds())
     sink = make_sink(app, "store-01", "Output_rows")
@@ -408,7 +440,7 @@ def test_database_down_mid_run_every_record_arrives(app: LookoutConfig,
     sink = make_sink(app, "outage", "Output_outage")
     try:
         produce(0.4, False)
-        wait(lambda: sink.state()["delivered"] > 0, 10, "a first delivery")
+        wait(lambda: sink.state()["delivered"] > 0, 10, "a first delivery", sink)
         assert pg.proc is not None
         pg.proc.send_signal(signal.SIGINT)  # fast shutdown: open sessions are ended
         pg.proc.wait(10)
@@ -417,9 +449,17 @@ def test_database_down_mid_run_every_record_arrives(app: LookoutConfig,
         failing = sink.state()
         assert failing["failures"] >= 1 and failing["queued"] > 0
         assert pg.password not in json.dumps(failing)
+        # the processor restarts while the database is still down: close is quick and
+        # leaves the records on disk, and the next run has them
+        started = time.monotonic()
+        sink.close()
+        assert time.monotonic() - started < postgres.CLOSE_TIMEOUT_S + 1
+        waiting = sink.state()["queued"]
+        sink = make_sink(app, "outage", "Output_outage")
+        assert sink.state()["queued"] == waiting > 0
         pg.start()
         produce(0.3, False)
-        delivered(sink, len(made), timeout=15)
+        delivered(sink, len(made), timeout=15)  # "delivered" is kept across runs
         assert sink.state()["dropped"] == 0
     finally:
         sink.close()
@@ -430,6 +470,8 @@ def test_database_down_mid_run_every_record_arrives(app: LookoutConfig,
     assert len(got) == len(made) == len(set(got))  # each once
     assert set(got) == {r.id for r in made}
     assert during <= set(got)
+    print(f"PostgreSQL down mid-run: {len(made)} records produced, {len(during)} during the "
+          f"outage ({waiting} waiting at the restart), {len(got)} rows, each once")
 
 
 # ---------------------------------------------------------------------------------------
