@@ -27,11 +27,14 @@ from typing import TypeVar
 import pytest
 import redis
 
+from libs.config import load_config
+from libs.config.models import LookoutConfig
 from libs.config.secrets import mask_text
 from libs.config.video_source import VideoPathError, check_redis_url, check_video_path
 from libs.records import EngagementSample, EngagementSession, FrameSummary, Record
 from processor import redis_source
 from processor.redis_source import RedisSource, parse_message, track_id
+from processor.sources import open_source
 from tests.servers import Redis, running
 from tests.test_api_config import make_api
 from tests.test_event_bus import Collector, camera, supervisor_with
@@ -229,6 +232,46 @@ def test_channel_source_keeps_its_camera_and_skips_invalid(redis_server: Persist
         assert src.read(timeout=0.2) is None
     finally:
         src.close()
+
+
+class PasswordRedis(Redis):
+    def command(self) -> list[str]:
+        return [*super().command(), "--requirepass", "s3cret-redis-pw"]
+
+
+def test_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variable named by password_env holds the password; a wrong one is reported naming
+    the variable, never the password, and retried."""
+    with running(PasswordRedis(tmp_path / "r")) as srv:
+        url = f"redis://127.0.0.1:{srv.port}/0?channel=c&password_env=SHOP_REDIS_PW"
+        monkeypatch.setenv("SHOP_REDIS_PW", "wrong-password")
+        config = load_config_with(tmp_path, url)
+        src = open_source(config, config.sources[0])
+        try:
+            wait_until(lambda: src.problem() is not None and "credentials" in
+                       src.problem()[1], 10, "the refusal")  # type: ignore[index]
+            assert "SHOP_REDIS_PW" in src.problem()[1]  # type: ignore[index]
+            assert "wrong-password" not in src.problem()[1]  # type: ignore[index]
+        finally:
+            src.close()
+        monkeypatch.setenv("SHOP_REDIS_PW", "s3cret-redis-pw")
+        src = open_source(config, config.sources[0])
+        try:
+            wait_until(lambda: src.problem() is None, 10, "the connection")
+            db = redis.Redis(host=srv.host, port=srv.port, password="s3cret-redis-pw")
+            wait_until(lambda: db.pubsub_numsub("c")[0][1] == 1, 10, "the subscription")
+            db.publish("c", message(0, CAMERA, [("a", 1, 2, FACING)]))
+            frame = src.read(timeout=5)
+            assert frame is not None and frame.timestamp == stamp(0)
+        finally:
+            src.close()
+
+
+def load_config_with(tmp_path: Path, url: str) -> LookoutConfig:
+    path = tmp_path / "config.ini"
+    path.write_text(f"[App]\nDataDirectory = {tmp_path / 'data'}\n\n"
+                    f"[Source_0]\nId = {CAMERA}\nVideoPath = {url}\n")
+    return load_config(path)
 
 
 def test_unreachable_redis_is_reported_and_retried(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from libs.config.models import (
     TrackerConfig,
 )
 from libs.config.secrets import mask_text
-from libs.config.video_source import VideoPathError, check_video_path
+from libs.config.video_source import VideoPathError, check_video_path, is_redis_url
 
 FIXED_SECTIONS: dict[str, type[BaseModel]] = {
     "App": AppConfig,
@@ -314,10 +314,13 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
     if check_files:
         from libs.detectors import resolve_model_path
 
+        # Cameras reading Redis detection messages need no model: a file of only those
+        # does not require one.
+        imaged = [s for s in config.sources if not is_redis_url(s.video_path)]
         checks: list[tuple[str, str, str, SourceConfig | None]] = [
-            ("Detector", "Name", "ModelPath", None)]
+            ("Detector", "Name", "ModelPath", None)] if imaged or not config.sources else []
         checks += [(s.section, "DetectorName", "DetectorModelPath", s)
-                   for s in config.sources if s.detector_overrides()]
+                   for s in imaged if s.detector_overrides()]
         for section, name_key, path_key, source in checks:
             try:
                 model = resolve_model_path(config, source)

@@ -126,7 +126,8 @@ def check_redis_url(value: str) -> RedisTarget:
     """``redis://[user@]host[:port][/db]?stream=NAME`` (or ``channel=NAME``) checked.
 
     The password is never part of the URL (a viewer sees VideoPath): it is read from the
-    environment variable ``password_env`` (``REDIS_PASSWORD`` by default) when set.
+    environment variable ``password_env`` (``LOOKOUT_REDIS_PASSWORD`` by default, as the
+    ``redis_logger`` sink) when set.
     """
     parts = urlsplit(value)
     scheme = parts.scheme.lower()
@@ -141,7 +142,7 @@ def check_redis_url(value: str) -> RedisTarget:
     if parts.password is not None:
         raise VideoPathError("a Redis URL cannot hold a password (viewers see VideoPath): put "
                              "it in the environment variable named by password_env "
-                             "(REDIS_PASSWORD by default)", REDIS_FORM)
+                             "(LOOKOUT_REDIS_PASSWORD by default)", REDIS_FORM)
     db_text = parts.path.strip("/") or "0"
     if not db_text.isdigit() or int(db_text) > 10000:
         raise VideoPathError(f"Redis database {db_text!r} is not a number", REDIS_FORM)
@@ -170,7 +171,7 @@ def check_redis_url(value: str) -> RedisTarget:
                              "('0': the whole stream)", REDIS_FORM)
     if channel is not None and "start" in params:
         raise VideoPathError("start= is for a stream; a channel has no history", REDIS_FORM)
-    password_env = params.get("password_env", "REDIS_PASSWORD")
+    password_env = params.get("password_env", "LOOKOUT_REDIS_PASSWORD")
     if not _ENV_NAME.match(password_env):
         raise VideoPathError(f"password_env={password_env!r} is not an environment variable "
                              "name", REDIS_FORM)
