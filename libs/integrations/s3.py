@@ -373,6 +373,7 @@ class S3Logger(SourceLogger):
         self._rejected = 0  # dropped before the outbox: encoder busy, too big, failed
         self._skipped = 0  # of which: the encoder's queue was full (never queued)
         self._handled = 0  # screenshots the encoder is done with (queued or dropped)
+        self._count_lock = threading.Lock()  # the frame loop and the encoder both count
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._refusal: str | None = None
@@ -417,7 +418,8 @@ class S3Logger(SourceLogger):
         try:
             self._jobs.put_nowait((ts, frame.image.copy(), violations))
         except queue.Full:
-            self._skipped += 1
+            with self._count_lock:
+                self._skipped += 1
             self._count_drop("the encoder is behind")
 
     @staticmethod
@@ -428,10 +430,12 @@ class S3Logger(SourceLogger):
         return frame_figures(frame).violating_people
 
     def _count_drop(self, why: str) -> None:
-        self._rejected += 1
-        if self._rejected == 1 or self._rejected % 100 == 0:
+        with self._count_lock:
+            self._rejected += 1
+            count = self._rejected
+        if count == 1 or count % 100 == 0:
             log.warning("%s [%s] %s: a screenshot was dropped (%s); %d so far", NAME,
-                        self.section, self.camera, why, self._rejected)
+                        self.section, self.camera, why, count)
 
     # ------------------------------------------------------------------ the encoder
 

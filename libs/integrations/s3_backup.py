@@ -215,7 +215,10 @@ class S3Backup(PeriodicTask):
                     if known.get("size") == st.st_size and \
                             known.get("mtime_ns") == st.st_mtime_ns:
                         continue
-                digest = md5_of(cand.path)
+                try:
+                    digest = md5_of(cand.path)
+                except FileNotFoundError:  # removed meanwhile (retention)
+                    continue
                 if known is not None and known.get("size") == st.st_size and \
                         known.get("md5") == digest:
                     files[cand.key] = {**known, "mtime_ns": st.st_mtime_ns}
