@@ -127,6 +127,10 @@ class Mosquitto(ServerProcess):
         conf = self.folder / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "persistence false",
                  "log_dest stdout", "log_type error", "log_type warning"]
+        if os.geteuid() == 0:
+            # as root Mosquitto drops to the user "mosquitto", who cannot read the password
+            # file or write its data in pytest's private folders
+            lines.append("user root")
         if self.users:
             pw = self.folder / "passwd"
             pw.write_text("")
