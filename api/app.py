@@ -25,7 +25,7 @@ from api.auth import AuthError
 from api.context import ApiContext
 from api.deps import CSRF_HEADER, SESSION_COOKIE
 from api.limits import ASGIApp, BodyLimit, Message, Receive, Scope, Send
-from api.routers import auth, live, process
+from api.routers import auth, live, process, slack
 from api.routers.audience import include_routers as include_audience_routers
 from api.routers.data import include_routers as include_data_routers
 from api.routers.entities import include_routers as include_entity_routers
@@ -177,6 +177,7 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None,
 
     app.include_router(auth.router)
     app.include_router(process.router)
+    app.include_router(slack.router)
     app.include_router(live.router)
     include_data_routers(app)
     include_entity_routers(app)

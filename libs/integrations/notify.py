@@ -245,7 +245,7 @@ class Notifier(Sink):
         first = datetime.fromtimestamp(start, UTC).astimezone(self._tz)
         minutes = target.window_s / 60
         subject = (f"{target.label}: {window.count} distancing violations in "
-                   f"{minutes:g} minutes")
+                   f"{minutes:g} min")
         text = (f"{target.label} had {window.count} social distancing violations since "
                 f"{_iso(first)} (more than ViolationThreshold = {target.threshold} within "
                 f"NotifyEveryMinutes = {minutes:g}); the latest at {_iso(ts.astimezone(self._tz))}"

@@ -1,0 +1,142 @@
+"""``/slack``: the reference system's Slack endpoints, for the notifications' incoming webhook.
+
+The reference kept a Slack bot token; Lookout posts through an incoming webhook (see
+docs/integrations/notifications.md), so ``PUT /slack/enable`` takes the webhook's URL. The
+URL is a credential: it is stored owner-only in DataDirectory (never in the INI file), never
+answered to anyone, admins included; reads say only whether one is set and where it comes
+from. Writes are admin-only.
+
+Also here, the "send a test" of the notifications: ``POST /slack/test`` (one message to the
+webhook now) and ``POST /notifications/email/test`` (one e-mail through the SMTP server of
+the environment). The notifier is not a ``[SourceLogger_N]``/``[Output_N]`` section, so the
+``POST /{kind}/{name}/test`` routes do not reach it; these two do, with the same answers
+(200 with what the server said, 502 with the reason it failed).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from api.deps import Admin, Context, Viewer
+from libs.config import ConfigChange
+from libs.config.models import EMAIL_PATTERN
+from libs.integrations import slack
+from libs.integrations.notify import send_test_email, send_test_slack
+from libs.loggers import SendTestError
+
+router = APIRouter(tags=["Slack"])
+
+
+class SlackState(BaseModel):
+    enabled: bool = Field(description="[App] EnableSlackNotifications is True and a webhook "
+                          "URL is set: notifications go to Slack.")
+    configured: bool = Field(description="A webhook URL is set (its value is never shown).")
+    source: str | None = Field(None, description="Where the URL comes from: 'api' (PUT "
+                               "/slack/enable) or 'environment' (LOOKOUT_SLACK_WEBHOOK_URL).")
+    channel: str = Field(description="[App] SlackChannel.")
+
+
+class EnableIn(BaseModel):
+    webhook_url: str = Field(description="The incoming webhook's URL (https://hooks.slack.com/"
+                             "services/...). Stored owner-only, never shown back.",
+                             min_length=8, max_length=2048)
+    channel: str | None = Field(None, max_length=80,
+                                description="Sets [App] SlackChannel when given.")
+
+
+class ChannelIn(BaseModel):
+    channel: str = Field(min_length=1, max_length=80)
+
+
+class ChannelOut(BaseModel):
+    channel: str
+
+
+class TestOut(BaseModel):
+    ok: bool
+    detail: str = Field(description="What the server answered.")
+
+
+class EmailTestIn(BaseModel):
+    to: list[str] = Field(default_factory=list, max_length=20, description="Addresses; empty "
+                          "sends to [App] GlobalReportingEmails.")
+
+
+def _state(ctx: Context) -> SlackState:
+    config = ctx.config()
+    source = slack.webhook_source(config)
+    return SlackState(enabled=bool(config.app.enable_slack_notifications and source),
+                      configured=source is not None, source=source,
+                      channel=config.app.slack_channel)
+
+
+@router.get("/slack/is-enabled", response_model=SlackState,
+            summary="Whether Slack notifications are on (never the webhook URL)")
+async def is_enabled(ctx: Context, _viewer: Viewer) -> SlackState:
+    return await ctx.in_thread(_state, ctx)
+
+
+@router.put("/slack/enable", response_model=SlackState,
+            summary="Store the incoming webhook URL and turn Slack notifications on",
+            responses={422: {"description": "not an https:// URL (http:// only for a loopback "
+                             "host)"}})
+async def enable(ctx: Context, _admin: Admin, body: EnableIn) -> SlackState:
+    try:
+        slack.check_webhook_url(body.webhook_url)
+    except slack.SlackConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    values = {"EnableSlackNotifications": "True"}
+    if body.channel is not None:
+        values["SlackChannel"] = body.channel
+    await ctx.in_thread(slack.save_webhook_url, ctx.config(), body.webhook_url)
+    await ctx.save([ConfigChange("App", values)])
+    return await ctx.in_thread(_state, ctx)
+
+
+@router.put("/slack/revoke", response_model=SlackState,
+            summary="Forget the stored webhook URL and turn Slack notifications off")
+async def revoke(ctx: Context, _admin: Admin) -> SlackState:
+    await ctx.in_thread(slack.forget_webhook_url, ctx.config())
+    await ctx.save([ConfigChange("App", {"EnableSlackNotifications": "False"})])
+    return await ctx.in_thread(_state, ctx)
+
+
+@router.post("/slack/add-channel", response_model=ChannelOut,
+             summary="Set [App] SlackChannel")
+async def add_channel(ctx: Context, _admin: Admin, body: ChannelIn) -> ChannelOut:
+    await ctx.save([ConfigChange("App", {"SlackChannel": body.channel})])
+    return ChannelOut(channel=ctx.config().app.slack_channel)
+
+
+@router.get("/slack/current-channel", response_model=ChannelOut,
+            summary="[App] SlackChannel")
+async def current_channel(ctx: Context, _viewer: Viewer) -> ChannelOut:
+    return ChannelOut(channel=ctx.config().app.slack_channel)
+
+
+@router.post("/slack/test", response_model=TestOut,
+             summary="Post one test message to the Slack webhook now",
+             responses={502: {"description": "Slack refused or was unreachable"}})
+async def test_slack(ctx: Context, _admin: Admin) -> TestOut:
+    try:
+        detail = await ctx.in_thread(send_test_slack, ctx.config())
+    except SendTestError as exc:
+        raise HTTPException(502, str(exc)) from None
+    return TestOut(ok=True, detail=detail)
+
+
+@router.post("/notifications/email/test", response_model=TestOut, tags=["Notifications"],
+             summary="Send one test e-mail through the SMTP server now",
+             responses={502: {"description": "the SMTP server refused or was unreachable"}})
+async def test_email(ctx: Context, _admin: Admin, body: EmailTestIn | None = None) -> TestOut:
+    config = ctx.config()
+    to = (body.to if body is not None else []) or list(config.app.global_reporting_emails)
+    bad = [a for a in to if not EMAIL_PATTERN.match(a)]
+    if bad:
+        raise HTTPException(422, f"not an e-mail address: {', '.join(bad)}")
+    try:
+        detail = await ctx.in_thread(send_test_email, config, to)
+    except SendTestError as exc:
+        raise HTTPException(502, str(exc)) from None
+    return TestOut(ok=True, detail=detail)
