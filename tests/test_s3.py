@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from libs.config import ConfigError, load_config
 from libs.config.models import LookoutConfig, PluginConfig
+from libs.config.secrets import is_secret_key
 from libs.detectors import Detector
 from libs.frame import Detections, Frame
 from libs.integrations.s3 import (
@@ -182,6 +183,9 @@ BackupS3Bucket = your-s3-bucket
 def test_reference_sections_load_and_bad_buckets_are_refused(app: LookoutConfig) -> None:
     assert SOURCE_LOGGERS.get(NAME) is S3Logger and not S3Logger.on_bus  # needs frames
     assert PERIODIC_TASKS.get("s3_backup") is S3Backup
+    for model in (S3LoggerConfig, S3BackupConfig):  # credentials come from the environment
+        assert [f.alias for f in model.model_fields.values()
+                if f.alias and is_secret_key(f.alias)] == []
     path = app.path
     base = path.read_text()
     path.write_text(base + REFERENCE)
