@@ -6,7 +6,7 @@ CONFIG ?= config-x86.ini
 STAMP := $(VENV)/.installed
 DASHBOARD := dashboard/dist/index.html
 
-.PHONY: run test install lint bench bench-trackers bench-exports clean dashboard
+.PHONY: run test install lint bench bench-trackers bench-exports bench-integrations clean dashboard
 
 $(STAMP): pyproject.toml requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench-trackers: $(STAMP)
 # Processing fps idle against fps while 200 clients ask for exports, as a ratio (>= 0.90).
 bench-exports: $(STAMP)
 	$(VENV)/bin/python benchmarks/export_benchmark.py
+
+# The whole processor with every integration sink: servers up against servers down (<= 0.02).
+bench-integrations: $(STAMP)
+	scripts/ensure-servers.sh
+	$(VENV)/bin/python benchmarks/integrations_benchmark.py
 
 clean:
 	rm -rf $(VENV) data dashboard/node_modules dashboard/dist dashboard/dist.building-* dashboard/dist.old-*
