@@ -29,11 +29,12 @@ REFUSED = [
     "rtsp://127.0.0.1/x\nId = evil", "rtsp://127.0.0.1/x\ry", "rtsp://127.0.0.1/x\x00y",
     "http://127.0.0.1/a b",
     "http:///nohost", "rtsp://127.0.0.1:99999/x", "data/DATA.md", "models",
-    "x" * 3000, OUTSIDE, LINKED_OUT,
+    "x" * 3000, OUTSIDE, LINKED_OUT, "redis://u:pw@127.0.0.1/0?stream=d",
 ]
 ACCEPTED = ["rtsp://127.0.0.1:9/stream", "rtsps://cam.local/s", "http://cam.local/mjpg",
             "https://cam.local/v.mjpg", "/dev/video0", "0", "data/pets09_s2l1",
-            "data/pets09_s2l1/vtest.avi", str(PETS / "vtest.avi"), "@in-data"]
+            "data/pets09_s2l1/vtest.avi", str(PETS / "vtest.avi"), "@in-data",
+            "redis://127.0.0.1:6379/0?stream=dets"]
 
 
 @pytest.fixture
