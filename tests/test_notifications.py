@@ -394,7 +394,14 @@ def test_slack_api_admin_sets_viewer_refused_nobody_reads_the_url(
     assert r.json()["enabled"] is False and r.json()["configured"] is False
     assert not stored.exists()
     r = client.post("/slack/test", headers=admin)
-    assert r.status_code == 502 and "no Slack webhook" in r.json()["detail"]
+    assert r.status_code == 400 and "no Slack webhook" in r.json()["detail"]
+    monkeypatch.delenv("LOOKOUT_SMTP_HOST")
+    r = client.post("/notifications/email/test", json={}, headers=admin)
+    assert r.status_code == 400 and "no address" in r.json()["detail"]
+    r = client.post("/notifications/email/test", json={"to": ["a@b.example"]}, headers=admin)
+    assert r.status_code == 400 and "LOOKOUT_SMTP_HOST is not set" in r.json()["detail"]
+    r = client.post("/slack/add-channel", json={"channel": "a\nb"}, headers=admin)
+    assert r.status_code == 422
 
 
 def test_reference_app_keys_load(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Also here, the "send a test" of the notifications: ``POST /slack/test`` (one mes
 webhook now) and ``POST /notifications/email/test`` (one e-mail through the SMTP server of
 the environment). The notifier is not a ``[SourceLogger_N]``/``[Output_N]`` section, so the
 ``POST /{kind}/{name}/test`` routes do not reach it; these two do, with the same answers
-(200 with what the server said, 502 with the reason it failed).
+(200 with what the server said, 400 when there is nothing to test with, 502 with the
+reason delivery failed).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, Context, Viewer
 from libs.config import ConfigChange
 from libs.config.models import EMAIL_PATTERN
-from libs.integrations import slack
+from libs.integrations import mail, slack
 from libs.integrations.notify import send_test_email, send_test_slack
 from libs.loggers import SendTestError
 
 router = APIRouter(tags=["Slack"])
+CHANNEL = r"^[#@]?[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"  # what Slack allows in a channel name
+NOT_SET_UP = {"description": "nothing to test with: no webhook URL / no SMTP server set"}
 
 
 class SlackState(BaseModel):
@@ -41,12 +44,13 @@ class EnableIn(BaseModel):
     webhook_url: str = Field(description="The incoming webhook's URL (https://hooks.slack.com/"
                              "services/...). Stored owner-only, never shown back.",
                              min_length=8, max_length=2048)
-    channel: str | None = Field(None, max_length=80,
+    channel: str | None = Field(None, pattern=CHANNEL,
                                 description="Sets [App] SlackChannel when given.")
 
 
 class ChannelIn(BaseModel):
-    channel: str = Field(min_length=1, max_length=80)
+    channel: str = Field(pattern=CHANNEL, description="A channel name such as "
+                         "'store-alerts' or '#store-alerts'.")
 
 
 class ChannelOut(BaseModel):
@@ -117,10 +121,16 @@ async def current_channel(ctx: Context, _viewer: Viewer) -> ChannelOut:
 
 @router.post("/slack/test", response_model=TestOut,
              summary="Post one test message to the Slack webhook now",
-             responses={502: {"description": "Slack refused or was unreachable"}})
+             responses={400: NOT_SET_UP,
+                        502: {"description": "Slack refused or was unreachable"}})
 async def test_slack(ctx: Context, _admin: Admin) -> TestOut:
+    config = ctx.config()
     try:
-        detail = await ctx.in_thread(send_test_slack, ctx.config())
+        slack.webhook_url(config)
+    except slack.SlackConfigError as exc:
+        raise HTTPException(400, str(exc)) from None
+    try:
+        detail = await ctx.in_thread(send_test_slack, config)
     except SendTestError as exc:
         raise HTTPException(502, str(exc)) from None
     return TestOut(ok=True, detail=detail)
@@ -128,13 +138,21 @@ async def test_slack(ctx: Context, _admin: Admin) -> TestOut:
 
 @router.post("/notifications/email/test", response_model=TestOut, tags=["Notifications"],
              summary="Send one test e-mail through the SMTP server now",
-             responses={502: {"description": "the SMTP server refused or was unreachable"}})
+             responses={400: NOT_SET_UP,
+                        502: {"description": "the SMTP server refused or was unreachable"}})
 async def test_email(ctx: Context, _admin: Admin, body: EmailTestIn | None = None) -> TestOut:
     config = ctx.config()
     to = (body.to if body is not None else []) or list(config.app.global_reporting_emails)
     bad = [a for a in to if not EMAIL_PATTERN.match(a)]
     if bad:
         raise HTTPException(422, f"not an e-mail address: {', '.join(bad)}")
+    if not to:
+        raise HTTPException(400, "no address to send to: give one, or set "
+                            "GlobalReportingEmails")
+    try:
+        mail.smtp_settings()
+    except mail.MailConfigError as exc:
+        raise HTTPException(400, str(exc)) from None
     try:
         detail = await ctx.in_thread(send_test_email, config, to)
     except SendTestError as exc:
