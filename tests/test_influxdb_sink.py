@@ -373,3 +373,24 @@ def test_v2_write_request_at_the_http_boundary(
     finally:
         sink.close()
         receiver.close()
+
+
+def test_close_while_influxdb_is_down_keeps_the_points_for_the_next_run(
+        app: LookoutConfig, influx: InfluxDB1) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    sink = make_sink(app, down, "Output_later", Database="later")
+    ids = RecordIds()
+    made = [objects(ids, T0 + timedelta(seconds=i), i) for i in range(25)]
+    sink.take(made)
+    wait(lambda: sink.state()["failures"] >= 1, 5, "a failed attempt")
+    t = time.monotonic()
+    sink.close()
+    assert time.monotonic() - t < 4
+    again = make_sink(app, influx.url, "Output_later", Database="later")
+    try:
+        wait(lambda: again.state()["queued"] == 0 and again.state()["connected"], 10,
+             "the next run to deliver")
+    finally:
+        again.close()
+    (row,) = query(influx, "later", "SELECT COUNT(occupancy) FROM occupancy")
+    assert row["count"] == len(made)

@@ -305,3 +305,29 @@ def test_outage_every_message_made_while_redis_was_down_is_written(
               f"slowest take {slowest[0] * 1000:.1f} ms")
         sink.close()
         client.close()
+
+
+def test_close_while_redis_is_down_keeps_the_messages_for_the_next_run(
+        app: LookoutConfig, tmp_path: Path) -> None:
+    srv = Redis(tmp_path / "later")  # not started yet: nothing listens on its port
+    sink = make_sink(app, srv.url, "SourceLogger_later", Stream="updates",
+                     MessageExpiration="120")
+    ids = RecordIds()
+    made = [update(ids, "lobby", T0 + timedelta(seconds=i), {i: (True, float(i))})
+            for i in range(25)]
+    sink.take(made)
+    wait(lambda: sink.state()["failures"] >= 1, 5, "a failed attempt")
+    t = time.monotonic()
+    sink.close()
+    assert time.monotonic() - t < 4
+    with running(srv):
+        again = make_sink(app, srv.url, "SourceLogger_later", Stream="updates",
+                          MessageExpiration="120")
+        client = redis.Redis.from_url(srv.url, decode_responses=True)
+        try:
+            wait(lambda: again.state()["queued"] == 0, 5, "the next run to deliver")
+            assert [e[1]["id"] for e in client.xrange("updates")] == [r.id for r in made]
+            assert client.exists(*(f"lobby-{i}:engagement" for i in range(25))) == 25
+        finally:
+            again.close()
+            client.close()
