@@ -156,7 +156,8 @@ def summary(ids: RecordIds, frame: int, people: int = 3, line_in: int = 4,
 
 
 def events(ids: RecordIds, frame: int) -> list[Record]:
-    env: dict[str, Any] = dict(source="camera", source_id=CAMERA, timestamp=T0 + timedelta(seconds=frame / 10))
+    env: dict[str, Any] = dict(source="camera", source_id=CAMERA,
+                               timestamp=T0 + timedelta(seconds=frame / 10))
     return [
         LineCrossing(id=ids(), frame=frame, line="x384", track_id=17, direction="in", **env),
         ZoneEntry(id=ids(), zone="queue", track_id=17, **env),
