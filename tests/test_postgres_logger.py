@@ -495,6 +495,40 @@ def test_a_newer_schema_is_refused_and_migrating_again_changes_nothing(pg: Postg
             postgres.migrate(conn)
 
 
+def test_a_writer_without_create_writes_once_the_tables_exist(
+        app: LookoutConfig, pg: PostgreSQL, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The least-privilege writer of docs/integrations/postgres.md: SELECT, INSERT, UPDATE
+    on the tables an administrator (or a first processor) made; no CREATE, no DELETE."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+        postgres.migrate(admin)
+        admin.execute("CREATE ROLE fleet_writer LOGIN PASSWORD 'writer-pw-1234'")
+        admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        admin.execute("GRANT SELECT, INSERT, UPDATE ON lookout_events, lookout_samples, "
+                      "lookout_sources TO fleet_writer")
+        admin.execute("GRANT SELECT ON lookout_schema_version TO fleet_writer")
+    monkeypatch.setenv("LOOKOUT_TEST_WRITER_DSN", f"postgresql://fleet_writer:writer-pw-1234@"
+                                                  f"127.0.0.1:{pg.port}/lookout")
+    cfg = section("least-privilege", "Output_writer", DsnVariable="LOOKOUT_TEST_WRITER_DSN")
+    assert "rolled back" in PostgresLogger.send_test(cfg, app)
+    sink = PostgresLogger(cfg, None, app, retry_first_s=0.05, retry_max_s=0.3,
+                          idle_poll_s=0.05)
+    try:
+        sink.take(fleet_records(RecordIds()))
+        delivered(sink, 36)
+    finally:
+        sink.close()
+    assert query(pg, "SELECT count(*) FROM lookout_samples WHERE processor = "
+                     "'least-privilege'") == [(18,)]
+    with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS fleet_empty")
+        admin.execute("CREATE DATABASE fleet_empty")
+    monkeypatch.setenv("LOOKOUT_TEST_WRITER_DSN", f"postgresql://fleet_writer:writer-pw-1234@"
+                                                  f"127.0.0.1:{pg.port}/fleet_empty")
+    with pytest.raises(SendTestError, match="permission denied for schema public") as err:
+        PostgresLogger.send_test(cfg, app)
+    assert "writer-pw-1234" not in str(err.value)
+
+
 def test_send_test_reaches_the_database_and_says_why_not(
         app: LookoutConfig, pg: PostgreSQL, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = section("store-test", "Output_test")
@@ -502,6 +536,7 @@ def test_send_test_reaches_the_database_and_says_why_not(
     assert f"lookout@127.0.0.1:{pg.port}/lookout" in answer and "schema version 1" in answer
     assert "store-test" in answer and pg.password not in answer
     assert query(pg, "SELECT count(*) FROM lookout_events WHERE kind = 'test'") == [(0,)]
+    assert "rolled back" in answer
 
     wrong = "not-the-password-4711"
     monkeypatch.setenv(DSN_VAR, pg.dsn().replace(pg.password, wrong))
@@ -613,12 +648,20 @@ def test_every_dashboard_query_runs_on_the_schema_and_gives_the_numbers(
         a.close()
         other.close()
 
+    with psycopg.connect(pg.dsn(), autocommit=True) as admin:  # docs: the Grafana role
+        admin.execute("CREATE ROLE grafana_reader LOGIN PASSWORD 'reader-pw-5678'")
+        admin.execute("GRANT USAGE ON SCHEMA public TO grafana_reader")
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_reader")
+    reader = f"postgresql://grafana_reader:reader-pw-5678@127.0.0.1:{pg.port}/lookout"
+    with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("DELETE FROM lookout_events")
+
     start, end = b(0), b(120)
     chosen = {"processor": ["dash-a"], "camera": ["entrance", "lobby"],
               "area": ["ground-floor"]}
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     assert sorted(p["title"] for p in panels) == sorted(EXPECTED)  # no panel unchecked
-    with psycopg.connect(pg.dsn()) as conn:
+    with psycopg.connect(reader) as conn:  # what Grafana's read-only role sees
         for p in panels:
             assert p["datasource"]["uid"] == "lookout-fleet"
             got = [plain(conn.execute(grafana_sql(t["rawSql"], start, end, 1800,  # type: ignore[arg-type]

@@ -204,16 +204,31 @@ class SchemaError(Exception):
     """The database's schema is newer than this Lookout's."""
 
 
+def schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The version the database's schema is at (0: none yet)."""
+    row = conn.execute("SELECT to_regclass('lookout_schema_version') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return 0
+    row = conn.execute("SELECT max(version) FROM lookout_schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def migrate(conn: psycopg.Connection[Any]) -> int:
     """Create or upgrade the schema (under an advisory lock, in one transaction); the
-    version the database is at."""
+    version the database is at.  A schema already at this version is only read, so a role
+    without CREATE on the schema can write once an administrator made the tables."""
+    current = schema_version(conn)
+    if current == SCHEMA_VERSION:
+        return current
+    if current > SCHEMA_VERSION:
+        raise SchemaError(f"the database's schema is at version {current}, newer than "
+                          f"this Lookout's {SCHEMA_VERSION}: upgrade Lookout")
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS lookout_schema_version ("
                      "version integer PRIMARY KEY, "
                      "applied_at timestamptz NOT NULL DEFAULT now())")
-        row = conn.execute("SELECT max(version) FROM lookout_schema_version").fetchone()
-        current = int(row[0]) if row and row[0] is not None else 0
+        current = schema_version(conn)  # another processor may have migrated meanwhile
         if current > SCHEMA_VERSION:
             raise SchemaError(f"the database's schema is at version {current}, newer than "
                               f"this Lookout's {SCHEMA_VERSION}: upgrade Lookout")
@@ -531,8 +546,9 @@ class PostgresLogger(SourceLogger, AreaLogger):
 
     @classmethod
     def send_test(cls, config: PluginConfig, app: LookoutConfig) -> str:
-        """Connect now, create or check the schema, insert a ``test`` event and delete it
-        again (one transaction, committed), outside the outbox."""
+        """Connect now, create or check the schema, insert a ``test`` event, read it back and
+        roll it back (the writer's privileges are checked, nothing is left), outside the
+        outbox."""
         try:
             settings = plugin_settings(PostgresConfig, config)
         except ValueError as exc:
@@ -549,23 +565,24 @@ class PostgresLogger(SourceLogger, AreaLogger):
                 row = {"id": test_id, "kind": "test", "source": "processor",
                        "source_id": config.section or NAME, "schema": 1,
                        "timestamp": now.isoformat()}
-                with conn.transaction():
+                with conn.transaction() as tx:
                     conn.execute(INSERT_EVENT, (processor, "processor", row["source_id"],
                                                 "test", now, test_id, 1, Jsonb(row)))
-                    deleted = conn.execute(
-                        "DELETE FROM lookout_events WHERE processor = %s AND kind = 'test' "
-                        "AND id = %s", (processor, test_id)).rowcount
+                    found = conn.execute(
+                        "SELECT count(*) FROM lookout_events WHERE processor = %s "
+                        "AND kind = 'test' AND id = %s", (processor, test_id)).fetchone()
+                    raise psycopg.Rollback(tx)  # the row goes: nothing is left behind
                 server = conn.info.parameter_status("server_version") or "?"
                 ssl_in_use = conn.pgconn.ssl_in_use
         except SchemaError as exc:
             raise SendTestError(f"{target}: {exc}") from None
         except psycopg.Error as exc:
             raise SendTestError(f"{target}: {clean_error(exc, dsn)}") from None
-        if deleted != 1:
+        if not found or found[0] != 1:
             raise SendTestError(f"{target}: the test row was not written")
         tls = "TLS" if ssl_in_use else "no TLS"
         return (f"{target} (PostgreSQL {server}, {tls}): schema version {version}; a test "
-                f"row for processor {processor} was written and deleted in "
+                f"row for processor {processor} was written, read back and rolled back in "
                 f"{time.monotonic() - started:.2f} s")
 
 
