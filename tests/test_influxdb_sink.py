@@ -281,7 +281,8 @@ def test_outage_every_point_made_while_influxdb_was_down_is_written(
         times = {r["time"] for r in query(srv, "outage", "SELECT occupancy FROM occupancy")}
         assert {ns(r.timestamp) for r in during} <= times and len(during) >= 60
         assert sink.state()["dropped"] == 0
-        assert slowest[0] < 0.05, f"take waited {slowest[0]:.3f} s"
+        # a put is one write to the outbox file: never a wait for the server (timeout 1-2 s)
+        assert slowest[0] < 0.25, f"take waited {slowest[0]:.3f} s"
         print(f"made {len(made)} samples, {len(during)} during the outage; "
               f"{count['count']} in InfluxDB; slowest take {slowest[0] * 1000:.1f} ms")
         sink.close()

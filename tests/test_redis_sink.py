@@ -272,6 +272,7 @@ def test_outage_every_message_made_while_redis_was_down_is_written(
         producer.start()
         try:
             wait(lambda: len(made) >= 30 and client.xlen("updates") > 0, 10, "a first write")
+            client.close()
             srv.stop()
             down.set()
             wait(lambda: len(during) >= 50, 10, "updates made during the outage")
@@ -299,7 +300,8 @@ def test_outage_every_message_made_while_redis_was_down_is_written(
                 "last-seen": person.last_seen.isoformat(timespec="milliseconds")}
         st = sink.state()
         assert st["delivered"] == len(made) and st["dropped"] == 0
-        assert slowest[0] < 0.05, f"take waited {slowest[0]:.3f} s"
+        # a put is one write to the outbox file: never a wait for the server (timeout 1-2 s)
+        assert slowest[0] < 0.25, f"take waited {slowest[0]:.3f} s"
         print(f"made {len(made)} updates, {len(during)} during the outage; written "
               f"{len(written)} stream entries ({len(written) - len(first_seen)} repeats); "
               f"slowest take {slowest[0] * 1000:.1f} ms")
