@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from libs.config import ConfigError, load_config
 from libs.config.models import LookoutConfig
@@ -45,7 +46,7 @@ from libs.records import (
     RecordIds,
 )
 from processor.supervisor import Supervisor
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_PASSWORD, app_with_users
 from tests.servers import PostgreSQL, free_port, running
 
 DSN_VAR = "LOOKOUT_TEST_FLEET_DSN"
@@ -555,6 +556,31 @@ def test_send_test_reaches_the_database_and_says_why_not(
                        "PGPASSWORD": pg.password, "PGDATABASE": "lookout"}.items():
         monkeypatch.setenv(var, value)
     assert "schema version 1" in PostgresLogger.send_test(cfg, app)
+
+
+def test_the_settings_pages_send_a_test_button(x86_config: Path, pg: PostgreSQL,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /outputs/<section>/test (the dashboard's "Send a test"): admins only, the
+    database's answer, or 502 with the reason; never the password."""
+    x86_config.write_text(x86_config.read_text() + "\n[Output_6]\nName = postgres_logger\n"
+                          f"ProcessorName = store-api\nDsnVariable = {DSN_VAR}\n")
+    client = TestClient(app_with_users(x86_config))
+
+    def login(user: str) -> dict[str, str]:
+        r = client.post("/auth/token", data={"username": user, "password": TEST_PASSWORD})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    admin, viewer = login("admin1"), login("viewer1")
+    assert client.post("/outputs/Output_6/test", headers=viewer).status_code == 403
+    r = client.post("/outputs/Output_6/test", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is True and "schema version 1" in r.json()["detail"]
+    assert client.post("/outputs/postgres_logger/test", headers=admin).status_code == 200
+    monkeypatch.setenv(DSN_VAR, pg.dsn().replace(pg.password, "wrong-pw-0042"))
+    r = client.post("/outputs/Output_6/test", headers=admin)
+    assert r.status_code == 502 and "password authentication failed" in r.json()["detail"]
+    assert "wrong-pw-0042" not in r.text and pg.password not in r.text
 
 
 # ---------------------------------------------------------------------------------------
