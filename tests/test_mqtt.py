@@ -283,7 +283,6 @@ def test_topics_payloads_retained_state_and_discovery(app: LookoutConfig,
         people = configs[f"homeassistant/sensor/lookout_store-a/camera_{CAMERA}_people/config"]
         assert people == {
             "name": "People", "unique_id": f"lookout_store-a_camera_{CAMERA}_people",
-            "object_id": f"lookout_store-a_camera_{CAMERA}_people",
             "state_topic": f"{prefix}/camera/{CAMERA}/people",
             "availability_topic": f"{prefix}/availability", "payload_available": "online",
             "payload_not_available": "offline", "icon": "mdi:account-group",
@@ -543,3 +542,75 @@ def test_a_password_from_the_environment_and_a_wrong_one(
             wait(lambda: sink.state()["delivered"] == 3, 5, "the events kept in the outbox")
         finally:
             sink.close()
+
+
+# ---------------------------------------------------------------------------------------
+# The documentation
+# ---------------------------------------------------------------------------------------
+
+DOC = REPO / "docs" / "integrations" / "mqtt.md"
+
+
+def test_the_doc_lists_every_topic_and_key_and_its_block_loads(x86_config: Path) -> None:
+    text = DOC.read_text()
+    names = {"lookout/store-a": "<P>", CAMERA: "<camera>", AREA: "<area>", "x384": "<line>",
+             "queue": "<zone>"}
+    for topic in [*state_topics("lookout/store-a"), "lookout/store-a/availability",
+                  f"lookout/store-a/camera/{CAMERA}/events/<kind>",
+                  f"lookout/store-a/area/{AREA}/events/<kind>"]:
+        for name, shown in names.items():
+            topic = topic.replace(name, shown)
+        assert f"`{topic}`" in text, topic
+    for field in MqttConfig.model_fields.values():
+        if field.alias not in ("Name",):
+            assert f"| `{field.alias}` |" in text, field.alias
+    assert "LOOKOUT_MQTT_PASSWORD" in text and mqtt.DEFAULT_PASSWORD_ENV == "LOOKOUT_MQTT_PASSWORD"
+    config = text.split("\n## Configuration\n", 1)[1]
+    blocks = config.split("```ini\n")[1:]
+    assert len(blocks) == 1
+    x86_config.write_text(x86_config.read_text() + "\n" + blocks[0].split("```")[0])
+    cfg = load_config(x86_config)
+    sect = next(s for s in cfg.outputs if s.name == NAME)
+    assert isinstance(sect, MqttConfig) and sect.enabled and sect.username == "lookout"
+
+
+def test_through_the_supervisor_bus_with_its_area_aggregation(
+        x86_config: Path, broker: Mosquitto) -> None:
+    """The section as configured, built by the supervisor, fed by its event bus: the camera's
+    records and the area records the supervisor's aggregation makes of them."""
+    from processor.supervisor import Supervisor
+
+    x86_config.write_text(x86_config.read_text() + f"""
+[Output_3]
+Name = mqtt_logger
+Host = 127.0.0.1
+Port = {broker.port}
+ProcessorId = store-h
+StateInterval = 0.05
+""")
+    prefix = "lookout/store-h"
+    sub = Subscriber(broker.port, f"{prefix}/#")
+    sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
+    ids = RecordIds()
+    try:
+        sup._build_sinks()
+        sink = sup.bus_sinks["Output_3"]
+        assert isinstance(sink, MqttLogger)
+        wait(lambda: sup.outputs_status()["Output_3"]["connected"], 5, "the connection")
+        crossing = events(ids, 5)[0]
+        for frame in range(40):  # 4 s of video: the area makes its occupancy samples
+            sup.publish([summary(ids, frame), *([crossing] if frame == 5 else [])])
+        area = f"{prefix}/area/{AREA}"
+        wait(lambda: {f"{area}/occupancy": "3", f"{area}/threshold": "10",
+                      f"{area}/over_threshold": "OFF"}.items() <= sub.last().items(), 5,
+             "the area's state")
+        wait(lambda: sup.outputs_status()["Output_3"]["delivered"] == 1, 5, "the crossing")
+        status = sup.outputs_status()["Output_3"]
+        assert status["name"] == NAME and status["queued"] == 0
+        assert status["state_topics"] == 11
+        got = [m for m in sub.got() if "/events/" in m.topic]
+        assert [(m.topic, m.text) for m in got] == [
+            (f"{prefix}/camera/{CAMERA}/events/line_crossing", crossing.to_json())]
+    finally:
+        sup._close_sinks()
+        sub.close()

@@ -468,7 +468,6 @@ class MqttLogger(SourceLogger, AreaLogger):
         cfg: dict[str, Any] = {
             "name": name,
             "unique_id": f"{device_id}_{slug(metric)}",
-            "object_id": f"{self._node}_{object_id}",
             "state_topic": state_topic,
             "availability_topic": self.availability,
             "payload_available": ONLINE,
