@@ -278,6 +278,7 @@ def processor_pass(config_path: Path, plugs: list[Plug], up: bool
         api.start()
         while not server.started:
             time.sleep(0.05)
+        cpu0, servers0 = time.process_time(), servers_cpu_seconds(plugs)
         sup.run_in_thread()
         figures: dict[str, str] = {}
         try:
@@ -290,6 +291,10 @@ def processor_pass(config_path: Path, plugs: list[Plug], up: bool
                     break
                 time.sleep(0.5)
             outs = sup.submit(sup.outputs_status).result(10)
+            figures["CPU s used by the servers during the pass"] = \
+                f"{servers_cpu_seconds(plugs) - servers0:.1f}"
+            figures["CPU s used by this process (supervisor, sinks, API)"] = \
+                f"{time.process_time() - cpu0:.1f}"
             for section, out in outs.items():
                 if out.get("name") == "prometheus":
                     figures[f"prometheus [{section}]"] = scrape(out["url"])
@@ -340,6 +345,23 @@ def notifications_seen(servers: dict[str, ServerProcess]) -> tuple[int, int]:
     slack = len(re.findall(r"^POST /slack", servers["slack"].log.read_text(errors="replace"),
                            re.M))
     return smtp, slack
+
+
+def servers_cpu_seconds(plugs: list[Plug]) -> float:
+    """CPU seconds used so far by the running servers (every process of each server's
+    session: PostgreSQL's backends too)."""
+    sessions = {srv.proc.pid for plug in plugs for srv in plug.live.values()
+                if srv.proc is not None and srv.proc.poll() is None}
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions:  # field 6 of stat: the session id
+            total += sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
 
 
 def start_all(plugs: list[Plug]) -> None:
