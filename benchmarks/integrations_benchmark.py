@@ -100,6 +100,7 @@ class Plug:
     env: Callable[[dict[str, ServerProcess]], dict[str, str]] = lambda s: {}
     after_start: Callable[[dict[str, ServerProcess]], None] = lambda s: None
     source_keys: dict[str, str] = field(default_factory=dict)  # keys set on [Source_0]
+    app_keys: dict[str, str] = field(default_factory=dict)  # keys set in [App]
     live: dict[str, ServerProcess] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
 
@@ -169,7 +170,8 @@ PLUGS: list[Plug] = [
                             f"{s['slack'].url}/slack"},  # type: ignore[attr-defined]
          source_keys={"NotifyEveryMinutes": "1", "ViolationThreshold": "1",
                       "Emails": "store-manager@example.com",
-                      "EnableSlackNotifications": "True"}),
+                      "EnableSlackNotifications": "True"},
+         app_keys={"EnableSlackNotifications": "True"}),
 ]
 
 
@@ -177,11 +179,11 @@ def present(plug: Plug) -> bool:
     return (REPO / plug.module).is_file()
 
 
-def set_source_keys(text: str, keys: dict[str, str]) -> str:
-    """``text`` with ``keys`` set in its first ``[Source_N]`` section."""
-    match = re.search(r"^\[Source_\d+\]\n(?:(?!^\[).*\n)*", text, re.M)
+def set_keys(text: str, header: str, keys: dict[str, str]) -> str:
+    """``text`` with ``keys`` set in its first section whose header matches ``header``."""
+    match = re.search(rf"^\[{header}\]\n(?:(?!^\[).*\n)*", text, re.M)
     if match is None:
-        raise SystemExit("the config has no [Source_N] section")
+        raise SystemExit(f"the config has no [{header}] section")
     section = match.group(0)
     for key, value in keys.items():
         line = f"{key} = {value}"
@@ -195,7 +197,8 @@ def with_plugs(base: str, plugs: list[Plug]) -> str:
     text = base
     number = 40  # section numbers far from the shipped config's
     for plug in plugs:
-        text = set_source_keys(text, plug.source_keys) if plug.source_keys else text
+        text = set_keys(text, r"Source_\d+", plug.source_keys) if plug.source_keys else text
+        text = set_keys(text, "App", plug.app_keys) if plug.app_keys else text
         body = plug.section(plug.live, number)
         plug.sections = re.findall(r"^\[(\w+)\]", body, re.M)
         if body:
