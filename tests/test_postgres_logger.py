@@ -475,6 +475,33 @@ def test_database_down_mid_run_every_record_arrives(app: LookoutConfig,
           f"outage ({waiting} waiting at the restart), {len(got)} rows, each once")
 
 
+def test_a_record_the_database_refuses_does_not_hold_up_the_others(
+        app: LookoutConfig, pg: PostgreSQL) -> None:
+    ids = RecordIds()
+    env: dict[str, Any] = dict(source="camera", source_id="cam-nul", timestamp=T0)
+    good = [CameraState(id=ids(), state="running", previous=None, **env),
+            CameraState(id=ids(), state="finished", previous="running", reason="end",
+                        **{**env, "timestamp": T0 + STEP})]
+    bad = CameraState(id=ids(), state="failed", previous="running", reason="bad\x00byte",
+                      **{**env, "timestamp": T0 + timedelta(seconds=1)})
+    sink = make_sink(app, "refusing", "Output_refusing")
+    try:
+        sink.take([good[0], bad, good[1]])
+        wait(lambda: sink.state()["queued"] == 0 and sink.state()["dropped"] == 1, 10,
+             "the batch written without the refused record", sink)
+        state = sink.state()
+        assert state["delivered"] == 2 and state["connected"] is True
+        sink.take(fleet_records(RecordIds()))  # the connection still works
+        wait(lambda: sink.state()["delivered"] == 38, 10, "the next records", sink)
+    finally:
+        sink.close()
+    got = query(pg, "SELECT id FROM lookout_events WHERE processor = 'refusing' "
+                    "AND source_id = 'cam-nul' ORDER BY time")
+    assert got == [(good[0].id,), (good[1].id,)]
+    assert query(pg, "SELECT state FROM lookout_sources WHERE processor = 'refusing' "
+                     "AND source_id = 'cam-nul'") == [("finished",)]
+
+
 # ---------------------------------------------------------------------------------------
 # Schema, send_test
 # ---------------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ Failures.  A batch that cannot be written (the server is down, the connection br
 statement timed out) is rolled back, the connection is dropped and the batch stays in the
 outbox, tried again after an exponential backoff with full jitter; the records produced
 meanwhile wait on disk (``OutboxMaxBytes``; when full the oldest are dropped and counted).
+A batch the database refuses for what a record holds (a ``DataError``: a NUL character in a
+text, a value out of range) is written again one record at a time, and the records it still
+refuses are left out, logged and counted as dropped, instead of holding up the outbox.
 ``close`` returns within :data:`CLOSE_TIMEOUT_S` and leaves undelivered records to the next
 run.
 """
@@ -99,7 +102,9 @@ DEFAULT_KINDS = SAMPLE_KINDS | EVENT_KINDS  # frame_summary (one per frame) only
 PROCESSOR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEMA_LOCK = 0x4C4F4F4B  # pg_advisory_xact_lock key: one processor migrates at a time
-ONLINE_STATES = ("running", "degraded", "connecting")
+# A batch refused for what a record holds (a NUL character in a text, a value out of range,
+# a record not in the JSON form): written again record by record, the refused ones left out.
+CONTENT_ERRORS = (psycopg.DataError, KeyError, ValueError, TypeError)
 
 # ------------------------------------------------------------------------------ the schema
 
@@ -440,7 +445,8 @@ class PostgresLogger(SourceLogger, AreaLogger):
         self._conn: psycopg.Connection[Any] | None = None
         self._conn_lock = threading.Lock()
         self._schema: int | None = None
-        self._rejected = 0
+        self._rejected = 0  # records too big for the outbox
+        self._refused = 0  # records the database refused for their content (this run)
         self._last_logged: str | None = None
         if not self._dsn:
             log.info("%s [%s]: %s is not set: connecting with libpq's PG* variables (%s)",
@@ -489,8 +495,8 @@ class PostgresLogger(SourceLogger, AreaLogger):
             "connected": st.connected,
             "queued": st.queued,
             "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered,
-            "dropped": st.dropped + self._rejected,
+            "delivered": st.delivered - self._refused,
+            "dropped": st.dropped + self._rejected + self._refused,
             "last_error": st.last_error,
             "failures": st.failures,
             "next_retry_at": st.next_retry_at,
@@ -533,7 +539,12 @@ class PostgresLogger(SourceLogger, AreaLogger):
     def _deliver(self, records: list[dict[str, Any]]) -> None:
         try:
             conn = self._connection()
-            write_batch(conn, self.processor, records)
+            try:
+                write_batch(conn, self.processor, records)
+            except CONTENT_ERRORS:
+                # Refused for what a record holds, not for the connection: retrying the
+                # batch would be refused forever and hold up every record behind it.
+                self._write_each(conn, records)
         except (psycopg.Error, SchemaError, OSError) as exc:
             self._drop_connection()
             message = clean_error(exc, self._dsn)
@@ -543,6 +554,18 @@ class PostgresLogger(SourceLogger, AreaLogger):
                           "retried with backoff", NAME, self.section, self.target, message)
             raise DeliveryError(message) from None
         self._last_logged = None
+
+    def _write_each(self, conn: psycopg.Connection[Any], records: list[dict[str, Any]]) -> None:
+        """Write ``records`` one transaction each, leaving out (counted as dropped) those
+        the database refuses for their content."""
+        for rec in records:
+            try:
+                write_batch(conn, self.processor, [rec])
+            except CONTENT_ERRORS as exc:
+                self._refused += 1
+                log.error("%s [%s]: the database refuses a %s record (id %s): %s; it is left "
+                          "out", NAME, self.section, rec.get("kind"), rec.get("id"),
+                          clean_error(exc, self._dsn))
 
     @classmethod
     def send_test(cls, config: PluginConfig, app: LookoutConfig) -> str:
