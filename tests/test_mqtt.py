@@ -614,3 +614,79 @@ StateInterval = 0.05
     finally:
         sup._close_sinks()
         sub.close()
+
+
+# ---------------------------------------------------------------------------------------
+# TLS
+# ---------------------------------------------------------------------------------------
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def cert(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(hours=1))
+                   .not_valid_after(now + timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("lookout test CA", ca_key, "lookout test CA", ca_key, True)
+    server = cert("127.0.0.1", key, "lookout test CA", ca_key, False)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+class TlsMosquitto(Mosquitto):
+    """Mosquitto whose one listener speaks TLS with a certificate for 127.0.0.1."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.ca, self.cert, self.key = make_certificates(folder / "certs")
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text(conf.read_text() + f"certfile {self.cert}\nkeyfile {self.key}\n")
+        return cmd
+
+
+def test_tls_with_the_brokers_ca_and_a_clear_error_without(
+        app: LookoutConfig, tmp_path: Path) -> None:
+    with running(TlsMosquitto(tmp_path / "tls")) as srv:
+        assert isinstance(srv, TlsMosquitto)
+        good = section(srv.port, "Output_T", TLS="True", CAFile=str(srv.ca))
+        assert "acknowledged" in MqttLogger.send_test(good, app)
+        with pytest.raises(SendTestError, match=r"TLS failed: CERTIFICATE_VERIFY_FAILED"):
+            MqttLogger.send_test(section(srv.port, "Output_T", TLS="True"), app)
+        with pytest.raises(SendTestError) as plain:  # plain MQTT to a TLS listener
+            MqttLogger.send_test(section(srv.port, "Output_T", Timeout="1"), app)
+        assert str(plain.value) == (f"127.0.0.1:{srv.port}: the broker did not answer the "
+                                    "connection within 1 s (a TLS port needs TLS = True)")
+        sink = make_sink(app, srv.port, "Output_T", TLS="True", CAFile=str(srv.ca))
+        try:
+            sink.take(events(RecordIds(), 3))
+            wait(lambda: sink.state()["delivered"] == 3, 5, "the events over TLS")
+            assert sink.state()["tls"] is True
+        finally:
+            sink.close()

@@ -576,7 +576,7 @@ class MqttLogger(SourceLogger, AreaLogger):
                         self.section, self.broker, reason)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        error = f"cannot reach the broker at {self.broker}"
+        error = f"cannot connect to the broker at {self.broker} (Send a test for the reason)"
         with self._lock:
             repeated = error == self._last_error
             self._last_error = error
@@ -766,8 +766,9 @@ class MqttLogger(SourceLogger, AreaLogger):
         client.loop_start()
         try:
             if not answered.wait(settings.timeout):
+                hint = "" if settings.tls else " (a TLS port needs TLS = True)"
                 raise SendTestError(f"{broker}: the broker did not answer the connection "
-                                    f"within {settings.timeout:g} s")
+                                    f"within {settings.timeout:g} s{hint}")
             reason = outcome["reason"]
             if reason.is_failure:
                 hint = ""
