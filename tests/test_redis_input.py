@@ -31,6 +31,7 @@ from libs.config import load_config
 from libs.config.models import LookoutConfig
 from libs.config.secrets import mask_text
 from libs.config.video_source import VideoPathError, check_redis_url, check_video_path
+from libs.loggers.video_logger import preview_path
 from libs.records import EngagementSample, EngagementSession, FrameSummary, Record
 from processor import redis_source
 from processor.redis_source import RedisSource, parse_message, track_id
@@ -197,7 +198,10 @@ def test_api_has_no_image_of_a_redis_camera(x86_config: Path,
     for api in make_api(x86_config, monkeypatch):
         url = "redis://127.0.0.1:6379/0?stream=dets&password_env=SHOP_REDIS_PW"
         assert api.put("/cameras/pets-view1", {"VideoPath": url}).status_code == 200
-        for path in ("image", "snapshot", "calibration_image"):
+        stale = preview_path(load_config(x86_config), "pets-view1")  # of the old source
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_bytes(b"\xff\xd8 a preview of the video the camera showed before")
+        for path in ("image", "snapshot", "calibration_image", "stream"):
             r = api.client.get(f"/cameras/pets-view1/{path}", headers=api.admin)
             assert r.status_code == 404 and "Redis" in r.json()["detail"], (path, r.text)
         r = api.post("/cameras/check_stream", {"video_path": url})

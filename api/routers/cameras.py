@@ -418,8 +418,6 @@ def _preview_file(config: LookoutConfig, camera_id: str) -> Path:
 
 
 def _no_preview(config: LookoutConfig, camera_id: str) -> HTTPException:
-    if is_redis_url(find_camera(config, camera_id).video_path):
-        return no_image(camera_id)
     if not any(p.name == VIDEO_LOGGER and p.enabled for p in config.source_loggers):
         return HTTPException(404, f"no preview of camera {camera_id}: the video_logger source "
                              "logger is not enabled, so the processor writes none")
@@ -590,6 +588,8 @@ async def snapshot(ctx: Context, _user: Viewer, camera_id: CameraId) -> Response
     src = find_camera(config, camera_id)
     if not src.live_feed_enabled:
         raise HTTPException(403, f"the live feed of camera {camera_id} is disabled")
+    if is_redis_url(src.video_path):  # an old preview of its previous source is not shown
+        raise no_image(camera_id)
     data = await ctx.in_thread(_read_or_none, _preview_file(config, camera_id))
     if data is None:
         raise _no_preview(config, camera_id)
@@ -609,6 +609,8 @@ async def stream(ctx: Context, user: Viewer, request: Request, camera_id: Camera
     src = find_camera(config, camera_id)
     if not src.live_feed_enabled:
         raise HTTPException(403, f"the live feed of camera {camera_id} is disabled")
+    if is_redis_url(src.video_path):  # an old preview of its previous source is not shown
+        raise no_image(camera_id)
     path = _preview_file(config, camera_id)
     streams = slots(request.app.state, "live_streams", STREAM_LIMIT)
     # The slot is taken here, before the answer starts, so one user cannot open more than
