@@ -683,6 +683,11 @@ def test_tls_with_the_brokers_ca_and_a_clear_error_without(
             MqttLogger.send_test(section(srv.port, "Output_T", Timeout="1"), app)
         assert str(plain.value) == (f"127.0.0.1:{srv.port}: the broker did not answer the "
                                     "connection within 1 s (a TLS port needs TLS = True)")
+        missing = str(tmp_path / "no-such-ca.pem")
+        with pytest.raises(SendTestError, match=f"CAFile {missing}: No such file"):
+            MqttLogger.send_test(section(srv.port, "Output_T", TLS="True", CAFile=missing), app)
+        with pytest.raises(FileNotFoundError):  # the supervisor shows why the sink cannot start
+            make_sink(app, srv.port, "Output_T", TLS="True", CAFile=missing)
         sink = make_sink(app, srv.port, "Output_T", TLS="True", CAFile=str(srv.ca))
         try:
             sink.take(events(RecordIds(), 3))

@@ -354,17 +354,6 @@ class MqttLogger(SourceLogger, AreaLogger):
         self._known_file = app.data_path(f"{DISCOVERY_FOLDER}/{self.section}.json")
         self._known = self._read_known()  # discovery topic -> {"state", "owner"}
 
-        self.client = make_client(settings, self.client_id, will=self.availability)
-        self.client.reconnect_delay_set(
-            RECONNECT_MIN_S if reconnect_min_s is None else reconnect_min_s,
-            RECONNECT_MAX_S if reconnect_max_s is None else reconnect_max_s)
-        self.client.max_inflight_messages_set(MAX_INFLIGHT)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_connect_fail = self._on_connect_fail
-        self.client.connect_async(settings.host, settings.port, settings.keepalive)
-        self.client.loop_start()  # its thread connects, and reconnects with backoff
-
         first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
         self.outbox = Outbox(
             app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
@@ -377,6 +366,20 @@ class MqttLogger(SourceLogger, AreaLogger):
             retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=0.2,
         )
+        try:
+            self.client = make_client(settings, self.client_id, will=self.availability)
+        except Exception:
+            self.outbox.close(timeout=1.0)  # frees its folder for the next try
+            raise
+        self.client.reconnect_delay_set(
+            RECONNECT_MIN_S if reconnect_min_s is None else reconnect_min_s,
+            RECONNECT_MAX_S if reconnect_max_s is None else reconnect_max_s)
+        self.client.max_inflight_messages_set(MAX_INFLIGHT)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.connect_async(settings.host, settings.port, settings.keepalive)
+        self.client.loop_start()  # its thread connects, and reconnects with backoff
         self._states = threading.Thread(target=self._run_states, daemon=True,
                                         name=f"{self.section}-mqtt-state")
         self._states.start()
@@ -743,7 +746,10 @@ class MqttLogger(SourceLogger, AreaLogger):
                 settings.password_env not in os.environ:
             log.warning("%s [%s]: %s is not set: logging in as %s without a password", NAME,
                         section, settings.password_env, settings.username)
-        client = make_client(settings, f"{client_id(settings, section)}-test")
+        try:
+            client = make_client(settings, f"{client_id(settings, section)}-test")
+        except (OSError, ssl.SSLError) as exc:
+            raise SendTestError(f"CAFile {settings.ca_file}: {exc.strerror or exc}") from None
         answered = threading.Event()
         outcome: dict[str, Any] = {}
 
