@@ -43,7 +43,9 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 class SmtpServer:
     """aiosmtpd on 127.0.0.1 requiring STARTTLS and a login; keeps every message."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, implicit_tls: bool = False) -> None:
+        """STARTTLS required, or (``implicit_tls``) TLS from the first byte (SMTPS)."""
+        self.implicit_tls = implicit_tls
         cert, key = make_processor_certificate(folder, "127.0.0.1")
         self.ca_file = folder / "ca" / "ca.pem"
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -56,7 +58,8 @@ class SmtpServer:
 
     def env(self) -> dict[str, str]:
         return {"LOOKOUT_SMTP_HOST": "127.0.0.1", "LOOKOUT_SMTP_PORT": str(self.port),
-                "LOOKOUT_SMTP_SECURITY": "starttls", "LOOKOUT_SMTP_USER": SMTP_USER,
+                "LOOKOUT_SMTP_SECURITY": "tls" if self.implicit_tls else "starttls",
+                "LOOKOUT_SMTP_USER": SMTP_USER,
                 "LOOKOUT_SMTP_PASSWORD": SMTP_PASSWORD,
                 "LOOKOUT_SMTP_FROM": "lookout@example.com",
                 "LOOKOUT_SMTP_CA_FILE": str(self.ca_file), "LOOKOUT_SMTP_TIMEOUT": "5"}
@@ -66,7 +69,7 @@ class SmtpServer:
         ok = isinstance(auth_data, LoginPassword) and \
             auth_data.login == SMTP_USER.encode() and \
             auth_data.password == SMTP_PASSWORD.encode()
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # refused: 535 to the client
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else \
@@ -82,9 +85,12 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         deadline = time.monotonic() + 10
         while True:  # the port of a stopped server may linger an instant
+            # aiosmtpd 1.4 offers AUTH only after STARTTLS unless told the implicit TLS
+            # connection is safe (auth_require_tls=False): it is TLS from its first byte.
+            tls: dict[str, Any] = {"ssl_context": self._tls, "auth_require_tls": False} \
+                if self.implicit_tls else {"tls_context": self._tls, "require_starttls": True}
             controller = Controller(self, hostname="127.0.0.1", port=self.port,
-                                    tls_context=self._tls, require_starttls=True,
-                                    authenticator=self._auth, auth_required=True)
+                                    authenticator=self._auth, auth_required=True, **tls)
             try:
                 controller.start()
                 break

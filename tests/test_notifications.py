@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 from libs.config import ConfigChange, LookoutConfig, load_config, save_config_changes
-from libs.integrations import slack
-from libs.integrations.notify import Notifier, wanted
+from libs.integrations import mail, slack
+from libs.integrations.notify import Notifier, send_test_email, wanted
+from libs.loggers import SendTestError
 from libs.loggers.file_system_logger import AreaFileSystemLogger, SourceFileSystemLogger
 from libs.records import (
     AreaOccupancySample,
@@ -141,6 +142,7 @@ def test_alerts_fire_once_per_interval_not_per_frame(
         assert frames == 1800
         wait_until(lambda: len(smtp.got()) == 6 and len(rx.got()) == 6, 15,
                    "6 e-mails and 6 Slack messages")
+        wait_until(lambda: notifier.state()["delivered"] == 12, 5, "the outboxes' counts")
         state = notifier.state()
     finally:
         notifier.close()
@@ -199,6 +201,7 @@ def test_outage_alerts_made_while_smtp_and_slack_are_down_arrive_after(
             rx.start()
         wait_until(lambda: len(smtp.got()) == 8 and len(rx.got()) == 8, 15,
                    "the alerts of the outage")
+        wait_until(lambda: notifier.state()["delivered"] == 16, 5, "the outboxes' counts")
         state = notifier.state()
     finally:
         notifier.close()
@@ -458,3 +461,33 @@ def test_supervisor_shows_the_notifier_in_status(
         assert sup.outputs_status()["notifications"]["alerts"] == 2
     finally:
         sup._close_sinks()
+
+
+def test_smtp_implicit_tls_and_what_is_refused(tmp_path: Path, smtp: SmtpServer,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMTPS (tls) reaches a real server; a certificate the client does not trust, plain text
+    to a remote host and a wrong password are refused, with reasons that hold no password."""
+    config = write_config(tmp_path, {}, {}, {})
+    with SmtpServer(tmp_path / "smtps", implicit_tls=True) as smtps:
+        for key, value in smtps.env().items():
+            monkeypatch.setenv(key, value)
+        assert "tls://127.0.0.1" in send_test_email(config, ["ops@example.com"])
+        assert len(smtps.got()) == 1  # the port speaks nothing but TLS
+        other_ca = smtps.ca_file
+    for key, value in smtp.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LOOKOUT_SMTP_PASSWORD", "wrong-pw-123")
+    with pytest.raises(SendTestError, match="login refused") as err:
+        send_test_email(config, ["ops@example.com"])
+    assert "wrong-pw" not in str(err.value)
+    monkeypatch.setenv("LOOKOUT_SMTP_PASSWORD", smtp.env()["LOOKOUT_SMTP_PASSWORD"])
+    monkeypatch.setenv("LOOKOUT_SMTP_CA_FILE", str(other_ca))  # a CA that did not sign it
+    with pytest.raises(SendTestError, match="TLS failed"):
+        send_test_email(config, ["ops@example.com"])
+    with pytest.raises(mail.MailConfigError, match="only accepted for a loopback"):
+        mail.smtp_settings({"LOOKOUT_SMTP_HOST": "smtp.example.com",
+                            "LOOKOUT_SMTP_SECURITY": "plain"})
+    assert mail.smtp_settings({"LOOKOUT_SMTP_HOST": "::1", "LOOKOUT_SMTP_SECURITY": "plain"}
+                              ).port == 25
+    with pytest.raises(slack.SlackConfigError):
+        slack.check_webhook_url("http://hooks.slack.com/services/x")
