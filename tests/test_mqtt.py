@@ -134,7 +134,7 @@ def wait(pred: Any, timeout: float, what: str) -> None:
 
 def section(port: int, name: str, **keys: str) -> MqttConfig:
     values = {"Name": NAME, "Host": "127.0.0.1", "Port": str(port), "StateInterval": "0.05",
-              "Timeout": "2", "ProcessorId": f"store-{name[-1].lower()}", **keys}
+              "Timeout": "2", "ProcessorName": f"store-{name[-1].lower()}", **keys}
     cfg = MqttConfig.model_validate(values)
     cfg._section = name
     return cfg
@@ -585,7 +585,7 @@ def test_through_the_supervisor_bus_with_its_area_aggregation(
 Name = mqtt_logger
 Host = 127.0.0.1
 Port = {broker.port}
-ProcessorId = store-h
+ProcessorName = store-h
 StateInterval = 0.05
 """)
     prefix = "lookout/store-h"

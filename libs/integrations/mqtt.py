@@ -150,7 +150,7 @@ class MqttConfig(PluginConfig):
     )
     processor_id: str = Field(
         "",
-        alias="ProcessorId",
+        alias="ProcessorName",
         description="This processor's name in topics and Home Assistant ids; empty uses the "
         "host name.",
     )
