@@ -1,10 +1,16 @@
 """Real servers for the notification tests: an SMTP server (aiosmtpd, STARTTLS with a
 certificate of a CA made here, login required) and a Slack incoming-webhook receiver (HTTP on
 127.0.0.1, answers ``ok`` like Slack). Both stop and start again on the same port for outage
-tests."""
+tests.
+
+Run on its own, the Slack receiver prints one line per message
+(``python -m tests.notify_servers --slack-port 8098``: ``POST /<path> 200 <text>``); it takes
+any path, so ``LOOKOUT_SLACK_WEBHOOK_URL=http://127.0.0.1:8098/slack`` works.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import ssl
@@ -120,15 +126,21 @@ class SmtpServer:
 class SlackReceiver:
     """What an incoming webhook does, on 127.0.0.1: takes a JSON POST, answers 200 ``ok``."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    PATH = "/services/T0000/B0000/s3cr3tW3bh00k"
+
+    def __init__(self, port: int = 0, any_path: bool = False,
+                 on_post: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """``any_path``: every path is a webhook (else only :attr:`PATH`, others 404)."""
+        self.port = port or free_port()
+        self.any_path = any_path
+        self.on_post = on_post
         self.posts: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/services/T0000/B0000/s3cr3tW3bh00k"
+        return f"http://127.0.0.1:{self.port}{self.PATH}"
 
     def start(self) -> SlackReceiver:
         receiver = self
@@ -138,10 +150,13 @@ class SlackReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                ok = self.path == "/services/T0000/B0000/s3cr3tW3bh00k"
+                ok = receiver.any_path or self.path == receiver.PATH
                 if ok:
+                    doc = json.loads(body)
                     with receiver._lock:
-                        receiver.posts.append(json.loads(body))
+                        receiver.posts.append(doc)
+                    if receiver.on_post is not None:
+                        receiver.on_post(self.path, doc)
                 answer = b"ok" if ok else b"no_service"
                 self.send_response(200 if ok else 404)
                 self.send_header("Content-Length", str(len(answer)))
@@ -181,3 +196,26 @@ class SlackReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A local Slack incoming webhook that prints "
+                                     "what it gets.")
+    parser.add_argument("--slack-port", type=int, default=8098)
+    args = parser.parse_args()
+
+    def show(path: str, doc: dict[str, Any]) -> None:
+        text = str(doc.get("text", "")).splitlines()[0:1]
+        print(f"POST {path} 200 {text[0] if text else ''}", flush=True)
+
+    rx = SlackReceiver(args.slack_port, any_path=True, on_post=show).start()
+    print(f"listening on http://127.0.0.1:{rx.port}/", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        rx.stop()
+
+
+if __name__ == "__main__":
+    main()
