@@ -6,7 +6,8 @@
   (each one exactly: the frame summaries carry exactly the published timestamps), and the
   engagement records are what the messages imply: a person facing the target (the image's
   bottom edge) for 10 s of message time has 10 s of engagement, one facing away none, a
-  person of the other camera does not count.
+  person of the other camera does not count.  The engagement service's outputs come out:
+  ``redis_logger`` writes each person's ``<personid>:engagement`` key with those figures.
 - Redis is stopped mid-run (the camera shows ``reconnecting`` with the reason), messages are
   added right after it comes back: every message arrives, none twice.
 - An invalid message is counted (the camera's skipped frames) and skipped.
@@ -81,15 +82,16 @@ def stamp(k: int) -> datetime:
     return T0 + timedelta(seconds=k * STEP)
 
 
-def redis_config(x86_config: Path, url: str) -> Path:
+def redis_config(x86_config: Path, url: str, out_url: str) -> Path:
     """The x86 configuration with its camera reading ``url`` and the engagement stage on
-    (faces and head_pose too, which need images: they must be left out, not fail)."""
+    (faces and head_pose too, which need images: they must be left out, not fail), and the
+    engagement service's Redis outputs (``redis_logger``) written to ``out_url``."""
     text = x86_config.read_text()
     text = text.replace("Id = pets-view1", f"Id = {CAMERA}")
     text = text.replace("Cameras = pets-view1", f"Cameras = {CAMERA}")
     text = text.replace("VideoPath = data/pets09_s2l1/vtest.avi", f"VideoPath = {url}")
     text = text.replace("HistoricalDataMode = True", "HistoricalDataMode = False")
-    text += """
+    text += f"""
 [SourcePostProcessor_7]
 Name = faces
 Enabled = True
@@ -104,6 +106,14 @@ Enabled = True
 Target =
 AngleTolerance = 30
 EndAfterSeconds = 3
+
+[Output_7]
+Name = redis_logger
+Enabled = True
+Url = {out_url}
+KeyPrefix = out:
+PersonId = {{track}}
+MessageExpiration = 600
 """
     x86_config.write_text(text)
     return x86_config
@@ -126,7 +136,7 @@ def test_stream_engagement_outage_invalid_message_and_restart(
     monkeypatch.setattr(redis_source, "SAVE_EVERY", 0.2)
     stream = "detections-e2e"
     url = f"redis://127.0.0.1:{redis_server.port}/0?stream={stream}&start=0"
-    config = redis_config(x86_config, url)
+    config = redis_config(x86_config, url, f"redis://127.0.0.1:{redis_server.port}/1")
     db = client(redis_server)
     db.delete(stream)
     mine: list[datetime] = []
@@ -161,6 +171,15 @@ def test_stream_engagement_outage_invalid_message_and_restart(
         assert camera(sup, CAMERA)["reconnects"] >= 1
         wait_until(lambda: len(bus.of(EngagementSession, CAMERA)) == 2, 10, "two sessions")
         assert camera(sup, CAMERA)["skipped_frames"] == 1  # that one only
+        # The engagement service's per-person keys, by the redis_logger sink: the update at
+        # 10 s (UpdatePeriod 5) is alice's last, with her 10 s.
+        out = redis.Redis(host=redis_server.host, port=redis_server.port, db=1)
+        key = f"out:{track_id('alice')}:engagement"
+        wait_until(lambda: out.exists(key) == 1, 15, "alice's engagement key")
+        assert json.loads(out.get(key)) == {  # type: ignore[arg-type]
+            "engaged": 1, "engagement": 10.0, "last-seen": stamp(20).isoformat(
+                timespec="milliseconds")}
+        assert json.loads(out.get("out:7:engagement"))["engaged"] == 0  # type: ignore[arg-type]
         time.sleep(0.5)  # the position saved (SAVE_EVERY) before the stop
     assert sorted(summaries(bus)) == mine  # each message once, none lost
     sessions = {r.track_id: r for r in of(bus, EngagementSession)}
