@@ -459,6 +459,20 @@ def test_supervisor_shows_the_notifier_in_status(
         for records in Feed().frames(7):
             sup.publish(records)
         assert sup.outputs_status()["notifications"]["alerts"] == 2
+        # an App key of the notifications changed: a reload rebuilds the notifier (and only
+        # it: no camera restarts); an area without Emails nor Slack drops out of it
+        save_config_changes(config.path, [ConfigChange("App", {"SlackChannel": "other"})],
+                            check_files=False)
+        assert sup.reload() == {"started": [], "restarted": [], "stopped": []}
+        assert sup.outputs_status()["notifications"]["alerts"] == 0
+        save_config_changes(config.path, [
+            ConfigChange("App", {"EnableSlackNotifications": "False"}),
+            ConfigChange("Area_0", {"Emails": ""})], check_files=False)
+        assert sup.reload() == {"started": [], "restarted": [], "stopped": []}
+        out = sup.outputs_status()["notifications"]
+        assert out["cameras"] == [CAM] and out["areas"] == []
+        assert out["slack"]["webhook"] == "http://127.0.0.1"  # still set, but...
+        assert sup.bus_sinks["notifications"]._cameras[CAM].slack is False  # ...now off
     finally:
         sup._close_sinks()
 
