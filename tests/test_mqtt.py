@@ -695,3 +695,73 @@ def test_tls_with_the_brokers_ca_and_a_clear_error_without(
             assert sink.state()["tls"] is True
         finally:
             sink.close()
+
+
+# ---------------------------------------------------------------------------------------
+# A real run
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_real_run_of_tud_campus_reaches_the_broker(x86_config: Path, broker: Mosquitto) -> None:
+    """The processor over TUD-Campus (71 frames, its line ``middle``, the area ``sidewalk``)
+    with the section in its configuration: every event the bus carried arrives once per id
+    with its exact JSON, and the retained state is the run's last values."""
+    from tests.test_event_bus import Collector, camera, supervisor_with, tud_only
+    from tests.test_supervisor import wait_until
+
+    config = tud_only(x86_config)
+    config.write_text(config.read_text() + f"""
+[Output_3]
+Name = mqtt_logger
+Host = 127.0.0.1
+Port = {broker.port}
+ProcessorName = store-r
+StateInterval = 0.2
+""")
+    prefix = "lookout/store-r"
+    sub = Subscriber(broker.port, f"{prefix}/#", "homeassistant/+/lookout_store-r/#")
+    bus = Collector()
+    try:
+        with supervisor_with(config, bus) as sup:
+            wait_until(lambda: camera(sup, "tud")["status"] == "finished", 120, "TUD")
+
+            def drained() -> bool:
+                out = sup.submit(sup.outputs_status).result(10)["Output_3"]
+                return bool(out["connected"]) and out["queued"] == 0
+
+            wait_until(drained, 20, "the events delivered")
+            last_summary = bus.of(FrameSummary, "tud")[-1]
+            last_area = bus.of(AreaOccupancySample, "sidewalk")[-1]
+            assert isinstance(last_summary, FrameSummary)
+            assert isinstance(last_area, AreaOccupancySample)
+            counts = last_summary.line_counts["middle"]
+            cam, area = f"{prefix}/camera/tud", f"{prefix}/area/sidewalk"
+            final = {
+                f"{cam}/people": str(last_summary.detected_objects),
+                f"{cam}/occupancy": str(last_summary.occupancy),
+                f"{cam}/line/middle/in": str(counts.in_count),
+                f"{cam}/line/middle/out": str(counts.out_count),
+                f"{area}/occupancy": str(last_area.occupancy),
+                f"{area}/over_threshold": "ON" if last_area.violation else "OFF",
+            }
+            wait(lambda: final.items() <= sub.last().items(), 5, "the last values")
+        events_sent = {r.id: (f"{prefix}/{r.source}/{r.source_id}/events/{r.kind}",
+                              r.to_json()) for r in bus.records if r.kind in mqtt.EVENT_KINDS}
+        wait(lambda: len({json.loads(m.payload)["id"] for m in sub.got()
+                          if "/events/" in m.topic}) >= len(events_sent), 5, "every event")
+    finally:
+        sub.close()
+    got = {json.loads(m.payload)["id"]: (m.topic, m.text) for m in sub.got()
+           if "/events/" in m.topic}
+    assert got == events_sent
+    kinds = {t.rsplit("/", 1)[1] for t, _ in got.values()}
+    assert {"line_crossing", "camera_state"} <= kinds
+    assert counts.in_count + counts.out_count == \
+        len([r for r in bus.records if r.kind == "line_crossing"]) > 0
+    configs = {m.topic for m in sub.got() if m.topic.endswith("/config") and m.payload}
+    assert "homeassistant/sensor/lookout_store-r/camera_tud_line_middle_in/config" in configs
+    assert "homeassistant/binary_sensor/lookout_store-r/area_sidewalk_over_threshold/config" \
+        in configs
+    print(f"TUD-Campus: {len(got)} events by kind "
+          f"{sorted((k, sum(t.endswith('/' + k) for t, _ in got.values())) for k in kinds)}; "
+          f"line middle in {counts.in_count} out {counts.out_count}")
