@@ -229,6 +229,46 @@ def test_api_has_no_image_of_a_redis_camera(x86_config: Path,
         assert r.status_code == 422 and "hunter2" not in r.text
 
 
+def test_stream_messages_added_while_disconnected_all_arrive(
+        redis_server: PersistentRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source in its backoff after Redis came back: the messages added meanwhile are read
+    once it reconnects, in order, none lost or repeated."""
+    monkeypatch.setattr(redis_source, "BACKOFF_INITIAL", 1.5)
+    stream = "dets-outage"
+    db = client(redis_server)
+    db.delete(stream)
+    target = check_redis_url(f"redis://127.0.0.1:{redis_server.port}/0?stream={stream}")
+    src = RedisSource(target, CAMERA, UTC, "outage")  # start=$: new messages only
+    got: list[datetime] = []
+
+    def take(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(got) < n and time.monotonic() < deadline:
+            frame = src.read(timeout=0.2)
+            if frame is not None:
+                got.append(frame.timestamp)
+        assert len(got) == n
+
+    try:
+        wait_until(lambda: src.state == "connected", 10, "the connection")
+        time.sleep(0.1)  # the newest id is taken before reading
+        for k in range(5):
+            db.xadd(stream, {"message": message(k, CAMERA, [("a", 1, 2, FACING)])})
+        take(5)
+        redis_server.stop()
+        wait_until(lambda: src.state == "disconnected", 10, "the loss")
+        redis_server.start()
+        db = client(redis_server)
+        for k in range(5, 12):
+            db.xadd(stream, {"message": message(k, CAMERA, [("a", 1, 2, FACING)])})
+        assert src.state == "disconnected"  # still in its backoff: these were added meanwhile
+        take(12)
+        assert src.read(timeout=0.3) is None
+        assert got == [stamp(k) for k in range(12)] and src.reconnects >= 1
+    finally:
+        src.close()
+
+
 def test_channel_source_keeps_its_camera_and_skips_invalid(redis_server: PersistentRedis,
                                                            tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{redis_server.port}/0?channel=dets-pubsub&camera=cam1"
