@@ -174,9 +174,13 @@ SendingInterval = 0.2
     assert series(samples, "lookout_area_occupancy")[lab(area="sidewalk")] == \
         area.occupancy  # type: ignore[attr-defined]
     assert series(samples, "lookout_area_occupancy_threshold")[lab(area="sidewalk")] == 3
-    # The port is let go with the processor.
+    # The port is let go with the processor: a new listener gets it (SO_REUSEADDR, as the
+    # exposition's own server sets: the scrape's connection may linger in TIME_WAIT; a
+    # socket still listening there would make bind fail even so).
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+        s.listen()
 
 
 def test_loopback_by_default_taken_port_send_test_and_close(tmp_path: Path,
