@@ -13,7 +13,10 @@
 - An invalid message is counted (the camera's skipped frames) and skipped.
 - The processor is stopped and started again: it resumes after the last message it handled
   (nothing read twice, nothing lost).
-- A pub/sub channel source, the VideoPath checks, and the snapshot/image API answers.
+- In-process: messages added while the source waits in its backoff after Redis came back
+  are all read, in order, once.
+- A pub/sub channel source, a password from the environment, an unreachable server, the
+  VideoPath checks, and the image/snapshot/stream API answers.
 """
 
 from __future__ import annotations
