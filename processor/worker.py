@@ -353,11 +353,12 @@ class CameraRunner(threading.Thread):
                 self._perf.close()
             if pipeline is not None:  # the final word: written in the end, or not
                 self._report_writes(pipeline, force=True)
+            if source is not None:  # before the last camera_state: a reader of that
+                self._send_perf(source)  # record has the camera's final figures
             if finished:
                 st[STATUS] = FINISHED
             self._note_state()
             if source is not None:
-                self._send_perf(source)
                 source.close()
 
     @staticmethod
