@@ -241,3 +241,37 @@ def test_a_scrape_waits_at_most_status_timeout(x86_config: Path) -> None:
         assert sink.state()["status_misses"] == 1
     finally:
         sink.close()
+
+
+def test_records_made_while_prometheus_is_away_are_in_the_next_scrape(
+        x86_config: Path) -> None:
+    """Prometheus pulls: its outage is scrapes it misses. Line crossings made between two
+    scrapes (none in between) are all counted in the next one, exactly."""
+    from datetime import UTC, datetime, timedelta
+
+    from libs.records import RecordIds
+
+    app = load_config(x86_config)
+    port = free_port()
+    sink = PrometheusExporter(section(port), None, app)
+    ids = RecordIds()
+    t0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+    def crossings(n: int, start: int) -> list[LineCrossing]:
+        return [LineCrossing(id=ids(), source="camera", source_id="door-cam",
+                             timestamp=t0 + timedelta(seconds=i), frame=i * 7, line="entrance",
+                             track_id=100 + i, direction="in" if i % 3 else "out")
+                for i in range(start, start + n)]
+
+    try:
+        sink.take(crossings(30, 0))
+        before = series(scrape(port)[0], "lookout_line_crossings_total")
+        assert before == {lab(camera="door-cam", line="entrance", direction="in"): 20.0,
+                          lab(camera="door-cam", line="entrance", direction="out"): 10.0}
+        for batch in range(10):  # the "outage": 10 batches, nobody scrapes
+            sink.take(crossings(45, 30 + 45 * batch))
+        after = series(scrape(port)[0], "lookout_line_crossings_total")
+        assert after == {lab(camera="door-cam", line="entrance", direction="in"): 320.0,
+                         lab(camera="door-cam", line="entrance", direction="out"): 160.0}
+    finally:
+        sink.close()
