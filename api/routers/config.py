@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,7 +57,9 @@ from libs.loggers import (
     SOURCE_LOGGERS,
     NoSendTest,
     SendTestError,
+    Sink,
 )
+from libs.periodic_tasks import PERIODIC_TASKS
 from libs.registry import Registry
 
 router = APIRouter()
@@ -481,7 +484,8 @@ for _attr, (_prefix, _tag) in PARTS.items():
 # -- "send a test" for the sinks that send somewhere ------------------------------------------
 
 SINK_REGISTRIES: dict[str, Registry[Any]] = {
-    "source_loggers": SOURCE_LOGGERS, "area_loggers": AREA_LOGGERS, "outputs": OUTPUTS}
+    "source_loggers": SOURCE_LOGGERS, "area_loggers": AREA_LOGGERS, "outputs": OUTPUTS,
+    "periodic_tasks": PERIODIC_TASKS}
 
 
 class SendTestOut(BaseModel):
@@ -510,6 +514,8 @@ def _add_test_route(attr: str) -> None:
             sink = registry.get(part.name)
         except KeyError as exc:
             raise HTTPException(400, f"{part.section}: no sink named {part.name!r}") from exc
+        if getattr(sink, "send_test", None) is None:  # a periodic task without a test
+            raise HTTPException(400, f"{part.section}: {part.name} has no test")
         try:
             detail = await ctx.in_thread(sink.send_test, part, config)
         except NoSendTest as exc:
@@ -533,6 +539,53 @@ def _add_test_route(attr: str) -> None:
 
 for _attr in SINK_REGISTRIES:
     _add_test_route(_attr)
+
+
+# -- what each key means, for forms: the models' own descriptions ----------------------------
+
+
+class PartKeys(BaseModel):
+    testable: bool = Field(description="POST /{kind}/{name}/test sends something somewhere.")
+    keys: dict[str, str] = Field(description="INI key -> what it means.")
+
+
+class ConfigKeys(BaseModel):
+    sections: dict[str, dict[str, str]] = Field(
+        description="Fixed section ([App], [API]...) -> INI key -> what it means.")
+    parts: dict[str, dict[str, PartKeys]] = Field(
+        description="source_loggers, area_loggers, outputs, periodic_tasks -> registered "
+        "Name -> its keys and whether it has a test.")
+
+
+def _descriptions(model: type[BaseModel]) -> dict[str, str]:
+    return {info.alias or name: info.description or ""
+            for name, info in model.model_fields.items()}
+
+
+def _config_keys() -> ConfigKeys:
+    sections: dict[str, dict[str, str]] = {}
+    for section, attr, _ in FIXED.values():
+        hint = LookoutConfig.model_fields[attr].annotation  # ClassifierConfig | None too
+        for model in (hint, *typing.get_args(hint)):
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                sections[section] = _descriptions(model)
+                break
+    parts: dict[str, dict[str, PartKeys]] = {}
+    for attr, registry in SINK_REGISTRIES.items():
+        parts[attr] = {}
+        for name in registry.names():
+            cls = registry.get(name)
+            owner = next((c for c in cls.__mro__ if "send_test" in vars(c)), None)
+            testable = owner is not None and owner is not Sink  # Sink's own: no test
+            parts[attr][name] = PartKeys(testable=testable,
+                                         keys=_descriptions(getattr(cls, "Config", PluginConfig)))
+    return ConfigKeys(sections=sections, parts=parts)
+
+
+@router.get("/config/keys", tags=["Config"], response_model=ConfigKeys,
+            summary="What every key of the fixed sections and of each registered part means")
+async def config_keys(ctx: Context, _user: Viewer) -> ConfigKeys:
+    return await ctx.in_thread(_config_keys)
 
 
 # ---------------------------------------------------------------------------------------
