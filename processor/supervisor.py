@@ -468,10 +468,12 @@ class Supervisor:
                 _dumps(old.source_loggers) != _dumps(new.source_loggers) or \
                 _dumps(old.outputs) != _dumps(new.outputs) or \
                 old.app.process_areas != new.app.process_areas or \
+                old.app.processor_name != new.app.processor_name or \
                 notification_settings(old) != notification_settings(new):
             self._build_sinks()
         if [t.model_dump() for t in old.periodic_tasks] != \
-                [t.model_dump() for t in new.periodic_tasks]:
+                [t.model_dump() for t in new.periodic_tasks] or \
+                old.app.processor_name != new.app.processor_name:  # s3_backup's key prefix
             self._build_tasks()
         log.info("configuration reloaded: started %s, restarted %s, stopped %s",
                  started or "none", restarted or "none", stopped or "none")

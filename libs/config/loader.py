@@ -81,6 +81,10 @@ def _form_of(model: type[BaseModel], key: str | None) -> str | None:
     return None
 
 
+# Keys an integration's section once had that are now one [App] key (libs/identity.py).
+MOVED_TO_APP = frozenset({"ProcessorName", "Processor"})
+
+
 def _known_keys(model: type[BaseModel]) -> str:
     return ", ".join(info.alias or name for name, info in model.model_fields.items())
 
@@ -104,6 +108,14 @@ def _validate(
             if err["type"] == "missing" and len(err["loc"]) > 1:
                 problems.append(
                     ConfigProblem(file, section, key, "incomplete value", _form_of(model, key))
+                )
+            elif err["type"] == "extra_forbidden" and key in MOVED_TO_APP:
+                problems.append(
+                    ConfigProblem(
+                        file, section, key,
+                        "no longer a key of this section: set ProcessorName in [App] instead "
+                        "(one name for this processor in every integration)",
+                    )
                 )
             elif err["type"] == "extra_forbidden":
                 problems.append(

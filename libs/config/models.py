@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from libs.config.restarts import Restarts
+from libs.identity import check_processor_name, host_processor_name
 
 # ---------------------------------------------------------------------------------------
 # Value forms as they are written in an INI file
@@ -412,6 +413,18 @@ class AppConfig(StrictModel):
         description="Send every Monday, at GlobalReportTime, the previous week's (Monday to "
         "Sunday) numbers of every camera and area.",
     )
+    # EVERY_CAMERA: s3_logger runs in the camera's pipeline and names its keys by it (the bus
+    # sinks and periodic tasks are rebuilt by the supervisor's reload); renames are rare.
+    processor_name: Annotated[str, Restarts.EVERY_CAMERA] = Field(
+        "",
+        alias="ProcessorName",
+        description="This processor's name wherever an integration names the box: the "
+        "PostgreSQL fleet database's processor column, MQTT topics and Home Assistant ids, "
+        "InfluxDB's processor tag, S3 key prefixes. Empty: the "
+        "host name (characters other than letters, digits, '.', '_', '-' become '-').",
+        json_schema_extra=form("1 to 63 letters, digits, '.', '_' or '-', starting with a "
+                               "letter or digit, like store-0042; or empty for the host name"),
+    )
     time_zone: Annotated[str, Restarts.EVERY_CAMERA] = Field(
         "UTC",
         alias="TimeZone",
@@ -453,9 +466,19 @@ class AppConfig(StrictModel):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("processor_name")
+    @classmethod
+    def _processor_name(cls, value: str) -> str:
+        return check_processor_name(value)
+
     @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    @property
+    def processor_name_or_host(self) -> str:
+        """The name every integration gives this box: ProcessorName, else the host name."""
+        return self.processor_name or host_processor_name()
 
 
 class ApiConfig(StrictModel):
