@@ -20,7 +20,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from libs.config import ConfigError, load_config
-from libs.config.models import LookoutConfig
+from libs.config.models import AppConfig, LookoutConfig
 from libs.config.restarts import Restarts
 from libs.config.secrets import mask_secrets
 from libs.integrations import postgres
@@ -85,16 +85,22 @@ def app(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> LookoutConfig
     return load_config(folder / "config.ini")
 
 
-def section(processor: str, name: str, **keys: str) -> PostgresConfig:
-    cfg = PostgresConfig.model_validate({"Name": NAME, "ProcessorName": processor,
-                                         "DsnVariable": DSN_VAR, "Timeout": "2", **keys})
+def section(name: str, **keys: str) -> PostgresConfig:
+    cfg = PostgresConfig.model_validate({"Name": NAME, "DsnVariable": DSN_VAR, "Timeout": "2",
+                                         **keys})
     cfg._section = name
     return cfg
 
 
+def box(app: LookoutConfig, processor: str) -> LookoutConfig:
+    """The configuration of one box of the fleet: ``app`` with [App] ProcessorName set."""
+    named = AppConfig.model_validate({**app.app.model_dump(), "processor_name": processor})
+    return app.model_copy(update={"app": named})
+
+
 def make_sink(app: LookoutConfig, processor: str, name: str,
               cls: type[PostgresLogger] = PostgresLogger, **keys: str) -> PostgresLogger:
-    return cls(section(processor, name, **keys), None, app, retry_first_s=0.05,
+    return cls(section(name, **keys), None, box(app, processor), retry_first_s=0.05,
                retry_max_s=0.3, idle_poll_s=0.05)
 
 
@@ -219,14 +225,15 @@ def test_registered_as_a_bus_sink_of_every_section_kind(x86_config: Path) -> Non
     assert all(f.description for f in PostgresConfig.model_fields.values())
 
     base = x86_config.read_text()
-    x86_config.write_text(base + "\n[Output_7]\nName = postgres_logger\nProcessorName = store-42\n"
+    x86_config.write_text(base.replace("[App]\n", "[App]\nProcessorName = store-42\n", 1) +
+                          "\n[Output_7]\nName = postgres_logger\n"
                           "DsnVariable = FLEET_DSN\nKinds = objects_log, line_crossing\n")
     cfg = load_config(x86_config)
     sink = next(s for s in cfg.outputs if s.name == NAME)
-    assert isinstance(sink, PostgresConfig) and sink.processor_id() == "store-42"
-    assert sink.kind_set() == {"objects_log", "line_crossing"}
-    for bad, message in (("ProcessorName = store 42", "ProcessorName must be"),
-                         ("ProcessorName = -lead", "ProcessorName must be"),
+    assert isinstance(sink, PostgresConfig) and sink.kind_set() == {"objects_log",
+                                                                    "line_crossing"}
+    assert cfg.app.processor_name_or_host == "store-42"  # [App] ProcessorName, every sink
+    for bad, message in (("ProcessorName = store-42", r"set ProcessorName in \[App\]"),
                          ("DsnVariable = 9DSN", "environment variable name"),
                          ("Kinds = objects_log, line_crosing", "line_crosing")):
         x86_config.write_text(base + f"\n[Output_7]\nName = postgres_logger\n{bad}\n")
@@ -234,7 +241,6 @@ def test_registered_as_a_bus_sink_of_every_section_kind(x86_config: Path) -> Non
             load_config(x86_config)
     default = PostgresConfig.model_validate({"Name": NAME})
     assert default.dsn_variable == "LOOKOUT_POSTGRES_DSN"
-    assert postgres.PROCESSOR_RE.fullmatch(default.processor_id())  # the host name
     assert "frame_summary" not in default.kind_set() and "objects_log" in default.kind_set()
 
 
@@ -259,10 +265,10 @@ def test_the_supervisor_feeds_each_section_kind_its_records(x86_config: Path,
     """[Output_N] gets every record, [SourceLogger_N] the cameras', [AreaLogger_N] the
     areas', each through the supervisor's event bus; GET /status shows their state."""
     sections = "".join(
-        f"\n[{name}]\nName = postgres_logger\nProcessorName = {proc}\nDsnVariable = {DSN_VAR}\n"
-        for name, proc in (("Output_6", "sup-all"), ("SourceLogger_8", "sup-cams"),
-                           ("AreaLogger_8", "sup-areas")))
-    x86_config.write_text(x86_config.read_text() + sections)
+        f"\n[{name}]\nName = postgres_logger\nDsnVariable = {DSN_VAR}\n"
+        for name in ("Output_6", "SourceLogger_8", "AreaLogger_8"))
+    x86_config.write_text(x86_config.read_text().replace(
+        "[App]\n", "[App]\nProcessorName = sup-all\n", 1) + sections)
     sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
     sup._build_sinks()
     try:
@@ -281,8 +287,8 @@ def test_the_supervisor_feeds_each_section_kind_its_records(x86_config: Path,
                     "FROM lookout_samples UNION ALL SELECT processor, source FROM "
                     "lookout_events) r WHERE processor LIKE 'sup-%%' GROUP BY 1, 2 "
                     "ORDER BY 1, 2")
-    assert got == [("sup-all", "area", 7), ("sup-all", "camera", 29),
-                   ("sup-areas", "area", 7), ("sup-cams", "camera", 29)]
+    # one box, one name ([App] ProcessorName): the three sections' rows are the same rows
+    assert got == [("sup-all", "area", 7), ("sup-all", "camera", 29)]
 
 
 def test_rows_of_two_cameras_and_an_area(app: LookoutConfig, pg: PostgreSQL) -> None:
@@ -536,7 +542,8 @@ def test_a_writer_without_create_writes_once_the_tables_exist(
         admin.execute("GRANT SELECT ON lookout_schema_version TO fleet_writer")
     monkeypatch.setenv("LOOKOUT_TEST_WRITER_DSN", f"postgresql://fleet_writer:writer-pw-1234@"
                                                   f"127.0.0.1:{pg.port}/lookout")
-    cfg = section("least-privilege", "Output_writer", DsnVariable="LOOKOUT_TEST_WRITER_DSN")
+    cfg = section("Output_writer", DsnVariable="LOOKOUT_TEST_WRITER_DSN")
+    app = box(app, "least-privilege")
     assert "rolled back" in PostgresLogger.send_test(cfg, app)
     sink = PostgresLogger(cfg, None, app, retry_first_s=0.05, retry_max_s=0.3,
                           idle_poll_s=0.05)
@@ -559,7 +566,8 @@ def test_a_writer_without_create_writes_once_the_tables_exist(
 
 def test_send_test_reaches_the_database_and_says_why_not(
         app: LookoutConfig, pg: PostgreSQL, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = section("store-test", "Output_test")
+    cfg = section("Output_test")
+    app = box(app, "store-test")
     answer = PostgresLogger.send_test(cfg, app)
     assert f"lookout@127.0.0.1:{pg.port}/lookout" in answer and "schema version 1" in answer
     assert "store-test" in answer and pg.password not in answer
@@ -589,8 +597,9 @@ def test_the_settings_pages_send_a_test_button(x86_config: Path, pg: PostgreSQL,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """POST /outputs/<section>/test (the dashboard's "Send a test"): admins only, the
     database's answer, or 502 with the reason; never the password."""
-    x86_config.write_text(x86_config.read_text() + "\n[Output_6]\nName = postgres_logger\n"
-                          f"ProcessorName = store-api\nDsnVariable = {DSN_VAR}\n")
+    x86_config.write_text(x86_config.read_text().replace(
+        "[App]\n", "[App]\nProcessorName = store-api\n", 1) +
+        f"\n[Output_6]\nName = postgres_logger\nDsnVariable = {DSN_VAR}\n")
     client = TestClient(app_with_users(x86_config))
 
     def login(user: str) -> dict[str, str]:

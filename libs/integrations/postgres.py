@@ -9,9 +9,11 @@ writes each batch in one transaction.
 
 Sections (one class, three section kinds)::
 
+    [App]
+    ProcessorName = store-0042  the processor column of every row (empty: the host name)
+
     [Output_4]                every record of every camera and area
     Name = postgres_logger
-    ProcessorName = store-0042
     DsnVariable = LOOKOUT_POSTGRES_DSN
 
 ``[SourceLogger_N]`` writes every camera's records, ``[AreaLogger_N]`` every area's.
@@ -57,7 +59,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -99,7 +100,6 @@ DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
 EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
 SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
 DEFAULT_KINDS = SAMPLE_KINDS | EVENT_KINDS  # frame_summary (one per frame) only when listed
-PROCESSOR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEMA_LOCK = 0x4C4F4F4B  # pg_advisory_xact_lock key: one processor migrates at a time
 # A batch refused for what a record holds (a NUL character in a text, a value out of range,
@@ -249,13 +249,6 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
 # ------------------------------------------------------------------------------ config
 
 class PostgresConfig(PluginConfig):
-    processor: str = Field(
-        "",
-        alias="ProcessorName",
-        description="This processor's id in the fleet database (letters, digits, '.', '_', "
-        "'-'; at most 63); every row it writes carries it. Empty: the host name.",
-        json_schema_extra=form("a name like store-0042, or empty for the host name"),
-    )
     dsn_variable: str = Field(
         DEFAULT_DSN_VARIABLE,
         alias="DsnVariable",
@@ -296,15 +289,6 @@ class PostgresConfig(PluginConfig):
         json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"),
     )
 
-    @field_validator("processor")
-    @classmethod
-    def _processor(cls, value: str) -> str:
-        value = value.strip()
-        if value and not PROCESSOR_RE.fullmatch(value):
-            raise ValueError("ProcessorName must be 1 to 63 letters, digits, '.', '_' or '-', "
-                             "starting with a letter or digit")
-        return value
-
     @field_validator("dsn_variable")
     @classmethod
     def _dsn_variable(cls, value: str) -> str:
@@ -326,18 +310,9 @@ class PostgresConfig(PluginConfig):
     def kind_set(self) -> frozenset[str]:
         return frozenset(_split(self.kinds)) or DEFAULT_KINDS
 
-    def processor_id(self) -> str:
-        return self.processor or host_processor_id()
-
 
 def _split(value: str) -> list[str]:
     return [k.strip() for k in value.split(",") if k.strip()]
-
-
-def host_processor_id() -> str:
-    """The host name as a processor id (characters outside the allowed set become '-')."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].lstrip("._-")
-    return name or "lookout"
 
 
 def read_dsn(settings: PostgresConfig) -> str:
@@ -438,7 +413,7 @@ class PostgresLogger(SourceLogger, AreaLogger):
         self.app = app
         self.settings = plugin_settings(PostgresConfig, config)
         self.section = config.section or NAME
-        self.processor = self.settings.processor_id()
+        self.processor = app.app.processor_name_or_host  # [App] ProcessorName
         self._dsn = read_dsn(self.settings)
         self.target = shown_target(self._dsn)
         self._kinds = self.settings.kind_set()
@@ -578,7 +553,7 @@ class PostgresLogger(SourceLogger, AreaLogger):
             raise SendTestError(f"the section is invalid: {exc}") from exc
         dsn = read_dsn(settings)
         target = shown_target(dsn)
-        processor = settings.processor_id()
+        processor = app.app.processor_name_or_host
         started = time.monotonic()
         try:
             with connect(settings, dsn, processor) as conn:
