@@ -72,6 +72,7 @@ def start_moto(port: int, log: Path) -> subprocess.Popen[bytes]:
 
 def config_for(base: Path, folder: Path, endpoint: str) -> LookoutConfig:
     text = base.read_text().replace("DataDirectory = data", f"DataDirectory = {folder}")
+    text = text.replace("[App]\n", "[App]\nProcessorName = benchmark\n", 1)
     text = text.replace("AssetsDirectory = ../shared",
                         f"AssetsDirectory = {(base.parent / '../shared').resolve()}")
     text += f"""
@@ -82,7 +83,6 @@ ScreenshotPeriod = 0.02
 Trigger = period
 ScreenshotS3Bucket = {BUCKET}
 Endpoint = {endpoint}
-ProcessorName = benchmark
 """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.ini"

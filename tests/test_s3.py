@@ -116,8 +116,11 @@ def app(tmp_path: Path, shared: Path) -> LookoutConfig:
     text = (REPO / "config-x86.ini").read_text()
     text = text.replace("AssetsDirectory = ../shared", f"AssetsDirectory = {shared}")
     text = text.replace("DataDirectory = data", f"DataDirectory = {tmp_path / 'data'}")
+    # the box's one name, the first part of every key ([App] ProcessorName)
+    text = text.replace("[App]\n", f"[App]\nProcessorName = {PROCESSOR}\n", 1)
     (tmp_path / "config.ini").write_text(text)
     cfg = load_config(tmp_path / "config.ini")
+    assert cfg.app.processor_name_or_host == PROCESSOR
     cfg.app.time_zone = "Europe/Paris"
     return cfg
 
@@ -130,7 +133,7 @@ def section(model: type[PluginConfig], name: str, **keys: Any) -> PluginConfig:
 
 def logger(app: LookoutConfig, server: MotoS3, bucket: str, **keys: Any) -> S3Logger:
     cfg = section(S3LoggerConfig, NAME, ScreenshotS3Bucket=bucket, Endpoint=server.url,
-                  ProcessorName=PROCESSOR, **{"ScreenshotPeriod": 0.01, **keys})
+                  **{"ScreenshotPeriod": 0.01, **keys})
     return S3Logger(cfg, app.source(CAMERA), app, retry_first_s=0.05, retry_max_s=0.3)
 
 
@@ -282,7 +285,6 @@ ScreenshotPeriod = 1
 Trigger = period
 ScreenshotS3Bucket = {bucket}
 Endpoint = {moto.url}
-ProcessorName = {PROCESSOR}
 """
     app.path.write_text(text)
     cfg = load_config(app.path)
@@ -315,7 +317,7 @@ def test_send_test_puts_and_deletes_and_says_why_it_fails(app: LookoutConfig,
                                                           moto: MotoS3) -> None:
     bucket = new_bucket(moto)
     ok = section(S3LoggerConfig, NAME, ScreenshotS3Bucket=bucket, Endpoint=moto.url,
-                 ProcessorName=PROCESSOR, ScreenshotPeriod=1)
+                 ScreenshotPeriod=1)
     answer = S3Logger.send_test(ok, app)
     assert f"s3://{bucket}/{PROCESSOR}/lookout-test/" in answer and moto.url in answer
     assert keys(moto, bucket) == []  # deleted again
@@ -383,7 +385,7 @@ def prepare(app: LookoutConfig) -> dict[str, Path]:
 
 def backup_task(app: LookoutConfig, server: MotoS3, bucket: str) -> S3Backup:
     cfg = section(S3BackupConfig, "s3_backup", BackupS3Bucket=bucket, Endpoint=server.url,
-                  ProcessorName=PROCESSOR, BackupInterval=0.1)
+                  BackupInterval=0.1)
     return S3Backup(cfg, app, now=lambda: NOW)
 
 

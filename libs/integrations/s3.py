@@ -36,7 +36,8 @@ screenshots taken during an outage arrive afterwards, oldest first. The object's
 
 in the App ``TimeZone`` (the frame's local date and time, milliseconds included), with
 metadata ``camera``, ``timestamp`` (ISO 8601 with offset) and ``violations``.
-``<processor>`` is ``ProcessorName`` or, empty, the host name. An upload that is retried
+``<processor>`` is ``[App] ProcessorName`` or, empty, the host name made safe
+(:mod:`libs.identity`). An upload that is retried
 writes the same key again (idempotent).
 """
 
@@ -48,7 +49,6 @@ import logging
 import os
 import queue
 import re
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -86,7 +86,6 @@ RETRY_MAX_S = 60.0
 CLOSE_TIMEOUT_S = 3.0
 DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PROCESSOR_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # ---------------------------------------------------------------------------------------
@@ -95,7 +94,8 @@ _PROCESSOR_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class S3ConnectionConfig(PluginConfig):
-    """Keys both S3 parts understand (where S3 is, who the processor is)."""
+    """Keys both S3 parts understand (where S3 is; the processor's name, the first part of
+    every key, is ``[App] ProcessorName``)."""
 
     endpoint: str = Field(
         "",
@@ -117,13 +117,6 @@ class S3ConnectionConfig(PluginConfig):
         alias="SecretAccessKeyVariable",
         description="Name of the environment variable holding the secret access key.",
         json_schema_extra=form("an environment variable name"),
-    )
-    processor_name: str = Field(
-        "",
-        alias="ProcessorName",
-        description="First part of every object key, telling this box from the others "
-        "writing to the bucket; empty uses the host name.",
-        json_schema_extra=form("letters, digits, '.', '_' or '-', or empty"),
     )
     timeout: float = Field(
         10.0,
@@ -150,12 +143,6 @@ class S3ConnectionConfig(PluginConfig):
             raise ValueError("must be an environment variable name (letters, digits, _)")
         return value
 
-    @field_validator("processor_name")
-    @classmethod
-    def _processor(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-            raise ValueError("may only hold letters, digits, '.', '_' and '-'")
-        return value
 
 
 def check_bucket(value: str, info: ValidationInfo, key: str) -> str:
@@ -169,14 +156,6 @@ def check_bucket(value: str, info: ValidationInfo, key: str) -> str:
         raise ValueError("not a valid bucket name (3 to 63 lowercase letters, digits, '.' "
                          "and '-', starting and ending with a letter or digit)")
     return value
-
-
-def processor_name(settings: S3ConnectionConfig) -> str:
-    """The key prefix naming this box: ``ProcessorName``, else the host name (made safe)."""
-    if settings.processor_name:
-        return settings.processor_name
-    host = _PROCESSOR_UNSAFE.sub("-", socket.gethostname()).strip("-.")
-    return host or "lookout"
 
 
 def endpoint_of(settings: S3ConnectionConfig) -> str | None:
@@ -271,11 +250,12 @@ def describe_error(exc: BaseException, settings: S3ConnectionConfig, bucket: str
     return f"{where}: {type(exc).__name__}: {exc}"
 
 
-def put_and_delete_test_object(settings: S3ConnectionConfig, bucket: str) -> str:
+def put_and_delete_test_object(settings: S3ConnectionConfig, bucket: str,
+                               processor: str) -> str:
     """Write a small object under ``<processor>/lookout-test/`` and delete it: proof that
     the bucket exists and the credentials may write there. :class:`SendTestError` with
     the reason otherwise."""
-    key = f"{processor_name(settings)}/lookout-test/{int(time.time() * 1000)}.txt"
+    key = f"{processor}/lookout-test/{int(time.time() * 1000)}.txt"
     try:
         client = make_client(settings)
         client.put_object(Bucket=bucket, Key=key, ContentType="text/plain",
@@ -362,7 +342,7 @@ class S3Logger(SourceLogger):
         self.section = config.section or NAME
         self.camera = source.id
         self.bucket = self.settings.screenshot_s3_bucket
-        self.processor = processor_name(self.settings)
+        self.processor = app.app.processor_name_or_host  # first part of every key
         self.shown = shown_endpoint(self.settings)
         self.tz = app.app.tzinfo
         minutes = self.settings.screenshot_period
@@ -559,7 +539,8 @@ class S3Logger(SourceLogger):
             raise SendTestError(f"the section is invalid: {exc}") from exc
         if not settings.screenshot_s3_bucket:
             raise SendTestError("ScreenshotS3Bucket is empty: set it first")
-        return put_and_delete_test_object(settings, settings.screenshot_s3_bucket)
+        return put_and_delete_test_object(settings, settings.screenshot_s3_bucket,
+                                          app.app.processor_name_or_host)
 
 
 class UploadError(Exception):

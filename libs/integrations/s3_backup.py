@@ -62,7 +62,6 @@ from libs.integrations.s3 import (
     describe_error,
     endpoint_of,
     make_client,
-    processor_name,
     put_and_delete_test_object,
     shown_endpoint,
 )
@@ -136,7 +135,7 @@ class S3Backup(PeriodicTask):
             raise ValueError(f"{NAME}: BackupS3Bucket is empty")
         self.section = config.section or NAME
         self.bucket = self.settings.backup_s3_bucket
-        self.processor = processor_name(self.settings)
+        self.processor = app.app.processor_name_or_host  # first part of every key
         self.tz = app.app.tzinfo
         self.now = now or (lambda: datetime.now(self.tz))
         self.state_path = app.data_path(f"{STATE_FOLDER}/{self.section}") / STATE_FILE
@@ -271,7 +270,8 @@ class S3Backup(PeriodicTask):
             raise SendTestError(f"the section is invalid: {exc}") from exc
         if not settings.backup_s3_bucket:
             raise SendTestError("BackupS3Bucket is empty: set it first")
-        return put_and_delete_test_object(settings, settings.backup_s3_bucket)
+        return put_and_delete_test_object(settings, settings.backup_s3_bucket,
+                                          app.app.processor_name_or_host)
 
 
 PERIODIC_TASKS.register(NAME)(S3Backup)
