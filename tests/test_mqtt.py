@@ -20,7 +20,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from libs.config import ConfigError, load_config
-from libs.config.models import LookoutConfig
+from libs.config.models import AppConfig, LookoutConfig
 from libs.config.restarts import Restarts
 from libs.config.secrets import mask_secrets
 from libs.integrations import mqtt
@@ -134,14 +134,23 @@ def wait(pred: Any, timeout: float, what: str) -> None:
 
 def section(port: int, name: str, **keys: str) -> MqttConfig:
     values = {"Name": NAME, "Host": "127.0.0.1", "Port": str(port), "StateInterval": "0.05",
-              "Timeout": "2", "ProcessorName": f"store-{name[-1].lower()}", **keys}
+              "Timeout": "2", **keys}
     cfg = MqttConfig.model_validate(values)
     cfg._section = name
     return cfg
 
 
+def box(app: LookoutConfig, processor: str) -> LookoutConfig:
+    """``app`` as the box named ``processor`` ([App] ProcessorName): each test its own
+    topics on the one broker."""
+    named = AppConfig.model_validate({**app.app.model_dump(), "processor_name": processor})
+    return app.model_copy(update={"app": named})
+
+
 def make_sink(app: LookoutConfig, port: int, name: str, **keys: str) -> MqttLogger:
-    return MqttLogger(section(port, name, **keys), None, app, retry_first_s=0.1,
+    """Section ``name`` of the box ``store-<last letter of name>``."""
+    return MqttLogger(section(port, name, **keys), None,
+                      box(app, f"store-{name[-1].lower()}"), retry_first_s=0.1,
                       retry_max_s=0.3, reconnect_min_s=1, reconnect_max_s=1)
 
 
@@ -499,7 +508,7 @@ def test_broker_down_mid_run_every_event_arrives_and_state_is_republished(
 def test_send_test_answers_and_refusals(app: LookoutConfig, broker: Mosquitto) -> None:
     sub = Subscriber(broker.port, "lookout/store-f/test")
     try:
-        answer = MqttLogger.send_test(section(broker.port, "Output_F"), app)
+        answer = MqttLogger.send_test(section(broker.port, "Output_F"), box(app, "store-f"))
         assert answer == f"127.0.0.1:{broker.port} acknowledged a test message on " \
                          "lookout/store-f/test"
         wait(lambda: len(sub.got()) == 1, 3, "the test message")
@@ -570,10 +579,14 @@ def test_the_doc_lists_every_topic_and_key_and_its_block_loads(x86_config: Path)
     config = text.split("\n## Configuration\n", 1)[1]
     blocks = config.split("```ini\n")[1:]
     assert len(blocks) == 1
-    x86_config.write_text(x86_config.read_text() + "\n" + blocks[0].split("```")[0])
+    # the block's [App] keys go into the file's [App] section, its other sections after it
+    app_keys, sections = blocks[0].split("```")[0].removeprefix("[App]\n").split("\n\n", 1)
+    x86_config.write_text(x86_config.read_text().replace("[App]\n", f"[App]\n{app_keys}\n", 1)
+                          + "\n" + sections)
     cfg = load_config(x86_config)
     sect = next(s for s in cfg.outputs if s.name == NAME)
     assert isinstance(sect, MqttConfig) and sect.enabled and sect.username == "lookout"
+    assert cfg.app.processor_name_or_host == "store-12"  # lookout/store-12/...
 
 
 def test_through_the_supervisor_bus_with_its_area_aggregation(
@@ -582,12 +595,12 @@ def test_through_the_supervisor_bus_with_its_area_aggregation(
     records and the area records the supervisor's aggregation makes of them."""
     from processor.supervisor import Supervisor
 
-    x86_config.write_text(x86_config.read_text() + f"""
+    x86_config.write_text(x86_config.read_text().replace(
+        "[App]\n", "[App]\nProcessorName = store-h\n", 1) + f"""
 [Output_3]
 Name = mqtt_logger
 Host = 127.0.0.1
 Port = {broker.port}
-ProcessorName = store-h
 StateInterval = 0.05
 """)
     prefix = "lookout/store-h"
@@ -712,12 +725,12 @@ def test_a_real_run_of_tud_campus_reaches_the_broker(x86_config: Path, broker: M
     from tests.test_supervisor import wait_until
 
     config = tud_only(x86_config)
-    config.write_text(config.read_text() + f"""
+    config.write_text(config.read_text().replace(
+        "[App]\n", "[App]\nProcessorName = store-r\n", 1) + f"""
 [Output_3]
 Name = mqtt_logger
 Host = 127.0.0.1
 Port = {broker.port}
-ProcessorName = store-r
 StateInterval = 0.2
 """)
     prefix = "lookout/store-r"

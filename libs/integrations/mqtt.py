@@ -7,8 +7,8 @@ values in memory and appends events to a durable, bounded outbox on disk
 (:mod:`libs.integrations.outbox`).  Two threads of the sink do the rest, and paho's network
 thread keeps the connection (reconnecting with exponential backoff).
 
-Topics (``<P>`` is ``TopicPrefix``, ``lookout/<processor id>`` by default; the whole layout is in
-docs/integrations/mqtt.md)::
+Topics (``<P>`` is ``TopicPrefix``, ``lookout/<processor>`` by default, ``<processor>`` being
+``[App] ProcessorName`` or the host name; the whole layout is in docs/integrations/mqtt.md)::
 
     <P>/availability                          online | offline            retained, the Last Will
     <P>/camera/<camera>/people                detected people             retained state
@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import re
-import socket
 import ssl
 import threading
 import time
@@ -145,19 +144,14 @@ class MqttConfig(PluginConfig):
     client_id: str = Field(
         "",
         alias="ClientId",
-        description="MQTT client id; empty uses lookout-<processor id>-<section>, stable "
-        "across restarts.",
-    )
-    processor_id: str = Field(
-        "",
-        alias="ProcessorName",
-        description="This processor's name in topics and Home Assistant ids; empty uses the "
-        "host name.",
+        description="MQTT client id; empty uses lookout-<processor>-<section> (<processor>: "
+        "[App] ProcessorName, else the host name), stable across restarts.",
     )
     topic_prefix: str = Field(
         "",
         alias="TopicPrefix",
-        description="Prefix of every topic; empty uses lookout/<processor id>.",
+        description="Prefix of every topic; empty uses lookout/<processor> ([App] "
+        "ProcessorName, else the host name).",
     )
     discovery: bool = Field(True, alias="Discovery", description="Publish Home Assistant "
                             "MQTT discovery configs for every count.")
@@ -255,16 +249,14 @@ def slug(name: str) -> str:
     return _SLUG.sub("_", name) or "_"
 
 
-def processor_id(settings: MqttConfig) -> str:
-    return settings.processor_id.strip() or socket.gethostname() or "lookout"
+def topic_prefix(settings: MqttConfig, processor: str) -> str:
+    """``TopicPrefix``, else ``lookout/<processor>`` (``processor``: [App] ProcessorName or
+    the host name, :attr:`AppConfig.processor_name_or_host`)."""
+    return settings.topic_prefix or f"lookout/{segment(processor)}"
 
 
-def topic_prefix(settings: MqttConfig) -> str:
-    return settings.topic_prefix or f"lookout/{segment(processor_id(settings))}"
-
-
-def client_id(settings: MqttConfig, section: str) -> str:
-    return settings.client_id or f"lookout-{slug(processor_id(settings))}-{slug(section)}"
+def client_id(settings: MqttConfig, section: str, processor: str) -> str:
+    return settings.client_id or f"lookout-{slug(processor)}-{slug(section)}"
 
 
 class DeliveryError(Exception):
@@ -325,10 +317,10 @@ class MqttLogger(SourceLogger, AreaLogger):
         if not settings.host:
             raise ValueError(f"{NAME}: Host is empty")
         self.section = config.section or NAME
-        self.processor = processor_id(settings)
-        self.prefix = topic_prefix(settings)
+        self.processor = app.app.processor_name_or_host  # [App] ProcessorName
+        self.prefix = topic_prefix(settings, self.processor)
         self.availability = f"{self.prefix}/availability"
-        self.client_id = client_id(settings, self.section)
+        self.client_id = client_id(settings, self.section, self.processor)
         self.broker = f"{settings.host}:{settings.port}"
         self._node = slug(f"lookout_{self.processor}")
         self._kinds = settings.kind_set()
@@ -746,8 +738,9 @@ class MqttLogger(SourceLogger, AreaLogger):
                 settings.password_env not in os.environ:
             log.warning("%s [%s]: %s is not set: logging in as %s without a password", NAME,
                         section, settings.password_env, settings.username)
+        processor = app.app.processor_name_or_host
         try:
-            client = make_client(settings, f"{client_id(settings, section)}-test")
+            client = make_client(settings, f"{client_id(settings, section, processor)}-test")
         except (OSError, ssl.SSLError) as exc:
             raise SendTestError(f"CAFile {settings.ca_file}: {exc.strerror or exc}") from None
         answered = threading.Event()
@@ -783,7 +776,7 @@ class MqttLogger(SourceLogger, AreaLogger):
                             if settings.username else " (the broker wants a Username)")
                 raise SendTestError(f"{broker} refused the connection: {reason}{hint}")
             now = time.time()
-            topic = f"{topic_prefix(settings)}/test"
+            topic = f"{topic_prefix(settings, processor)}/test"
             message = json.dumps({
                 "id": f"test-{int(now * 1000)}", "kind": "test", "source": "processor",
                 "source_id": section,
