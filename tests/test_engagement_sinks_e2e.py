@@ -47,7 +47,9 @@ def test_engagement_records_of_a_real_run_reach_redis_and_influxdb(
     with running(Redis(tmp_path / "redis")) as rsrv, \
             running(InfluxDB1(tmp_path / "influx")) as isrv:
         assert isinstance(rsrv, Redis) and isinstance(isrv, InfluxDB1)
-        config.write_text(config.read_text() + STAGES + f"""
+        # the processor tag of every point: [App] ProcessorName, the box's one name
+        text = config.read_text().replace("[App]\n", "[App]\nProcessorName = box1\n", 1)
+        config.write_text(text + STAGES + f"""
 [Output_20]
 Name = redis_logger
 Url = {rsrv.url}
@@ -58,7 +60,6 @@ Stream = updates
 Name = influxdb_logger
 Url = {isrv.url}
 Database = e2e
-Processor = box1
 SendingInterval = 0.2
 """)
         got = Collector()
@@ -98,7 +99,8 @@ SendingInterval = 0.2
             rows = query(isrv, "e2e", q)
             return int(rows[0]["count"]) if rows else 0
 
-        assert count("SELECT COUNT(total_seconds) FROM engagement_metrics") == len(updates)
+        assert count("SELECT COUNT(total_seconds) FROM engagement_metrics WHERE processor = "
+                     "'box1'") == len(updates)
         assert count("SELECT COUNT(engaged_people) FROM real_time WHERE type = 'window'") == \
             len(updates)
         assert count("SELECT COUNT(person_id) FROM real_time") == \

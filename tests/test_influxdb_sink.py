@@ -54,6 +54,8 @@ def app(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> LookoutConfig
     folder = tmp_path_factory.mktemp("influx-sink")
     text = (REPO / "config-x86.ini").read_text()
     text = text.replace("AssetsDirectory = ../shared", f"AssetsDirectory = {shared}")
+    # the processor tag of every point is the box's one name, [App] ProcessorName
+    text = text.replace("[App]\n", "[App]\nProcessorName = box1\n", 1)
     (folder / "config.ini").write_text(text)
     return load_config(folder / "config.ini")
 
@@ -66,8 +68,8 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
 
 
 def section(url: str, name: str, **keys: str) -> InfluxDBConfig:
-    cfg = InfluxDBConfig.model_validate({"Name": NAME, "Url": url, "Processor": "box1",
-                                         "SendingInterval": "0.05", "Timeout": "2", **keys})
+    cfg = InfluxDBConfig.model_validate({"Name": NAME, "Url": url, "SendingInterval": "0.05",
+                                         "Timeout": "2", **keys})
     cfg._section = name
     return cfg
 

@@ -7,12 +7,12 @@ plus occupancy, distancing, traffic and dwell, written to the InfluxDB **1.x** w
 **2.x** API (``POST /api/v2/write?org=&bucket=&precision=ns``, ``Authorization: Token``).
 docs/integrations/influxdb.md lists every measurement, tag and field.
 
-Every point is tagged ``processor`` (``Processor``, default the host name) and ``camera`` or
-``area``, and stamped with its record's time (nanoseconds), so a point written twice (a batch
-retried after its answer was lost, a resumed run producing a record again) overwrites itself
-(same measurement, tags and time): redelivery never double counts.  Two line crossings (or
-two dwell sessions) of one line (zone) and direction at the same instant are written 1 ns
-apart, so neither overwrites the other.
+Every point is tagged ``processor`` (``[App] ProcessorName``, default the host name) and
+``camera`` or ``area``, and stamped with its record's time (nanoseconds), so a point written
+twice (a batch retried after its answer was lost, a resumed run producing a record again)
+overwrites itself (same measurement, tags and time): redelivery never double counts.  Two
+line crossings (or two dwell sessions) of one line (zone) and direction at the same instant
+are written 1 ns apart, so neither overwrites the other.
 
 The hourly points (``engaged_persons``, ``engagement`` ``type=by_hour``) are running sums of
 the hour's ``engagement_log`` samples, kept per camera in
@@ -34,7 +34,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -125,9 +124,6 @@ class InfluxDBConfig(PluginConfig):
         description="2.x: environment variable holding the API token (sent as "
         "'Authorization: Token <token>').",
         json_schema_extra=form("an environment variable name"))
-    processor: str = Field(
-        "", alias="Processor",
-        description="Value of the 'processor' tag of every point; empty: this host's name.")
     person_id: str = Field(
         "{camera}-{track}", alias="PersonId",
         description="How real_time's person ids are made from the camera and track ids.",
@@ -233,7 +229,7 @@ class InfluxDBLogger(SourceLogger, AreaLogger):
         self.app = app
         self.settings = plugin_settings(InfluxDBConfig, config)
         self.section = config.section or NAME
-        self.processor = self.settings.processor or socket.gethostname()
+        self.processor = app.app.processor_name_or_host  # [App] ProcessorName
         self._url = urlsplit(self.settings.url)
         self.shown_url = masked_endpoint(self.settings.url)
         self._ssl = ssl.create_default_context() if self._url.scheme == "https" else None
@@ -445,7 +441,7 @@ class InfluxDBLogger(SourceLogger, AreaLogger):
         url = urlsplit(settings.url)
         shown = masked_endpoint(settings.url)
         context = ssl.create_default_context() if url.scheme == "https" else None
-        processor = settings.processor or socket.gethostname()
+        processor = app.app.processor_name_or_host
         body = line("lookout_test", {"processor": processor},
                     {"message": "a test point from Lookout"},
                     nanos(datetime.now(UTC))).encode()
