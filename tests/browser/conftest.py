@@ -63,6 +63,7 @@ from tests.browser.harness import (
     watch_of,
 )
 from tests.live_api import free_port
+from tests.notify_servers import SmtpServer
 from tests.test_live_http import Camera
 
 # Helpers tests used to import from here; they live in harness (import them from there).
@@ -79,8 +80,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``lookout run`` over HTTPS on a looping real-time PETS camera, for the whole session."""
+def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
+    """An SMTP server (aiosmtpd on loopback, STARTTLS and a login) for the whole session; the
+    ``server`` reads it from its LOOKOUT_SMTP_* environment (the Settings page's test e-mail)."""
+    with SmtpServer(tmp_path_factory.mktemp("browser-smtp")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="package")
+def server(shared: Path, tmp_path_factory: pytest.TempPathFactory,
+           smtp: SmtpServer) -> Iterator[Server]:
+    """``lookout run`` over HTTPS on a looping real-time PETS camera, for the whole session;
+    its e-mail goes to the ``smtp`` server."""
     if not CHROMIUM.exists():  # no server for tests that will skip anyway
         pytest.skip(f"no Chromium at {CHROMIUM} (scripts/ensure-chromium.sh installs it; "
                     "LOOKOUT_CHROMIUM names another)")
@@ -110,7 +121,8 @@ def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         with open(log_path, "wb") as log:  # a file, not a pipe nobody reads
             proc = subprocess.Popen(
                 [sys.executable, "-m", "processor.cli", "run", "--config", str(config),
-                 "--no-progress"], cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                 "--no-progress"], cwd=REPO,
+                env={**os.environ, **smtp.env(), "PYTHONUNBUFFERED": "1"},
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         srv = Server(proc=proc, port=port, config=config, ca_file=ca_file, log_path=log_path,
                      admin=accounts["admin"], viewer=accounts["viewer"], camera_id=CAMERA_ID,

@@ -1,5 +1,8 @@
-// #/settings: notifications and integrations — the processor-wide [Output_N] sinks and the
-// [SourceLogger_N] / [AreaLogger_N] sections — with their keys, on/off, and "Send a test".
+// #/settings: notifications and integrations — the Slack / e-mail notifications and their
+// [App] keys, the processor-wide [Output_N] sinks, the [SourceLogger_N] / [AreaLogger_N]
+// sections and the [PeriodicTask_N] tasks — with their keys, on/off, and "Send a test".
+// What each key means comes from the API (GET /config/keys: the config models' own
+// descriptions), never repeated here.
 import "./manage.css";
 
 import { useEffect, useState } from "preact/hooks";
@@ -8,51 +11,67 @@ import { api } from "../api";
 import { ActionButton, ErrorMessage, Field, Loading, Notice, PageHeader, ReadOnlyNote, useAsync, useInterval } from "../components/ui";
 import { useSession } from "../session";
 import { CheckField } from "./cameraCommon";
+import { NotificationsCard, type NotifierStatus } from "./Notifications";
 import type { PageProps } from ".";
 
 interface Part { section: string; name: string; enabled: boolean; values: Record<string, string> }
 interface SinkStatus {
   name?: string; connected?: boolean; queued?: number; delivered?: number; dropped?: number;
   last_error?: string | null; endpoint?: string; signed?: boolean;
+  broker?: string; database?: string; url?: string; bucket?: string; topic_prefix?: string;
+  scrapes?: number; uploaded?: number;
 }
 interface TestResult { ok: boolean; detail: string }
+/** GET /config/keys: what every key means, and which parts have a test. */
+export interface ConfigKeys {
+  sections: Record<string, Record<string, string>>;
+  parts: Record<string, Record<string, { testable: boolean; keys: Record<string, string> }>>;
+}
 
-type Kind = "outputs" | "source_loggers" | "area_loggers";
+type Kind = "outputs" | "source_loggers" | "area_loggers" | "periodic_tasks";
 const KINDS: { kind: Kind; title: string; what: string }[] = [
   { kind: "outputs", title: "Processor-wide outputs", what: "Every record of every camera and area ([Output_N])." },
   { kind: "source_loggers", title: "Camera loggers", what: "Run for every camera ([SourceLogger_N])." },
   { kind: "area_loggers", title: "Area loggers", what: "Run for every area ([AreaLogger_N])." },
+  { kind: "periodic_tasks", title: "Scheduled tasks", what: "Run by the processor on a timer ([PeriodicTask_N])." },
 ];
-/** Loggers that write to this box's disk: edited here, but they have nothing to test. */
-const LOCAL = new Set(["file_system_logger", "video_logger"]);
-const SECRET_KEY = /(secret|authorization|password|token|key)$/i;
-const HINTS: Record<string, string> = {
-  Endpoint: "The receiver's URL (https:// recommended).",
-  Authorization: "Sent as the Authorization header, e.g. Bearer <token>.",
-  Secret: "Shared with the receiver to sign requests (HMAC-SHA256); empty sends them unsigned.",
-  TimeInterval: "Seconds of video between two samples sent per camera.",
-  SendingInterval: "Least seconds between two requests.",
-  Timeout: "Seconds to wait for the receiver.",
-  OutboxMaxBytes: "Disk kept for undelivered records; the oldest go when it is full.",
-  Kinds: "Comma-separated record kinds; empty sends the samples and every event.",
-  ScreenshotPeriod: "Minutes between screenshots; 0 takes none.",
-  MaxFPS: "Most preview pictures written per second.",
-  JpegQuality: "1-100.",
+/** Keys whose values are credentials: typed as passwords (the API masks them for viewers). */
+export const SECRET_KEY = /(secret|authorization|password|token|key)$/i;
+/** A key whose value is a boolean: a checkbox. */
+const BOOLEAN = /^(true|false)$/i;
+/** What a sink sends to, by name: the part of the title before the scope. */
+const SINK_TITLES: Record<string, string> = {
+  web_hook_logger: "Webhook",
+  mqtt_logger: "MQTT broker",
+  redis_logger: "Redis",
+  influxdb_logger: "InfluxDB",
+  postgres_logger: "Fleet database (PostgreSQL)",
+  s3_logger: "S3 screenshots",
 };
 
 /** A person's title for a section: what it does and what it covers; the section name stays
  *  beside it as secondary text. */
 export function partTitle(kind: Kind, part: Part): string {
   const scope = kind === "outputs" ? "every camera and area" : kind === "source_loggers" ? "every camera" : "every area";
-  if (part.name === "web_hook_logger") return `Webhook — ${scope}`;
+  const sink = SINK_TITLES[part.name];
+  if (sink) return `${sink} — ${scope}`;
+  if (part.name === "prometheus") return "Prometheus metrics";
+  if (part.name === "s3_backup") return "S3 backup — the previous day's data and reports";
+  if (part.name === "metrics") return "Metrics files";
   if (part.name === "file_system_logger") return kind === "area_loggers" ? "Area file logs" : "File logs";
   if (part.name === "video_logger") return "Video recordings";
   return part.name;
 }
 
+/** The key without which a sink has nowhere to send. */
+const REQUIRED: Record<string, string> = { web_hook_logger: "Endpoint", mqtt_logger: "Host" };
+
 /** Why "Send a test" cannot be used now, or null when it can. */
 function testBlocked(part: Part): string | null {
-  if ("Endpoint" in part.values && !part.values.Endpoint.trim()) return "Set an Endpoint first (Show settings).";
+  const key = REQUIRED[part.name];
+  if (key && key in part.values && !part.values[key].trim()) {
+    return `Set ${key === "Host" ? "a Host" : "an Endpoint"} first (Show settings).`;
+  }
   if (!part.enabled) return "Turn it on first: it is off.";
   return null;
 }
@@ -67,6 +86,7 @@ export function SettingsPage(_props: PageProps) {
     const lists = await Promise.all(KINDS.map((k) => api.get<Part[]>(`/${k.kind}`, signal)));
     return Object.fromEntries(KINDS.map((k, i) => [k.kind, lists[i]])) as Record<Kind, Part[]>;
   });
+  const keys = useAsync((signal) => api.get<ConfigKeys>("/config/keys", signal));
   const [statuses, setStatuses] = useState<Record<string, SinkStatus>>({});
   const loadStatus = () => {
     api.get<{ outputs?: Record<string, SinkStatus> }>("/status")
@@ -85,12 +105,17 @@ export function SettingsPage(_props: PageProps) {
       <PageHeader title="Settings" />
       <p class="lead">Notifications and integrations: where the processor sends what it records.</p>
       {!canEdit ? <ReadOnlyNote /> : null}
-      {parts.data ? (
+      {parts.data && keys.data ? (
         <>
+          <NotificationsCard canEdit={canEdit} appKeys={keys.data.sections.App ?? {}}
+                             status={statuses.notifications as NotifierStatus | undefined} />
           {KINDS.map((k) => {
             const list = parts.data![k.kind];
-            const sinks = list.filter((p) => !LOCAL.has(p.name));
-            const local = list.filter((p) => LOCAL.has(p.name));
+            const known = keys.data!.parts[k.kind] ?? {};
+            const testable = (p: Part) => known[p.name]?.testable ?? false;
+            const hints = (p: Part) => known[p.name]?.keys ?? {};
+            const sinks = list.filter(testable);
+            const local = list.filter((p) => !testable(p));
             return (
               <section key={k.kind} class="settings-group" aria-labelledby={`group-${k.kind}`}>
                 <h2 id={`group-${k.kind}`}>{k.title}</h2>
@@ -99,27 +124,28 @@ export function SettingsPage(_props: PageProps) {
                 <div class="parts">
                   {sinks.map((p) => (
                     <PartCard key={p.section} kind={k.kind} part={p} status={statuses[p.section]} canEdit={canEdit}
-                              testable onChanged={changed} />
+                              testable hints={hints(p)} onChanged={changed} />
                   ))}
                   {local.map((p) => (
                     <PartCard key={p.section} kind={k.kind} part={p} status={statuses[p.section]} canEdit={canEdit}
-                              testable={false} onChanged={changed} />
+                              testable={false} hints={hints(p)} onChanged={changed} />
                   ))}
                 </div>
-                {!list.some((p) => p.name === "web_hook_logger") ? (
-                  <AddWebhook kind={k.kind} canEdit={canEdit} onAdded={changed} />
+                {k.kind !== "periodic_tasks" && !list.some((p) => p.name === "web_hook_logger") ? (
+                  <AddWebhook kind={k.kind} canEdit={canEdit} onAdded={changed}
+                              hints={keys.data!.parts[k.kind]?.web_hook_logger?.keys ?? {}} />
                 ) : null}
               </section>
             );
           })}
         </>
-      ) : parts.error ? <ErrorMessage error={parts.error} /> : <Loading what="settings" />}
+      ) : parts.error || keys.error ? <ErrorMessage error={parts.error ?? keys.error} /> : <Loading what="settings" />}
     </section>
   );
 }
 
 function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit: boolean; testable: boolean;
-                           onChanged: () => void }) {
+                           hints: Record<string, string>; onChanged: () => void }) {
   const { part, canEdit } = props;
   const keys = Object.keys(part.values).filter((k) => k !== "Name" && k !== "Enabled");
   const [values, setValues] = useState<Record<string, string>>(part.values);
@@ -156,11 +182,17 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
       </div>
       {st ? (
         <dl class="sink-facts">
-          {st.endpoint ? <div class="wide"><dt>Sends to</dt><dd>{st.endpoint}</dd></div> : null}
-          <div><dt>Connected</dt><dd>{st.connected ? "yes" : "no"}</dd></div>
-          <div><dt>Queued</dt><dd>{st.queued ?? 0}</dd></div>
-          <div><dt>Delivered</dt><dd>{st.delivered ?? 0}</dd></div>
-          <div><dt>Dropped</dt><dd>{st.dropped ?? 0}</dd></div>
+          {st.endpoint ?? st.broker ?? st.database ? (
+            <div class="wide"><dt>Sends to</dt><dd>{st.endpoint ?? st.broker ?? st.database}</dd></div>
+          ) : null}
+          {st.url ? <div class="wide"><dt>Scraped at</dt><dd>{st.url}</dd></div> : null}
+          {st.bucket ? <div class="wide"><dt>Bucket</dt><dd>{st.bucket}</dd></div> : null}
+          {st.topic_prefix ? <div class="wide"><dt>Topics</dt><dd>{st.topic_prefix}/…</dd></div> : null}
+          {st.scrapes !== undefined ? <div><dt>Scrapes</dt><dd>{st.scrapes}</dd></div> : null}
+          {st.connected !== undefined ? <div><dt>Connected</dt><dd>{st.connected ? "yes" : "no"}</dd></div> : null}
+          {st.queued !== undefined ? <div><dt>Queued</dt><dd>{st.queued}</dd></div> : null}
+          {st.delivered !== undefined ? <div><dt>Delivered</dt><dd>{st.delivered}</dd></div> : null}
+          {st.dropped !== undefined ? <div><dt>Dropped</dt><dd>{st.dropped}</dd></div> : null}
           {st.signed !== undefined ? <div class="wide"><dt>Signed</dt><dd>{st.signed ? "yes (Secret set)" : "no: set a Secret to sign requests"}</dd></div> : null}
           {st.last_error ? <div class="wide"><dt>Last error</dt><dd class="cam-error">{st.last_error}</dd></div> : null}
         </dl>
@@ -213,14 +245,21 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
           if (dirty) void run(() => api.put(path, changed), `Settings of ${part.name} saved.`);
         }}>
           <div class="form-grid">
-            {keys.map((k) => (
-              <Field key={k} label={k} hint={HINTS[k]}>
+            {keys.filter((k) => !BOOLEAN.test(part.values[k] ?? "")).map((k) => (
+              <Field key={k} label={k} hint={props.hints[k] || undefined}>
                 {(id, d) => (
                   <input id={id} value={values[k] ?? ""} disabled={!canEdit} aria-describedby={d}
                          type={(SECRET_KEY.test(k) ? "password" : "text") as "text"} autoComplete="off"
                          onInput={(e) => setValues({ ...values, [k]: e.currentTarget.value })} />
                 )}
               </Field>
+            ))}
+          </div>
+          <div class="checks">
+            {keys.filter((k) => BOOLEAN.test(part.values[k] ?? "")).map((k) => (
+              <CheckField key={k} label={k} hint={props.hints[k] || undefined} disabled={!canEdit}
+                          checked={/^true$/i.test(values[k] ?? "")}
+                          onChange={(v) => setValues({ ...values, [k]: v ? "True" : "False" })} />
             ))}
           </div>
           <div class="form-actions">
@@ -233,7 +272,7 @@ function PartCard(props: { kind: Kind; part: Part; status?: SinkStatus; canEdit:
   );
 }
 
-function AddWebhook(props: { kind: Kind; canEdit: boolean; onAdded: () => void }) {
+function AddWebhook(props: { kind: Kind; canEdit: boolean; onAdded: () => void; hints: Record<string, string> }) {
   const [open, setOpen] = useState(false);
   const [endpoint, setEndpoint] = useState("");
   const [authorization, setAuthorization] = useState("");
@@ -269,16 +308,16 @@ function AddWebhook(props: { kind: Kind; canEdit: boolean; onAdded: () => void }
     }}>
       <h3>New webhook</h3>
       <div class="form-grid">
-        <Field label="Endpoint URL" hint={HINTS.Endpoint}>
+        <Field label="Endpoint URL" hint={props.hints.Endpoint}>
           {(id, d) => <input id={id} type="url" required value={endpoint} aria-describedby={d}
                              placeholder="https://receiver.example.com/lookout"
                              onInput={(e) => setEndpoint(e.currentTarget.value)} />}
         </Field>
-        <Field label="Authorization header" hint={HINTS.Authorization}>
+        <Field label="Authorization header" hint={props.hints.Authorization}>
           {(id, d) => <input id={id} type="password" autoComplete="off" value={authorization} aria-describedby={d}
                              onInput={(e) => setAuthorization(e.currentTarget.value)} />}
         </Field>
-        <Field label="Signing secret" hint={HINTS.Secret}>
+        <Field label="Signing secret" hint={props.hints.Secret}>
           {(id, d) => <input id={id} type="password" autoComplete="off" value={secret} aria-describedby={d}
                              onInput={(e) => setSecret(e.currentTarget.value)} />}
         </Field>
