@@ -289,3 +289,44 @@ def test_every_shipped_config_is_valid(name: str, shared: Path, tmp_path: Path) 
     path.write_text(text)
     cfg = load_config(path)
     assert cfg.sources and cfg.detector.model_path
+
+
+def test_processor_name_is_one_app_key(x86_config: Path) -> None:
+    """[App] ProcessorName names this box in every integration; no sink section has a key
+    of its own for it, and one left there from before says where it went."""
+    from libs.identity import PROCESSOR_NAME_RE, host_processor_name
+    from libs.loggers import AREA_LOGGERS, OUTPUTS, SOURCE_LOGGERS
+    from libs.periodic_tasks import PERIODIC_TASKS
+
+    cfg = load_config(x86_config)
+    assert cfg.app.processor_name == ""
+    assert cfg.app.processor_name_or_host == host_processor_name()
+    assert PROCESSOR_NAME_RE.fullmatch(cfg.app.processor_name_or_host)
+    assert host_processor_name("Store 12.local") == "Store-12.local"
+    assert host_processor_name("_-.edge/7") == "edge-7"
+    assert host_processor_name("é") == "lookout" and host_processor_name("") == "lookout"
+    assert host_processor_name("b" * 80) == "b" * 63
+
+    base = x86_config.read_text()
+    x86_config.write_text(base.replace("[App]\n", "[App]\nProcessorName = store-42\n", 1))
+    assert load_config(x86_config).app.processor_name_or_host == "store-42"
+    for bad in ("store 42", "-lead", "a" * 64, "box/7"):
+        x86_config.write_text(base.replace("[App]\n", f"[App]\nProcessorName = {bad}\n", 1))
+        with pytest.raises(ConfigError, match=r"\[App\] ProcessorName: ProcessorName must be "
+                                              r"1 to 63 letters"):
+            load_config(x86_config)
+
+    for name, extra, key in (("postgres_logger", "", "ProcessorName"),
+                             ("mqtt_logger", "Host = 127.0.0.1\n", "ProcessorName"),
+                             ("influxdb_logger", "", "Processor")):
+        x86_config.write_text(base + f"\n[Output_7]\nName = {name}\n{extra}{key} = store-42\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(x86_config)
+        assert f"[Output_7] {key}: no longer a key of this section: set ProcessorName in " \
+               "[App] instead" in str(err.value)
+
+    for registry in (SOURCE_LOGGERS, AREA_LOGGERS, OUTPUTS, PERIODIC_TASKS):
+        registry.discover()
+        for part in registry.names():
+            keys = {f.alias for f in registry.get(part).Config.model_fields.values()}
+            assert not keys & {"ProcessorName", "Processor"}, part
