@@ -755,3 +755,29 @@ def test_every_dashboard_query_runs_on_the_schema_and_gives_the_numbers(
     assert source["datasources"][0]["secureJsonData"]["password"].startswith("${")
     provider = yaml.safe_load((PROVISIONING / "dashboards/lookout-fleet.yaml").read_text())
     assert provider["providers"][0]["type"] == "file"
+
+
+def test_renaming_the_box_in_app_renames_its_new_rows(x86_config: Path, pg: PostgreSQL) -> None:
+    """[App] ProcessorName changed and reloaded: the supervisor rebuilds its bus sinks, and
+    the rows written after the reload carry the new name (no section changed)."""
+    text = x86_config.read_text().replace("[App]\n", "[App]\nProcessorName = old-name\n", 1)
+    text = text.replace("[Source_0]\n", "[Source_0]\nEnabled = False\n", 1)  # no camera runs
+    x86_config.write_text(text + f"\n[Output_6]\nName = postgres_logger\nDsnVariable = {DSN_VAR}\n")
+    sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
+    sup._build_sinks()
+    try:
+        first = sup.bus_sinks["Output_6"]
+        assert isinstance(first, PostgresLogger) and first.processor == "old-name"
+        x86_config.write_text(x86_config.read_text().replace("ProcessorName = old-name",
+                                                             "ProcessorName = new-name"))
+        assert sup.reload() == {"started": [], "restarted": [], "stopped": []}
+        second = sup.bus_sinks["Output_6"]
+        assert second is not first and isinstance(second, PostgresLogger)
+        assert second.state()["processor"] == "new-name"
+        second.take([r for r in fleet_records(RecordIds()) if r.source == "area"])
+        delivered(second, 7)
+    finally:
+        sup._close_sinks()
+    assert query(pg, "SELECT processor, count(*) FROM (SELECT processor FROM lookout_samples "
+                     "UNION ALL SELECT processor FROM lookout_events) r WHERE processor LIKE "
+                     "'%%-name' GROUP BY 1") == [("new-name", 7)]
