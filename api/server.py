@@ -46,8 +46,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.app import create_app
-from api.limits import lower_priority
 from libs.config import load_config
+from libs.priority import lower_priority
 
 if TYPE_CHECKING:
     from processor.supervisor import Supervisor

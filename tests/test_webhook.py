@@ -457,7 +457,7 @@ def test_a_tiny_outbox_stays_under_its_limit_and_counts_what_it_drops(
 
 def readme_receiver_snippet() -> str:
     text = (REPO / "README.md").read_text()
-    webhook = text.split("\n## Webhook\n", 1)[1].split("\n## ", 1)[0]
+    webhook = re.split(r"\n#{2,3} ", text.split("\n### Webhook\n", 1)[1], maxsplit=1)[0]
     blocks = re.findall(r"```python\n(.*?)```", webhook, re.S)
     assert len(blocks) == 1, "the README's Webhook section has one Python block"
     return str(blocks[0])

@@ -71,6 +71,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from libs.priority import lower_priority
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
@@ -79,6 +81,7 @@ SEGMENT_SUFFIX = ".jsonl"
 STATE_RESERVE_BYTES = 4096  # room kept in max_bytes for the state file and its temporary copy
 SEGMENTS_PER_BUDGET = 8
 MIN_MAX_BYTES = 4 * STATE_RESERVE_BYTES
+DELIVERY_NICENESS = 10  # of the delivery thread (Linux): below the frame loops, never idle
 
 Deliver = Callable[[list[dict[str, Any]]], None]
 
@@ -472,6 +475,9 @@ class Outbox:
         self._state_seq += 1
 
     def _run(self) -> None:
+        # Delivery (serialising, TLS, a client library's work) yields the CPU to the frame
+        # loops: a server coming back with a backlog must not slow the cameras.
+        lower_priority(DELIVERY_NICENESS)
         while not self._stop.is_set():
             try:
                 with self._lock:
