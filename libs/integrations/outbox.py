@@ -81,7 +81,7 @@ SEGMENT_SUFFIX = ".jsonl"
 STATE_RESERVE_BYTES = 4096  # room kept in max_bytes for the state file and its temporary copy
 SEGMENTS_PER_BUDGET = 8
 MIN_MAX_BYTES = 4 * STATE_RESERVE_BYTES
-DELIVERY_NICENESS = 10  # of the delivery thread (Linux): below the frame loops, never idle
+DELIVERY_NICENESS = 19  # of the delivery thread (Linux): below the frame loops, never idle
 
 Deliver = Callable[[list[dict[str, Any]]], None]
 
