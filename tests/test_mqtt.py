@@ -345,6 +345,28 @@ def test_state_is_rate_limited_and_sent_only_on_change(app: LookoutConfig,
     assert len(line_in) == 1 and line_in[0].text == "4"
 
 
+def test_close_publishes_the_values_the_interval_held_back(app: LookoutConfig,
+                                                          broker: Mosquitto) -> None:
+    """A run that ends within StateInterval of its last change (every recording does) leaves
+    its last values retained, not the ones before (a real PETS run left out 12 of 14)."""
+    people_topic = f"lookout/store-c/camera/{CAMERA}/people"
+    sink = make_sink(app, broker.port, "Output_C", StateInterval="60")
+    ids = RecordIds()
+    try:
+        wait(lambda: sink.state()["connected"], 5, "the connection")
+        for frame in range(10):
+            sink.take([summary(ids, frame, people=frame)])
+        time.sleep(0.3)  # the first value went; the later ones wait for the interval
+    finally:
+        sink.close()
+    late = Subscriber(broker.port, people_topic)
+    try:
+        wait(lambda: late.last().get(people_topic) == "9", 5,
+             f"the last value, retained (got {late.last().get(people_topic)!r})")
+    finally:
+        late.close()
+
+
 def test_last_will_offline_when_the_connection_dies_then_online_and_state_again(
         app: LookoutConfig, broker: Mosquitto) -> None:
     prefix = "lookout/store-c"

@@ -526,7 +526,14 @@ class MqttLogger(SourceLogger, AreaLogger):
         self._states.join(1.0)
         with self._lock:
             connected = self._connected
+            # the last values the StateInterval held back: retained state ends as the run did
+            pending = [(topic, v.value) for topic, v in self._values.items()
+                       if v.value != v.sent]
+            for _, v in self._values.items():
+                v.sent = v.value
         if connected:
+            for topic, value in pending:
+                self.client.publish(topic, value, qos=1, retain=True)
             info = self.client.publish(self.availability, OFFLINE, qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(OFFLINE_WAIT_S)
