@@ -45,7 +45,13 @@ from pydantic import Field, field_validator
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
-from libs.integrations.outbox import MIN_MAX_BYTES, OutboxState
+from libs.integrations.base import (
+    CLOSE_TIMEOUT_S,
+    OUTBOX_FOLDER,
+    outbox_max_bytes_field,
+    timeout_field,
+)
+from libs.integrations.outbox import OutboxState
 from libs.integrations.webhook import _PacedOutbox, masked_endpoint
 from libs.loggers import (
     AREA_LOGGERS,
@@ -71,15 +77,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "influxdb_logger"
-OUTBOX_FOLDER = "processor/outbox"
 STATE_FOLDER = "processor/influxdb"
 BATCH_MAX_RECORDS = 1000
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
-CLOSE_TIMEOUT_S = 3.0
 MAX_ANSWER_BYTES = 64 * 1024
-DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOURS_KEPT = 2  # hours of sample ids remembered per camera (the current and the one before)
 
@@ -133,17 +136,10 @@ class InfluxDBConfig(PluginConfig):
         description=f"Least seconds between two writes; points made meanwhile go as one "
         f"batch (sooner when {BATCH_MAX_RECORDS} records wait).",
         json_schema_extra=form("a number of seconds > 0"))
-    timeout: float = Field(
-        10.0, alias="Timeout", gt=0,
-        description="Seconds to wait for InfluxDB before the write counts as failed and is "
-        "retried.",
-        json_schema_extra=form("a number of seconds > 0"))
-    outbox_max_bytes: int = Field(
-        DEFAULT_OUTBOX_MAX_BYTES, alias="OutboxMaxBytes", ge=MIN_MAX_BYTES,
-        description="Most bytes of points kept on disk (DataDirectory/processor/outbox/"
-        "<section>) while InfluxDB cannot be reached; when full the oldest are dropped and "
-        "counted.",
-        json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"))
+    timeout: float = timeout_field(
+        10.0,
+        "Seconds to wait for InfluxDB before the write counts as failed and is retried.")
+    outbox_max_bytes: int = outbox_max_bytes_field("points", "InfluxDB")
 
     @field_validator("url")
     @classmethod

@@ -63,7 +63,16 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
-from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
+from libs.integrations.base import (
+    CLOSE_TIMEOUT_S,
+    EVENT_KINDS,
+    SAMPLE_KINDS,
+    KindsConfig,
+    kinds_field,
+    outbox_max_bytes_field,
+    timeout_field,
+)
+from libs.integrations.outbox import Outbox, OutboxState
 from libs.loggers import (
     AREA_LOGGERS,
     OUTPUTS,
@@ -73,7 +82,6 @@ from libs.loggers import (
     SourceLogger,
 )
 from libs.records import (
-    RECORD_TYPES,
     AreaOccupancySample,
     FrameSummary,
     Record,
@@ -95,19 +103,19 @@ RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
-CLOSE_TIMEOUT_S = 3.0
 OFFLINE_WAIT_S = 1.0  # at close: how long to wait for the broker to take "offline"
 MAX_INFLIGHT = 100
-DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
-EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
-SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
 ONLINE, OFFLINE = "online", "offline"
 ON, OFF = "ON", "OFF"
 _UNSAFE = re.compile(r"[/+#\x00-\x1f\x7f]")
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class MqttConfig(PluginConfig):
+class MqttConfig(KindsConfig):
+    default_kinds: ClassVar[frozenset[str]] = EVENT_KINDS
+    known_kinds: ClassVar[frozenset[str]] = EVENT_KINDS | SAMPLE_KINDS
+    kinds_problem: ClassVar[str] = "unknown or unsupported record kind(s)"
+
     host: str = Field(
         "",
         alias="Host",
@@ -177,31 +185,15 @@ class MqttConfig(PluginConfig):
         "1.5 times this without hearing from the processor.",
         json_schema_extra=form("an integer from 5 to 3600"),
     )
-    timeout: float = Field(
+    timeout: float = timeout_field(
         10.0,
-        alias="Timeout",
-        gt=0,
-        description="Seconds to wait for the broker (connecting, and the acknowledgements of a "
-        "batch of events) before the attempt counts as failed and is retried.",
-        json_schema_extra=form("a number of seconds > 0"),
-    )
-    outbox_max_bytes: int = Field(
-        DEFAULT_OUTBOX_MAX_BYTES,
-        alias="OutboxMaxBytes",
-        ge=MIN_MAX_BYTES,
-        description="Most bytes of events kept on disk (DataDirectory/processor/outbox/"
-        "<section>) while the broker cannot be reached; when full the oldest are dropped "
-        "and counted.",
-        json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"),
-    )
-    kinds: str = Field(
-        "",
-        alias="Kinds",
-        description="Comma-separated record kinds published as messages under .../events/"
-        "<kind> (see docs/events.md); empty publishes every event. Samples may be listed too; "
-        "frame_summary may not.",
-        json_schema_extra=form("record kinds separated by commas, or empty"),
-    )
+        "Seconds to wait for the broker (connecting, and the acknowledgements of a batch of "
+        "events) before the attempt counts as failed and is retried.")
+    outbox_max_bytes: int = outbox_max_bytes_field("events", "the broker")
+    kinds: str = kinds_field(
+        "Comma-separated record kinds published as messages under .../events/<kind> (see "
+        "docs/events.md); empty publishes every event. Samples may be listed too; "
+        "frame_summary may not.")
 
     @field_validator("host")
     @classmethod
@@ -221,22 +213,6 @@ class MqttConfig(PluginConfig):
             raise ValueError("must not contain '+', '#' or control characters")
         return value
 
-    @field_validator("kinds")
-    @classmethod
-    def _kinds(cls, value: str) -> str:
-        names = _split(value)
-        bad = [k for k in names if k not in EVENT_KINDS | SAMPLE_KINDS]
-        if bad:
-            raise ValueError(f"unknown or unsupported record kind(s) {', '.join(bad)}; known: "
-                             f"{', '.join(sorted(EVENT_KINDS | SAMPLE_KINDS))}")
-        return value
-
-    def kind_set(self) -> frozenset[str]:
-        return frozenset(_split(self.kinds)) or EVENT_KINDS
-
-
-def _split(value: str) -> list[str]:
-    return [k.strip() for k in value.split(",") if k.strip()]
 
 
 def segment(name: str) -> str:

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -72,7 +71,18 @@ from pydantic import Field, field_validator
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
-from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
+from libs.integrations.base import (
+    CLOSE_TIMEOUT_S,
+    EVENT_KINDS,
+    OUTBOX_FOLDER,
+    SAMPLE_KINDS,
+    KindsConfig,
+    env_name_ok,
+    kinds_field,
+    outbox_max_bytes_field,
+    timeout_field,
+)
+from libs.integrations.outbox import Outbox, OutboxState
 from libs.loggers import (
     AREA_LOGGERS,
     OUTPUTS,
@@ -81,7 +91,7 @@ from libs.loggers import (
     SendTestError,
     SourceLogger,
 )
-from libs.records import RECORD_TYPES, ObjectsSample, Record
+from libs.records import ObjectsSample, Record
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig
@@ -89,18 +99,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "postgres_logger"
-OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
 DEFAULT_DSN_VARIABLE = "LOOKOUT_POSTGRES_DSN"
 BATCH_MAX_RECORDS = 1000
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
-CLOSE_TIMEOUT_S = 3.0
-DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
-EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
-SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
 DEFAULT_KINDS = SAMPLE_KINDS | EVENT_KINDS  # frame_summary (one per frame) only when listed
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEMA_LOCK = 0x4C4F4F4B  # pg_advisory_xact_lock key: one processor migrates at a time
 # A batch refused for what a record holds (a NUL character in a text, a value out of range,
 # a record not in the JSON form): written again record by record, the refused ones left out.
@@ -248,7 +252,9 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
 
 # ------------------------------------------------------------------------------ config
 
-class PostgresConfig(PluginConfig):
+class PostgresConfig(KindsConfig):
+    default_kinds: ClassVar[frozenset[str]] = DEFAULT_KINDS
+
     dsn_variable: str = Field(
         DEFAULT_DSN_VARIABLE,
         alias="DsnVariable",
@@ -257,62 +263,30 @@ class PostgresConfig(PluginConfig):
         "libpq's PGHOST, PGUSER, PGPASSWORD, PGDATABASE... The DSN is never shown.",
         json_schema_extra=form("an environment variable name"),
     )
-    kinds: str = Field(
-        "",
-        alias="Kinds",
-        description="Comma-separated record kinds to write (see docs/events.md); empty "
-        "writes every sample and every event (never frame_summary, one per frame, unless "
-        "listed).",
-        json_schema_extra=form("record kinds separated by commas, or empty"),
-    )
+    kinds: str = kinds_field(
+        "Comma-separated record kinds to write (see docs/events.md); empty writes every "
+        "sample and every event (never frame_summary, one per frame, unless listed).")
     detections: bool = Field(
         False,
         alias="Detections",
         description="Keep the per-person boxes (detections, violations_indexes) of "
         "objects_log rows; off keeps the counts only (about 10 times less data).",
     )
-    timeout: float = Field(
+    timeout: float = timeout_field(
         10.0,
-        alias="Timeout",
-        gt=0,
-        description="Seconds to wait for the database (connecting, and each batch's "
-        "statements) before the attempt counts as failed and is retried.",
-        json_schema_extra=form("a number of seconds > 0"),
-    )
-    outbox_max_bytes: int = Field(
-        DEFAULT_OUTBOX_MAX_BYTES,
-        alias="OutboxMaxBytes",
-        ge=MIN_MAX_BYTES,
-        description="Most bytes of records kept on disk (DataDirectory/processor/outbox/"
-        "<section>) while the database cannot be reached; when full the oldest are dropped "
-        "and counted.",
-        json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"),
-    )
+        "Seconds to wait for the database (connecting, and each batch's statements) before "
+        "the attempt counts as failed and is retried.")
+    outbox_max_bytes: int = outbox_max_bytes_field("records", "the database")
 
     @field_validator("dsn_variable")
     @classmethod
     def _dsn_variable(cls, value: str) -> str:
         value = value.strip()
-        if not ENV_NAME_RE.fullmatch(value):
+        if not env_name_ok(value):
             raise ValueError("DsnVariable must be an environment variable name (letters, "
                              "digits and '_', not starting with a digit)")
         return value
 
-    @field_validator("kinds")
-    @classmethod
-    def _kinds(cls, value: str) -> str:
-        unknown = [k for k in _split(value) if k not in RECORD_TYPES]
-        if unknown:
-            raise ValueError(f"unknown record kind(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(RECORD_TYPES))}")
-        return value
-
-    def kind_set(self) -> frozenset[str]:
-        return frozenset(_split(self.kinds)) or DEFAULT_KINDS
-
-
-def _split(value: str) -> list[str]:
-    return [k.strip() for k in value.split(",") if k.strip()]
 
 
 def read_dsn(settings: PostgresConfig) -> str:

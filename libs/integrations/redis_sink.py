@@ -53,7 +53,13 @@ from redis.retry import Retry
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
-from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
+from libs.integrations.base import (
+    CLOSE_TIMEOUT_S,
+    OUTBOX_FOLDER,
+    outbox_max_bytes_field,
+    timeout_field,
+)
+from libs.integrations.outbox import Outbox, OutboxState
 from libs.integrations.webhook import masked_endpoint
 from libs.loggers import OUTPUTS, SOURCE_LOGGERS, SendTestError, SourceLogger
 from libs.records import Clusters, EngagementUpdate, Record, format_time
@@ -64,13 +70,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "redis_logger"
-OUTBOX_FOLDER = "processor/outbox"
 BATCH_MAX_RECORDS = 200
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
-CLOSE_TIMEOUT_S = 3.0
-DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
 TEST_KEY = "lookout:test"
 
 
@@ -157,23 +160,11 @@ class RedisConfig(PluginConfig):
         description="About this many entries are kept in Stream (older ones trimmed).",
         json_schema_extra=form("an integer >= 1"),
     )
-    timeout: float = Field(
+    timeout: float = timeout_field(
         5.0,
-        alias="Timeout",
-        gt=0,
-        description="Seconds to wait for Redis (connecting, each command) before the attempt "
-        "counts as failed and is retried.",
-        json_schema_extra=form("a number of seconds > 0"),
-    )
-    outbox_max_bytes: int = Field(
-        DEFAULT_OUTBOX_MAX_BYTES,
-        alias="OutboxMaxBytes",
-        ge=MIN_MAX_BYTES,
-        description="Most bytes of messages kept on disk (DataDirectory/processor/outbox/"
-        "<section>) while Redis cannot be reached; when full the oldest are dropped and "
-        "counted.",
-        json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"),
-    )
+        "Seconds to wait for Redis (connecting, each command) before the attempt counts as "
+        "failed and is retried.")
+    outbox_max_bytes: int = outbox_max_bytes_field("messages", "Redis")
 
     @field_validator("url")
     @classmethod

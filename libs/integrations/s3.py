@@ -63,6 +63,7 @@ from libs.clock import aware
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.frame import Frame
+from libs.integrations.base import env_name_ok, outbox_max_bytes_field
 from libs.integrations.outbox import Outbox, OutboxState
 from libs.loggers import SOURCE_LOGGERS, SendTestError, SourceLogger
 from libs.records import FrameSummary, Record
@@ -139,7 +140,7 @@ class S3ConnectionConfig(PluginConfig):
     @field_validator("access_key_id_variable", "secret_access_key_variable")
     @classmethod
     def _variable(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        if not env_name_ok(value):
             raise ValueError("must be an environment variable name (letters, digits, _)")
         return value
 
@@ -304,15 +305,9 @@ class S3LoggerConfig(S3ConnectionConfig):
         description="JPEG quality of the screenshots.",
         json_schema_extra=form("an integer from 1 to 100"),
     )
-    outbox_max_bytes: int = Field(
-        DEFAULT_OUTBOX_MAX_BYTES,
-        alias="OutboxMaxBytes",
-        ge=4 * 1024 * 1024,
-        description="Most bytes of screenshots kept on disk per camera (DataDirectory/"
-        "processor/outbox/<section>/<camera>) while S3 cannot be reached; when full the "
-        "oldest are dropped and counted.",
-        json_schema_extra=form("an integer >= 4194304"),
-    )
+    outbox_max_bytes: int = outbox_max_bytes_field(
+        "screenshots", "S3", DEFAULT_OUTBOX_MAX_BYTES, minimum=4 * 1024 * 1024,
+        folder="<section>/<camera>", kept="kept on disk per camera")
 
     @field_validator("screenshot_s3_bucket")
     @classmethod

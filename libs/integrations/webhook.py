@@ -71,7 +71,17 @@ from libs.clock import IntervalGate
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.config.secrets import URL_MASK
-from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
+from libs.integrations.base import (
+    CLOSE_TIMEOUT_S,
+    EVENT_KINDS,
+    OUTBOX_FOLDER,
+    SAMPLE_KINDS,
+    KindsConfig,
+    kinds_field,
+    outbox_max_bytes_field,
+    timeout_field,
+)
+from libs.integrations.outbox import Outbox, OutboxState
 from libs.integrations.signing import signed_headers
 from libs.loggers import (
     AREA_LOGGERS,
@@ -81,7 +91,7 @@ from libs.loggers import (
     SendTestError,
     SourceLogger,
 )
-from libs.records import RECORD_TYPES, ObjectsSample, Record, format_time
+from libs.records import ObjectsSample, Record, format_time
 from libs.storage import DEFAULT_TIME_INTERVAL
 
 if TYPE_CHECKING:
@@ -91,23 +101,20 @@ log = logging.getLogger(__name__)
 
 NAME = "web_hook_logger"
 PAYLOAD_VERSION = 1  # the version of the request body's layout
-OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
 BATCH_MAX_RECORDS = 500  # a batch this big goes without waiting for SendingInterval
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
-CLOSE_TIMEOUT_S = 3.0
 MAX_ANSWER_BYTES = 64 * 1024  # read (and ignored) of a receiver's answer
-DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
-SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
-EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
 # Sent when Kinds is empty: the reference's objects samples, the areas' occupancy samples
 # and every event.  Frame summaries (one per frame) only when asked for.
 DEFAULT_KINDS = frozenset({"objects_log", "occupancy_log"}) | EVENT_KINDS
 RETRIED_4XX = frozenset({408, 429})  # ordinary "try later" answers
 
 
-class WebHookConfig(PluginConfig):
+class WebHookConfig(KindsConfig):
+    default_kinds: ClassVar[frozenset[str]] = DEFAULT_KINDS
+
     endpoint: str = Field(
         "",
         alias="Endpoint",
@@ -145,31 +152,15 @@ class WebHookConfig(PluginConfig):
         description="Shared key of the HMAC-SHA256 signature (X-Lookout-Signature header) the "
         "receiver checks; empty sends unsigned requests (logged at start). A secret.",
     )
-    timeout: float = Field(
+    timeout: float = timeout_field(
         10.0,
-        alias="Timeout",
-        gt=0,
-        description="Seconds to wait for the receiver (connecting, and each read or write) "
-        "before the attempt counts as failed and is retried.",
-        json_schema_extra=form("a number of seconds > 0"),
-    )
-    outbox_max_bytes: int = Field(
-        DEFAULT_OUTBOX_MAX_BYTES,
-        alias="OutboxMaxBytes",
-        ge=MIN_MAX_BYTES,
-        description="Most bytes of records kept on disk (DataDirectory/processor/outbox/"
-        "<section>) while the receiver cannot be reached; when full the oldest are dropped "
-        "and counted.",
-        json_schema_extra=form(f"an integer >= {MIN_MAX_BYTES}"),
-    )
-    kinds: str = Field(
-        "",
-        alias="Kinds",
-        description="Comma-separated record kinds to send (see docs/events.md); empty sends "
+        "Seconds to wait for the receiver (connecting, and each read or write) before the "
+        "attempt counts as failed and is retried.")
+    outbox_max_bytes: int = outbox_max_bytes_field("records", "the receiver")
+    kinds: str = kinds_field(
+        "Comma-separated record kinds to send (see docs/events.md); empty sends "
         "objects_log and occupancy_log samples and every event (never frame_summary, which "
-        "is one per frame, unless listed).",
-        json_schema_extra=form("record kinds separated by commas, or empty"),
-    )
+        "is one per frame, unless listed).")
 
     @field_validator("endpoint")
     @classmethod
@@ -195,21 +186,6 @@ class WebHookConfig(PluginConfig):
             raise ValueError("must not contain control characters")
         return value
 
-    @field_validator("kinds")
-    @classmethod
-    def _kinds(cls, value: str) -> str:
-        unknown = [k for k in _split(value) if k not in RECORD_TYPES]
-        if unknown:
-            raise ValueError(f"unknown record kind(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(RECORD_TYPES))}")
-        return value
-
-    def kind_set(self) -> frozenset[str]:
-        return frozenset(_split(self.kinds)) or DEFAULT_KINDS
-
-
-def _split(value: str) -> list[str]:
-    return [k.strip() for k in value.split(",") if k.strip()]
 
 
 def masked_endpoint(url: str) -> str:

@@ -1,0 +1,105 @@
+"""What the network sinks share: config pieces and the bus side of an outbox.
+
+Every network sink (:mod:`libs.integrations.webhook`, ``mqtt``, ``redis_sink``, ``influxdb``,
+``postgres``, ``s3``) has the same ``Timeout``, ``OutboxMaxBytes`` and (most) ``Kinds`` keys, the
+same check of an environment variable's name, and the same way of putting into its outbox,
+showing it in ``GET /status`` and closing it.  Those live here once; each sink keeps its own
+defaults, descriptions, default kinds, extra status keys and client.
+
+The config pieces are field *factories* and validator *functions*, not fields of a base
+class, so every section keeps its keys in the order its own class declares them (the order
+the dashboard's Settings form and ``GET /config/keys`` show).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from libs.config.models import PluginConfig, form
+from libs.integrations.outbox import MIN_MAX_BYTES
+from libs.records import RECORD_TYPES
+
+OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
+CLOSE_TIMEOUT_S = 3.0
+DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
+SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
+EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+# ---------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------
+
+
+def env_name_ok(value: str) -> bool:
+    """Whether ``value`` can name an environment variable (letters, digits and '_', not
+    starting with a digit)."""
+    return ENV_NAME_RE.fullmatch(value) is not None
+
+
+def split_kinds(value: str) -> list[str]:
+    """The record kinds of a comma-separated ``Kinds`` value, blanks left out."""
+    return [k.strip() for k in value.split(",") if k.strip()]
+
+
+def check_kinds(value: str, known: Iterable[str] = RECORD_TYPES,
+                problem: str = "unknown record kind(s)") -> str:
+    """``value`` when every kind it lists is in ``known``; else a ValueError naming the
+    bad ones and the known ones."""
+    allowed = frozenset(known)
+    bad = [k for k in split_kinds(value) if k not in allowed]
+    if bad:
+        raise ValueError(f"{problem} {', '.join(bad)}; known: {', '.join(sorted(allowed))}")
+    return value
+
+
+def timeout_field(default: float, description: str) -> Any:
+    """A section's ``Timeout`` key: seconds > 0 to wait for the server."""
+    return Field(default, alias="Timeout", gt=0, description=description,
+                 json_schema_extra=form("a number of seconds > 0"))
+
+
+def outbox_max_bytes_field(what: str, server: str, default: int = DEFAULT_OUTBOX_MAX_BYTES,
+                           minimum: int = MIN_MAX_BYTES, folder: str = "<section>",
+                           kept: str = "kept on disk") -> Any:
+    """A section's ``OutboxMaxBytes`` key: ``what`` are kept on disk while ``server`` cannot
+    be reached."""
+    return Field(
+        default, alias="OutboxMaxBytes", ge=minimum,
+        description=f"Most bytes of {what} {kept} (DataDirectory/processor/outbox/"
+        f"{folder}) while {server} cannot be reached; when full the oldest are dropped and "
+        "counted.",
+        json_schema_extra=form(f"an integer >= {minimum}"))
+
+
+def kinds_field(description: str) -> Any:
+    """A section's ``Kinds`` key: comma-separated record kinds, empty for the sink's
+    default set."""
+    return Field("", alias="Kinds", description=description,
+                 json_schema_extra=form("record kinds separated by commas, or empty"))
+
+
+class KindsConfig(PluginConfig):
+    """A section with a ``Kinds`` key (declared by the subclass, where its order and
+    description belong): checks it against :attr:`known_kinds` and gives the set to send,
+    :attr:`default_kinds` when empty.  Adds no key of its own."""
+
+    default_kinds: ClassVar[frozenset[str]] = frozenset()
+    known_kinds: ClassVar[frozenset[str]] = frozenset(RECORD_TYPES)
+    kinds_problem: ClassVar[str] = "unknown record kind(s)"
+
+    if TYPE_CHECKING:
+        kinds: str
+
+    @field_validator("kinds", check_fields=False)
+    @classmethod
+    def _kinds(cls, value: str) -> str:
+        return check_kinds(value, cls.known_kinds, cls.kinds_problem)
+
+    def kind_set(self) -> frozenset[str]:
+        return frozenset(split_kinds(self.kinds)) or self.default_kinds
