@@ -13,6 +13,7 @@ the dashboard's Settings form and ``GET /config/keys`` show).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, field_validator
 
 from libs.config.models import PluginConfig, form
-from libs.integrations.outbox import MIN_MAX_BYTES
+from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
 from libs.records import RECORD_TYPES
 
 OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
@@ -29,6 +30,8 @@ DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
 SAMPLE_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "sample")
 EVENT_KINDS = frozenset(k for k, t in RECORD_TYPES.items() if t.CATEGORY == "event")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------
@@ -103,3 +106,58 @@ class KindsConfig(PluginConfig):
 
     def kind_set(self) -> frozenset[str]:
         return frozenset(split_kinds(self.kinds)) or self.default_kinds
+# ---------------------------------------------------------------------------------------
+# The bus side of a sink's outbox
+# ---------------------------------------------------------------------------------------
+
+
+class OutboxSink:
+    """Mixin of a sink behind one :class:`Outbox` (``self.outbox``): putting with the count
+    of records too big for it, the common ``GET /status`` keys, closing with a warning.
+    Messages are logged on the sink module's logger (:attr:`sink_log`) under its name."""
+
+    sink_name: ClassVar[str] = ""
+    sink_log: ClassVar[logging.Logger] = log
+    outbox: Outbox
+    section: str
+    _rejected: int  # records bigger than the whole outbox (counted as dropped)
+
+    def _put(self, item: Any, kind: str, what: str = "record") -> bool:
+        """Put ``item`` (of a ``kind`` record) into the outbox; False once it is closed (the
+        bus has let go of this sink). One too big for the outbox is counted and logged
+        (the first time)."""
+        try:
+            self.outbox.put(item)
+        except ValueError as exc:  # bigger than the whole outbox
+            self._rejected += 1
+            if self._rejected == 1:
+                self.sink_log.error("%s [%s]: a %s %s was dropped: %s (raise OutboxMaxBytes)",
+                                    self.sink_name, self.section, kind, what, exc)
+        except RuntimeError:  # closed
+            return False
+        return True
+
+    def _outbox_status(self, max_bytes: int, st: OutboxState | None = None) -> dict[str, Any]:
+        """The outbox's keys of ``state()`` (records too big for it count as dropped)."""
+        if st is None:
+            st = self.outbox.state()
+        return {
+            "connected": st.connected,
+            "queued": st.queued,
+            "queued_bytes": st.queued_bytes,
+            "delivered": st.delivered,
+            "dropped": st.dropped + self._rejected,
+            "last_error": st.last_error,
+            "failures": st.failures,
+            "next_retry_at": st.next_retry_at,
+            "disk_bytes": st.disk_bytes,
+            "max_bytes": max_bytes,
+        }
+
+    def _close_outbox(self, unfinished: str) -> bool:
+        """Close the outbox within :data:`CLOSE_TIMEOUT_S`; when a delivery was still under
+        way, log ``unfinished`` as a warning and return False."""
+        if self.outbox.close(timeout=CLOSE_TIMEOUT_S):
+            return True
+        self.sink_log.warning("%s [%s]: %s", self.sink_name, self.section, unfinished)
+        return False

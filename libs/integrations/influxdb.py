@@ -46,12 +46,14 @@ from pydantic import Field, field_validator
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.integrations.base import (
-    CLOSE_TIMEOUT_S,
+    CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
+)
+from libs.integrations.base import (
     OUTBOX_FOLDER,
+    OutboxSink,
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import OutboxState
 from libs.integrations.webhook import _PacedOutbox, masked_endpoint
 from libs.loggers import (
     AREA_LOGGERS,
@@ -210,11 +212,13 @@ def hour_start(ts: datetime) -> datetime:
 # ---------------------------------------------------------------------------------------
 
 
-class InfluxDBLogger(SourceLogger, AreaLogger):
+class InfluxDBLogger(OutboxSink, SourceLogger, AreaLogger):
     """Writes points of every camera's and area's records (module docstring)."""
 
     Config: ClassVar[type[PluginConfig]] = InfluxDBConfig
     on_bus: ClassVar[bool] = True
+    sink_name: ClassVar[str] = NAME
+    sink_log: ClassVar[logging.Logger] = log
 
     def __init__(self, config: PluginConfig, scope: Any, app: LookoutConfig, *,
                  retry_first_s: float | None = None, retry_max_s: float | None = None,
@@ -368,15 +372,8 @@ class InfluxDBLogger(SourceLogger, AreaLogger):
             points = self.lines(rec)
             if not points:
                 continue
-            try:
-                self.outbox.put({"id": rec.id, "lines": points})
-            except ValueError as exc:
-                self._rejected += 1
-                if self._rejected == 1:
-                    log.error("%s [%s]: a %s record was dropped: %s (raise OutboxMaxBytes)",
-                              NAME, self.section, rec.kind, exc)
-            except RuntimeError:
-                break
+            if not self._put({"id": rec.id, "lines": points}, rec.kind):
+                break  # closed
         if self._hours_dirty:
             self._hours_dirty = False
             try:
@@ -386,26 +383,14 @@ class InfluxDBLogger(SourceLogger, AreaLogger):
                           exc)
 
     def state(self) -> dict[str, Any]:
-        st: OutboxState = self.outbox.state()
         return {
             "endpoint": self.shown_url,
             "api_version": self.settings.api_version,
-            "connected": st.connected,
-            "queued": st.queued,
-            "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered,
-            "dropped": st.dropped + self._rejected,
-            "last_error": st.last_error,
-            "failures": st.failures,
-            "next_retry_at": st.next_retry_at,
-            "disk_bytes": st.disk_bytes,
-            "max_bytes": self.settings.outbox_max_bytes,
+            **self._outbox_status(self.settings.outbox_max_bytes),
         }
 
     def close(self) -> None:
-        if not self.outbox.close(timeout=CLOSE_TIMEOUT_S):
-            log.warning("%s [%s]: a write was still running at close; its batch stays queued",
-                        NAME, self.section)
+        self._close_outbox("a write was still running at close; its batch stays queued")
 
     # ------------------------------------------------------------------ the delivery side
 

@@ -64,10 +64,13 @@ from pydantic import Field, ValidationInfo, field_validator
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.integrations.base import (
-    CLOSE_TIMEOUT_S,
+    CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
+)
+from libs.integrations.base import (
     EVENT_KINDS,
     SAMPLE_KINDS,
     KindsConfig,
+    OutboxSink,
     kinds_field,
     outbox_max_bytes_field,
     timeout_field,
@@ -273,13 +276,15 @@ class _Entity:
     sent: bool = False
 
 
-class MqttLogger(SourceLogger, AreaLogger):
+class MqttLogger(OutboxSink, SourceLogger, AreaLogger):
     """Publishes the counts and events of every camera (``[SourceLogger_N]``), every area
     (``[AreaLogger_N]``) or both (``[Output_N]``) to one MQTT broker; see the module
     docstring."""
 
     Config: ClassVar[type[PluginConfig]] = MqttConfig
     on_bus: ClassVar[bool] = True
+    sink_name: ClassVar[str] = NAME
+    sink_log: ClassVar[logging.Logger] = log
 
     def __init__(self, config: PluginConfig, scope: Any, app: LookoutConfig, *,
                  retry_first_s: float | None = None, retry_max_s: float | None = None,
@@ -364,15 +369,9 @@ class MqttLogger(SourceLogger, AreaLogger):
             if rec.kind not in self._kinds:
                 continue
             topic = f"{self.prefix}/{rec.source}/{segment(rec.source_id)}/events/{rec.kind}"
-            try:
-                self.outbox.put({"id": rec.id, "topic": topic, "payload": rec.to_json()})
-            except ValueError as exc:  # bigger than the whole outbox
-                self._rejected += 1
-                if self._rejected == 1:
-                    log.error("%s [%s]: a %s record was dropped: %s (raise OutboxMaxBytes)",
-                              NAME, self.section, rec.kind, exc)
-            except RuntimeError:  # closed: the bus has let go of this sink
-                return
+            if not self._put({"id": rec.id, "topic": topic, "payload": rec.to_json()},
+                             rec.kind):
+                return  # closed: the bus has let go of this sink
 
     def _camera_state(self, rec: FrameSummary) -> None:
         cam = rec.source_id
@@ -468,26 +467,22 @@ class MqttLogger(SourceLogger, AreaLogger):
             topics = len(self._values)
             entities = len(self._entities)
             published = self._published_states
-        return {
+        out = {
             "broker": self.broker,
             "tls": self.settings.tls,
             "client_id": self.client_id,
             "topic_prefix": self.prefix,
-            "connected": connected,
+            "connected": connected,  # the client's, not the outbox's last attempt
             "connects": self._connects,
             "state_topics": topics,
             "states_published": published,
             "discovery_entities": entities,
-            "queued": st.queued,
-            "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered,
-            "dropped": st.dropped + self._rejected,
-            "last_error": error if not connected else st.last_error,
-            "failures": st.failures,
-            "next_retry_at": st.next_retry_at,
-            "disk_bytes": st.disk_bytes,
-            "max_bytes": self.settings.outbox_max_bytes,
+            **self._outbox_status(self.settings.outbox_max_bytes, st),
         }
+        out["connected"] = connected  # (keys keep their first place)
+        if not connected:
+            out["last_error"] = error
+        return out
 
     def close(self) -> None:
         """Stop within about :data:`CLOSE_TIMEOUT_S` (plus :data:`OFFLINE_WAIT_S`): undelivered
@@ -496,9 +491,8 @@ class MqttLogger(SourceLogger, AreaLogger):
         self._stop.set()
         with self._lock:
             self._wake.notify_all()
-        if not self.outbox.close(timeout=CLOSE_TIMEOUT_S):
-            log.warning("%s [%s]: a batch was still waiting for the broker at close; it "
-                        "stays queued", NAME, self.section)
+        self._close_outbox("a batch was still waiting for the broker at close; it stays "
+                           "queued")
         self._states.join(1.0)
         with self._lock:
             connected = self._connected

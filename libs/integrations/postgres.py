@@ -72,17 +72,20 @@ from pydantic import Field, field_validator
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.integrations.base import (
-    CLOSE_TIMEOUT_S,
+    CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
+)
+from libs.integrations.base import (
     EVENT_KINDS,
     OUTBOX_FOLDER,
     SAMPLE_KINDS,
     KindsConfig,
+    OutboxSink,
     env_name_ok,
     kinds_field,
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import Outbox, OutboxState
+from libs.integrations.outbox import Outbox
 from libs.loggers import (
     AREA_LOGGERS,
     OUTPUTS,
@@ -370,13 +373,15 @@ def write_batch(conn: psycopg.Connection[Any], processor: str,
 
 # ------------------------------------------------------------------------------ the sink
 
-class PostgresLogger(SourceLogger, AreaLogger):
+class PostgresLogger(OutboxSink, SourceLogger, AreaLogger):
     """Writes the records of every camera (``[SourceLogger_N]``), every area
     (``[AreaLogger_N]``) or both (``[Output_N]``) to the fleet database; see the module
     docstring."""
 
     Config: ClassVar[type[PluginConfig]] = PostgresConfig
     on_bus: ClassVar[bool] = True
+    sink_name: ClassVar[str] = NAME
+    sink_log: ClassVar[logging.Logger] = log
 
     def __init__(self, config: PluginConfig, scope: Any, app: LookoutConfig, *,
                  retry_first_s: float | None = None, retry_max_s: float | None = None,
@@ -424,41 +429,26 @@ class PostgresLogger(SourceLogger, AreaLogger):
             if isinstance(rec, ObjectsSample) and not self.settings.detections:
                 row.pop("detections", None)
                 row.pop("violations_indexes", None)
-            try:
-                self.outbox.put(row)
-            except ValueError as exc:  # bigger than the whole outbox
-                self._rejected += 1
-                if self._rejected == 1:
-                    log.error("%s [%s]: a %s record was dropped: %s (raise OutboxMaxBytes)",
-                              NAME, self.section, rec.kind, exc)
-            except RuntimeError:  # closed: the bus has let go of this sink
-                return
+            if not self._put(row, rec.kind):
+                return  # closed: the bus has let go of this sink
 
     def state(self) -> dict[str, Any]:
         """What ``GET /status`` shows under ``outputs``: never the DSN nor a password."""
-        st: OutboxState = self.outbox.state()
-        return {
+        out = {
             "database": self.target,
             "processor": self.processor,
             "schema_version": self._schema,
-            "connected": st.connected,
-            "queued": st.queued,
-            "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered - self._refused,
-            "dropped": st.dropped + self._rejected + self._refused,
-            "last_error": st.last_error,
-            "failures": st.failures,
-            "next_retry_at": st.next_retry_at,
-            "disk_bytes": st.disk_bytes,
-            "max_bytes": self.settings.outbox_max_bytes,
+            **self._outbox_status(self.settings.outbox_max_bytes),
         }
+        # rows the database refused were delivered by the outbox but count as dropped
+        out["delivered"] -= self._refused
+        out["dropped"] += self._refused
+        return out
 
     def close(self) -> None:
         """Stop delivering within :data:`CLOSE_TIMEOUT_S`; undelivered records stay."""
-        stopped = self.outbox.close(timeout=CLOSE_TIMEOUT_S)
-        if not stopped:
-            log.warning("%s [%s]: a batch was still being written at close; it stays "
-                        "queued", NAME, self.section)
+        if not self._close_outbox("a batch was still being written at close; it stays "
+                                  "queued"):
             return  # the delivery thread still holds the connection: leave it to it
         self._drop_connection()
 

@@ -54,12 +54,15 @@ from redis.retry import Retry
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.integrations.base import (
-    CLOSE_TIMEOUT_S,
+    CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
+)
+from libs.integrations.base import (
     OUTBOX_FOLDER,
+    OutboxSink,
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import Outbox, OutboxState
+from libs.integrations.outbox import Outbox
 from libs.integrations.webhook import masked_endpoint
 from libs.loggers import OUTPUTS, SOURCE_LOGGERS, SendTestError, SourceLogger
 from libs.records import Clusters, EngagementUpdate, Record, format_time
@@ -217,12 +220,14 @@ def heatmap_message(rec: Clusters) -> str:
     return json.dumps({"heatmap": items}, separators=(",", ":"))
 
 
-class RedisLogger(SourceLogger):
+class RedisLogger(OutboxSink, SourceLogger):
     """Writes the engagement service's Redis messages (module docstring); one section serves
     every camera (``[SourceLogger_N]`` or ``[Output_N]``)."""
 
     Config: ClassVar[type[PluginConfig]] = RedisConfig
     on_bus: ClassVar[bool] = True
+    sink_name: ClassVar[str] = NAME
+    sink_log: ClassVar[logging.Logger] = log
 
     def __init__(self, config: PluginConfig, scope: Any, app: LookoutConfig, *,
                  retry_first_s: float | None = None, retry_max_s: float | None = None,
@@ -285,38 +290,19 @@ class RedisLogger(SourceLogger):
             msg = self.message(rec)
             if msg is None:
                 continue
-            try:
-                self.outbox.put(msg)
-            except ValueError as exc:  # bigger than the whole outbox
-                self._rejected += 1
-                if self._rejected == 1:
-                    log.error("%s [%s]: a %s message was dropped: %s (raise OutboxMaxBytes)",
-                              NAME, self.section, rec.kind, exc)
-            except RuntimeError:  # closed
-                return
+            if not self._put(msg, rec.kind, "message"):
+                return  # closed
 
     def state(self) -> dict[str, Any]:
         """What ``GET /status`` shows under ``outputs``: never a credential."""
-        st: OutboxState = self.outbox.state()
         return {
             "endpoint": self.shown_url,
-            "connected": st.connected,
-            "queued": st.queued,
-            "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered,
-            "dropped": st.dropped + self._rejected,
-            "last_error": st.last_error,
-            "failures": st.failures,
-            "next_retry_at": st.next_retry_at,
-            "disk_bytes": st.disk_bytes,
-            "max_bytes": self.settings.outbox_max_bytes,
+            **self._outbox_status(self.settings.outbox_max_bytes),
         }
 
     def close(self) -> None:
         """Stop within :data:`CLOSE_TIMEOUT_S`; what was not written stays in the outbox."""
-        if not self.outbox.close(timeout=CLOSE_TIMEOUT_S):
-            log.warning("%s [%s]: a write was still running at close; its batch stays queued",
-                        NAME, self.section)
+        self._close_outbox("a write was still running at close; its batch stays queued")
         self._client.close()
 
     # ------------------------------------------------------------------ the delivery side

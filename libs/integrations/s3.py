@@ -63,8 +63,8 @@ from libs.clock import aware
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.frame import Frame
-from libs.integrations.base import env_name_ok, outbox_max_bytes_field
-from libs.integrations.outbox import Outbox, OutboxState
+from libs.integrations.base import OutboxSink, env_name_ok, outbox_max_bytes_field
+from libs.integrations.outbox import Outbox
 from libs.loggers import SOURCE_LOGGERS, SendTestError, SourceLogger
 from libs.records import FrameSummary, Record
 from processor.summary import frame_figures
@@ -321,7 +321,7 @@ def screenshot_key(processor: str, camera: str, ts: datetime) -> str:
             f"{ts.strftime('%H-%M-%S')}.{ts.microsecond // 1000:03d}.jpg")
 
 
-class S3Logger(SourceLogger):
+class S3Logger(OutboxSink, SourceLogger):
     """Uploads a camera's violation screenshots to S3; see the module docstring."""
 
     Config: ClassVar[type[PluginConfig]] = S3LoggerConfig
@@ -485,23 +485,15 @@ class S3Logger(SourceLogger):
 
     def state(self) -> dict[str, Any]:
         """The camera's uploads: never a credential."""
-        st: OutboxState = self.outbox.state()
-        return {
+        out = {
             "endpoint": self.shown,
             "bucket": self.bucket,
             "camera": self.camera,
             "taken": self.taken,
-            "connected": st.connected,
-            "queued": st.queued + self._jobs.qsize(),
-            "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered,
-            "dropped": st.dropped + self._rejected,
-            "last_error": st.last_error,
-            "failures": st.failures,
-            "next_retry_at": st.next_retry_at,
-            "disk_bytes": st.disk_bytes,
-            "max_bytes": self.settings.outbox_max_bytes,
+            **self._outbox_status(self.settings.outbox_max_bytes),
         }
+        out["queued"] += self._jobs.qsize()  # screenshots still waiting for the encoder
+        return out
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every screenshot taken so far is in the outbox (tests)."""

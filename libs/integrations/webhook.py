@@ -72,16 +72,19 @@ from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.config.secrets import URL_MASK
 from libs.integrations.base import (
-    CLOSE_TIMEOUT_S,
+    CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
+)
+from libs.integrations.base import (
     EVENT_KINDS,
     OUTBOX_FOLDER,
     SAMPLE_KINDS,
     KindsConfig,
+    OutboxSink,
     kinds_field,
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import Outbox, OutboxState
+from libs.integrations.outbox import Outbox
 from libs.integrations.signing import signed_headers
 from libs.loggers import (
     AREA_LOGGERS,
@@ -238,13 +241,15 @@ class _PacedOutbox(Outbox):
         return batch
 
 
-class WebHookLogger(SourceLogger, AreaLogger):
+class WebHookLogger(OutboxSink, SourceLogger, AreaLogger):
     """Sends the records of every camera (``[SourceLogger_N]``), every area
     (``[AreaLogger_N]``) or both (``[Output_N]``) to one HTTP receiver; see the module
     docstring."""
 
     Config: ClassVar[type[PluginConfig]] = WebHookConfig
     on_bus: ClassVar[bool] = True
+    sink_name: ClassVar[str] = NAME
+    sink_log: ClassVar[logging.Logger] = log
 
     def __init__(self, config: PluginConfig, scope: Any, app: LookoutConfig, *,
                  retry_first_s: float | None = None, retry_max_s: float | None = None,
@@ -302,39 +307,20 @@ class WebHookLogger(SourceLogger, AreaLogger):
                     gate = self._gates[key] = IntervalGate(self._step)
                 if not gate.due(rec.timestamp):
                     continue
-            try:
-                self.outbox.put(payload(rec))
-            except ValueError as exc:  # bigger than the whole outbox
-                self._rejected += 1
-                if self._rejected == 1:
-                    log.error("%s [%s]: a %s record was dropped: %s (raise OutboxMaxBytes)",
-                              NAME, self.section, kind, exc)
-            except RuntimeError:  # closed: the bus has let go of this sink
-                return
+            if not self._put(payload(rec), kind):
+                return  # closed: the bus has let go of this sink
 
     def state(self) -> dict[str, Any]:
         """What ``GET /status`` shows under ``outputs``: never a credential."""
-        st: OutboxState = self.outbox.state()
         return {
             "endpoint": self.shown_endpoint,
-            "connected": st.connected,
-            "queued": st.queued,
-            "queued_bytes": st.queued_bytes,
-            "delivered": st.delivered,
-            "dropped": st.dropped + self._rejected,
-            "last_error": st.last_error,
-            "failures": st.failures,
-            "next_retry_at": st.next_retry_at,
-            "disk_bytes": st.disk_bytes,
-            "max_bytes": self.settings.outbox_max_bytes,
+            **self._outbox_status(self.settings.outbox_max_bytes),
             "signed": bool(self._secret),
         }
 
     def close(self) -> None:
         """Stop delivering within :data:`CLOSE_TIMEOUT_S`; undelivered records stay."""
-        if not self.outbox.close(timeout=CLOSE_TIMEOUT_S):
-            log.warning("%s [%s]: a request was still running at close; its batch stays "
-                        "queued", NAME, self.section)
+        self._close_outbox("a request was still running at close; its batch stays queued")
 
     # ------------------------------------------------------------------ the delivery side
 
