@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, field_validator
 
 from libs.config.models import PluginConfig, form
-from libs.integrations.outbox import MIN_MAX_BYTES, Outbox, OutboxState
+from libs.integrations.outbox import MIN_MAX_BYTES, Deliver, Outbox, OutboxState
 from libs.records import RECORD_TYPES
+
+if TYPE_CHECKING:
+    from libs.config.models import LookoutConfig
 
 OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
 CLOSE_TIMEOUT_S = 3.0
@@ -121,6 +124,23 @@ class OutboxSink:
     outbox: Outbox
     section: str
     _rejected: int  # records bigger than the whole outbox (counted as dropped)
+
+    def _open_outbox(self, app: LookoutConfig, deliver: Deliver, target: str, *,
+                     retry: tuple[float | None, float | None],
+                     retry_defaults: tuple[float, float], folder: str | None = None,
+                     outbox_class: type[Outbox] = Outbox, **options: Any) -> Outbox:
+        """The sink's outbox in DataDirectory/:data:`OUTBOX_FOLDER`/``folder`` (default: the
+        section), named after it, the sink and its ``target``; ``retry`` are the first and
+        longest waits between attempts asked for (tests; None: ``retry_defaults``), the
+        longest never below the first.  ``options`` go to ``outbox_class``."""
+        first = retry_defaults[0] if retry[0] is None else retry[0]
+        most = retry_defaults[1] if retry[1] is None else retry[1]
+        where = folder or self.section
+        self.outbox = outbox_class(
+            app.data_path(f"{OUTBOX_FOLDER}/{where}"), deliver,
+            name=f"{where} ({self.sink_name} to {target})",
+            retry_first_s=first, retry_max_s=max(first, most), **options)
+        return self.outbox
 
     def _put(self, item: Any, kind: str, what: str = "record") -> bool:
         """Put ``item`` (of a ``kind`` record) into the outbox; False once it is closed (the

@@ -49,7 +49,6 @@ from libs.integrations.base import (
     CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
 )
 from libs.integrations.base import (
-    OUTBOX_FOLDER,
     OutboxSink,
     outbox_max_bytes_field,
     timeout_field,
@@ -238,18 +237,14 @@ class InfluxDBLogger(OutboxSink, SourceLogger, AreaLogger):
         self._same_instant: dict[tuple[str, ...], tuple[int, int]] = {}
         self._hours_path = Path(app.data_path(f"{STATE_FOLDER}/{self.section}.json"))
         self._hours: dict[str, dict[str, Any]] = self._load_hours()
-        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
         poll = idle_poll_s if idle_poll_s is not None else \
             min(1.0, max(0.05, self.settings.sending_interval / 4))
-        self.outbox = _PacedOutbox(
-            app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
-            self._deliver,
-            name=f"{self.section} ({NAME} to {self.shown_url})",
+        self._open_outbox(
+            app, self._deliver, self.shown_url, outbox_class=_PacedOutbox,
+            retry=(retry_first_s, retry_max_s), retry_defaults=(RETRY_FIRST_S, RETRY_MAX_S),
             max_bytes=self.settings.outbox_max_bytes,
             batch_max_records=BATCH_MAX_RECORDS,
             batch_max_bytes=BATCH_MAX_BYTES,
-            retry_first_s=first,
-            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=poll,
             interval=self.settings.sending_interval,
             burst=BATCH_MAX_RECORDS,

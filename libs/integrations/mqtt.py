@@ -75,7 +75,7 @@ from libs.integrations.base import (
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import Outbox, OutboxState
+from libs.integrations.outbox import OutboxState
 from libs.loggers import (
     AREA_LOGGERS,
     OUTPUTS,
@@ -97,7 +97,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "mqtt_logger"
-OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; one folder per section
 DISCOVERY_FOLDER = "processor/mqtt"  # the discovery topics published, one file per section
 DEFAULT_PASSWORD_ENV = "LOOKOUT_MQTT_PASSWORD"
 BATCH_MAX_RECORDS = 100
@@ -327,16 +326,12 @@ class MqttLogger(OutboxSink, SourceLogger, AreaLogger):
         self._known_file = app.data_path(f"{DISCOVERY_FOLDER}/{self.section}.json")
         self._known = self._read_known()  # discovery topic -> {"state", "owner"}
 
-        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
-        self.outbox = Outbox(
-            app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
-            self._deliver,
-            name=f"{self.section} ({NAME} to {self.broker})",
+        self._open_outbox(
+            app, self._deliver, self.broker,
+            retry=(retry_first_s, retry_max_s), retry_defaults=(RETRY_FIRST_S, RETRY_MAX_S),
             max_bytes=settings.outbox_max_bytes,
             batch_max_records=BATCH_MAX_RECORDS,
             batch_max_bytes=BATCH_MAX_BYTES,
-            retry_first_s=first,
-            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=0.2,
         )
         try:

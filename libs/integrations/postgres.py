@@ -76,7 +76,6 @@ from libs.integrations.base import (
 )
 from libs.integrations.base import (
     EVENT_KINDS,
-    OUTBOX_FOLDER,
     SAMPLE_KINDS,
     KindsConfig,
     OutboxSink,
@@ -85,7 +84,6 @@ from libs.integrations.base import (
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import Outbox
 from libs.loggers import (
     AREA_LOGGERS,
     OUTPUTS,
@@ -405,16 +403,12 @@ class PostgresLogger(OutboxSink, SourceLogger, AreaLogger):
         if not self._dsn:
             log.info("%s [%s]: %s is not set: connecting with libpq's PG* variables (%s)",
                      NAME, self.section, self.settings.dsn_variable, self.target)
-        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
-        self.outbox = Outbox(
-            app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
-            self._deliver,
-            name=f"{self.section} ({NAME} to {self.target})",
+        self._open_outbox(
+            app, self._deliver, self.target,
+            retry=(retry_first_s, retry_max_s), retry_defaults=(RETRY_FIRST_S, RETRY_MAX_S),
             max_bytes=self.settings.outbox_max_bytes,
             batch_max_records=BATCH_MAX_RECORDS,
             batch_max_bytes=BATCH_MAX_BYTES,
-            retry_first_s=first,
-            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=idle_poll_s,
         )
 

@@ -57,12 +57,10 @@ from libs.integrations.base import (
     CLOSE_TIMEOUT_S as CLOSE_TIMEOUT_S,  # close() waits this long (tests read it here)
 )
 from libs.integrations.base import (
-    OUTBOX_FOLDER,
     OutboxSink,
     outbox_max_bytes_field,
     timeout_field,
 )
-from libs.integrations.outbox import Outbox
 from libs.integrations.webhook import masked_endpoint
 from libs.loggers import OUTPUTS, SOURCE_LOGGERS, SendTestError, SourceLogger
 from libs.records import Clusters, EngagementUpdate, Record, format_time
@@ -241,16 +239,12 @@ class RedisLogger(OutboxSink, SourceLogger):
         self._client = client_of(self.settings)
         self._rejected = 0
         self._refusal: str | None = None
-        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
-        self.outbox = Outbox(
-            app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
-            self._deliver,
-            name=f"{self.section} ({NAME} to {self.shown_url})",
+        self._open_outbox(
+            app, self._deliver, self.shown_url,
+            retry=(retry_first_s, retry_max_s), retry_defaults=(RETRY_FIRST_S, RETRY_MAX_S),
             max_bytes=self.settings.outbox_max_bytes,
             batch_max_records=BATCH_MAX_RECORDS,
             batch_max_bytes=BATCH_MAX_BYTES,
-            retry_first_s=first,
-            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=idle_poll_s,
         )
 

@@ -64,7 +64,6 @@ from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
 from libs.frame import Frame
 from libs.integrations.base import OutboxSink, env_name_ok, outbox_max_bytes_field
-from libs.integrations.outbox import Outbox
 from libs.loggers import SOURCE_LOGGERS, SendTestError, SourceLogger
 from libs.records import FrameSummary, Record
 from processor.summary import frame_figures
@@ -75,7 +74,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "s3_logger"
-OUTBOX_FOLDER = "processor/outbox"  # inside DataDirectory; <section>/<camera> each
 ENV_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 ENV_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 ENV_REGION = "AWS_BUCKET_REGION"
@@ -325,6 +323,8 @@ class S3Logger(OutboxSink, SourceLogger):
     """Uploads a camera's violation screenshots to S3; see the module docstring."""
 
     Config: ClassVar[type[PluginConfig]] = S3LoggerConfig
+    sink_name: ClassVar[str] = NAME
+    sink_log: ClassVar[logging.Logger] = log
     needs_image: ClassVar[bool] = True  # uploads pixels: nothing to do for a camera without
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig, *,
@@ -352,15 +352,11 @@ class S3Logger(OutboxSink, SourceLogger):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._refusal: str | None = None
-        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
-        self.outbox = Outbox(
-            app.data_path(f"{OUTBOX_FOLDER}/{self.section}/{self.camera}"),
-            self._deliver,
-            name=f"{self.section}/{self.camera} ({NAME} to s3://{self.bucket})",
+        self._open_outbox(
+            app, self._deliver, f"s3://{self.bucket}", folder=f"{self.section}/{self.camera}",
+            retry=(retry_first_s, retry_max_s), retry_defaults=(RETRY_FIRST_S, RETRY_MAX_S),
             max_bytes=self.settings.outbox_max_bytes,
             batch_max_records=1,
-            retry_first_s=first,
-            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=1.0,
         )
         self._jobs: queue.Queue[tuple[datetime, np.ndarray, int] | None] = \

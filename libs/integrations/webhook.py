@@ -76,7 +76,6 @@ from libs.integrations.base import (
 )
 from libs.integrations.base import (
     EVENT_KINDS,
-    OUTBOX_FOLDER,
     SAMPLE_KINDS,
     KindsConfig,
     OutboxSink,
@@ -275,18 +274,14 @@ class WebHookLogger(OutboxSink, SourceLogger, AreaLogger):
         if not self._secret:
             log.warning("%s [%s]: no Secret set: requests to %s are not signed", NAME,
                         self.section, self.shown_endpoint)
-        first = RETRY_FIRST_S if retry_first_s is None else retry_first_s
         poll = idle_poll_s if idle_poll_s is not None else \
             min(1.0, max(0.05, self.settings.sending_interval / 4))
-        self.outbox = _PacedOutbox(
-            app.data_path(f"{OUTBOX_FOLDER}/{self.section}"),
-            self._deliver,
-            name=f"{self.section} ({NAME} to {self.shown_endpoint})",
+        self._open_outbox(
+            app, self._deliver, self.shown_endpoint, outbox_class=_PacedOutbox,
+            retry=(retry_first_s, retry_max_s), retry_defaults=(RETRY_FIRST_S, RETRY_MAX_S),
             max_bytes=self.settings.outbox_max_bytes,
             batch_max_records=BATCH_MAX_RECORDS,
             batch_max_bytes=BATCH_MAX_BYTES,
-            retry_first_s=first,
-            retry_max_s=max(first, RETRY_MAX_S if retry_max_s is None else retry_max_s),
             idle_poll_s=poll,
             interval=self.settings.sending_interval,
             burst=BATCH_MAX_RECORDS,
