@@ -349,8 +349,8 @@ def test_close_publishes_the_values_the_interval_held_back(app: LookoutConfig,
                                                           broker: Mosquitto) -> None:
     """A run that ends within StateInterval of its last change (every recording does) leaves
     its last values retained, not the ones before (a real PETS run left out 12 of 14)."""
-    people_topic = f"lookout/store-c/camera/{CAMERA}/people"
-    sink = make_sink(app, broker.port, "Output_C", StateInterval="60")
+    people_topic = f"lookout/store-z/camera/{CAMERA}/people"  # a box of its own
+    sink = make_sink(app, broker.port, "Output_Z", StateInterval="60")
     ids = RecordIds()
     try:
         wait(lambda: sink.state()["connected"], 5, "the connection")
