@@ -351,6 +351,37 @@ def test_a_refused_request_is_kept_and_retried(
             sink.close()
 
 
+def test_close_delivers_what_waits_for_the_sending_interval(app: LookoutConfig) -> None:
+    """A recording's run ends: its last records go at close, not at the next start (they
+    would wait for SendingInterval); a receiver that is down is not waited for."""
+    cam = Camera("cam-a")
+    with WebhookReceiver(secret=SECRET) as rx:
+        sink = make_sink(app, rx.url, name="Output_drain", SendingInterval="60")
+        first = cam.step()
+        sink.take(first)
+        rx.wait_for(lambda r: r.ids() >= {x.id for x in sent(first)}, 5, "the first batch")
+        rest = [rec for _ in range(5) for rec in cam.step()]
+        sink.take(rest)  # the interval holds these back
+        time.sleep(0.3)
+        assert sink.state()["queued"] == len(sent(rest))
+        t0 = time.monotonic()
+        sink.close()
+        took = time.monotonic() - t0
+        assert rx.ids() == {x.id for x in sent(first + rest)}
+    assert took < CLOSE_TIMEOUT_S, took
+    down = make_sink(app, rx.url, name="Output_drain")  # the receiver is gone now
+    more = cam.step()
+    down.take(more)
+    t0 = time.monotonic()
+    down.close()
+    assert time.monotonic() - t0 < 1.0  # never connected: nothing to wait for
+    again = make_sink(app, rx.url, name="Output_drain")
+    try:
+        assert again.state()["queued"] == len(sent(more))
+    finally:
+        again.close()
+
+
 def test_close_is_bounded_while_a_receiver_hangs_and_keeps_the_records(
         app: LookoutConfig) -> None:
     cam = Camera("cam-a")

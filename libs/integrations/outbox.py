@@ -184,6 +184,7 @@ class Outbox:
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._closed = False
+        self._draining = False  # close() is delivering what waits, pacing aside
         self._state_lock = threading.Lock()  # orders writes of the state file
         self._state_seq = 0  # bumped under _lock at each change worth persisting
         self._state_written = 0
@@ -283,16 +284,31 @@ class Outbox:
                 total += entry.stat().st_size
         return total
 
-    def close(self, timeout: float = 5.0) -> bool:
+    def close(self, timeout: float = 5.0, drain: bool = True) -> bool:
         """Stop delivering and make everything durable; False if ``deliver`` was still
-        running after ``timeout`` seconds (it is abandoned, its batch stays queued)."""
+        running after ``timeout`` seconds (it is abandoned, its batch stays queued).
+
+        With ``drain``, while the sink is connected and records wait, they are delivered
+        first (pacing aside) for up to two thirds of ``timeout``: a recording's last records
+        reach the server when the run ends, not at the next start.  A sink that is failing
+        is not waited for: its records stay queued for the next run."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 return True
+            if drain and self._connected is True and self._queued > 0:
+                self._draining = True
+                self._wake.notify_all()
+                drain_until = deadline - timeout / 3
+                while self._queued > 0 and self._connected is True:
+                    left = drain_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(min(left, 0.05))
+                self._draining = False
             self._closed = True
             self._stop.set()
             self._wake.notify_all()
-        deadline = time.monotonic() + timeout
         self._flusher.join(max(0.0, deadline - time.monotonic()))
         self._thread.join(max(0.0, deadline - time.monotonic()))
         stopped = not self._thread.is_alive()

@@ -232,7 +232,8 @@ class _PacedOutbox(Outbox):
 
     def _read_batch(self) -> Any:
         now = time.monotonic()
-        if now - self._last_start < self._interval and self._queued < self._burst:
+        if (now - self._last_start < self._interval and self._queued < self._burst
+                and not self._draining):
             return None
         batch = super()._read_batch()
         if batch is not None:
