@@ -8,11 +8,11 @@ DASHBOARD := dashboard/dist/index.html
 
 .PHONY: run test install lint bench bench-trackers bench-exports bench-integrations clean dashboard
 
-$(STAMP): pyproject.toml requirements/no-deps.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[api,integrations,dev]'
-	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
+# The install script every Dockerfile runs (scripts/install.sh, docs/docker.md), for the
+# openvino device (x86's CPU packages plus OpenVINO, which the cross-backend test needs) and
+# the dev extra.
+$(STAMP): pyproject.toml requirements/no-deps.txt scripts/install.sh scripts/device_requirements.py libs/config/devices.py
+	PYTHON=$(PYTHON) scripts/install.sh openvino --venv $(VENV) --dev
 	touch $(STAMP)
 
 # The web dashboard (served by `lookout run` at /dashboard/): npm packages from the lock file,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -184,6 +185,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    from libs.config import ConfigError
+    from processor.healthcheck import probe
+
+    try:
+        result = probe(args.config, timeout=args.timeout)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"lookout healthcheck: {exc}", file=sys.stderr)
+        return 2
+    print(result.message, file=sys.stdout if result.healthy else sys.stderr)
+    return 0 if result.healthy else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lookout", description="Edge video analytics for people.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -240,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", default="config-x86.ini")
     check.set_defaults(func=_cmd_check_config)
+
+    hc = sub.add_parser("healthcheck",
+                        help="exit 0 if the running processor's GET /health answers 200 "
+                        "(HTTPS with the configured certificate when SSLEnabled)")
+    hc.add_argument("--config", default=os.environ.get("LOOKOUT_CONFIG", "config-x86.ini"),
+                    help="INI file (default: $LOOKOUT_CONFIG, else %(default)s)")
+    hc.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
+    hc.set_defaults(func=_cmd_healthcheck)
     return p
 
 
