@@ -1,4 +1,7 @@
-"""The detector registry, the YOLOX codec, and measured accuracy on PETS09-S2L1."""
+"""The detector registry, the YOLOX codec, and measured accuracy on PETS09-S2L1.
+
+Backends' device handling (GPU refusal, TensorRT options, OpenVINO, EdgeTPU) is in
+tests/test_backends.py."""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import numpy as np
 import pytest
 
 from libs.config import parse_config_text
-from libs.config.models import DetectorConfig
 from libs.detectors import DETECTORS, create_detector
-from libs.detectors.yolox import PAD_VALUE, YoloxCodec
+from libs.detectors.families.yolox import PAD_VALUE, YoloxCodec
 from libs.registry import UnknownPluginError
 
 
@@ -21,28 +23,6 @@ def test_registry_reports_unknown_and_unavailable_backends() -> None:
     # Optional backends whose library is missing are listed with their import error.
     for module, missing in DETECTORS.unavailable().items():
         assert module in text and missing.split(":")[0] in text
-
-
-def test_gpu_backend_refuses_without_gpu(shared) -> None:
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this machine has CUDA")
-    model = shared / "models" / "person_yolox_nano_416.onnx"
-    for device in ("x86-gpu", "tensorrt", "jetson"):
-        with pytest.raises(RuntimeError, match=f"Device '{device}' needs"):
-            DETECTORS.get(device)(DetectorConfig(Device=device), model)
-
-
-def test_tensorrt_provider_options(shared) -> None:
-    cls = DETECTORS.get("tensorrt")
-    det = cls.__new__(cls)  # options only; no session (needs a GPU)
-    det.config = DetectorConfig(Device="tensorrt", TensorrtPrecision=16, DeviceId=1)
-    det.model_path = shared / "models" / "person_yolox_nano_416.onnx"
-    name, opts = det.provider_list()[0]
-    assert name == "TensorrtExecutionProvider"
-    assert opts["trt_fp16_enable"] == "True" and opts["device_id"] == "1"
-    assert opts["trt_engine_cache_path"].endswith("person_yolox_nano_416.trt-cache")
 
 
 def test_preprocess_letterbox_top_left_bgr() -> None:

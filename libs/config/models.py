@@ -130,6 +130,10 @@ def _int_if_digits(value: Any) -> Any:
     return value
 
 
+def _upper_if_str(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
 CsvList = Annotated[list[str], BeforeValidator(_split_list)]
 Size = Annotated[tuple[int, int], BeforeValidator(_split_size)]
 OptionalSize = Annotated[tuple[int, int] | None, BeforeValidator(_split_size)]
@@ -547,8 +551,9 @@ class DetectorConfig(StrictModel):
     device: str = Field(
         "x86",
         alias="Device",
-        description="Backend that runs the model: x86 (ONNX Runtime on CPU), x86-gpu, "
-        "openvino, jetson, edgetpu.",
+        description="Backend that runs the model: x86 (ONNX Runtime on CPU), x86-gpu (ONNX "
+        "Runtime CUDA), tensorrt and jetson (TensorRT through ONNX Runtime), openvino, edgetpu "
+        "(LiteRT with the Coral EdgeTPU delegate), tflite (LiteRT on the CPU); docs/devices.md.",
     )
     name: str = Field("yolox_nano", alias="Name", description="Model family.")
     image_size: Size = Field(
@@ -581,9 +586,36 @@ class DetectorConfig(StrictModel):
         json_schema_extra=form("a number from 0 to 1"),
     )
     tensorrt_precision: Annotated[Literal[16, 32], BeforeValidator(_int_if_digits)] = Field(
-        32, alias="TensorrtPrecision", json_schema_extra=form("16 or 32")
+        32,
+        alias="TensorrtPrecision",
+        description="Floating-point bits of the TensorRT engine (tensorrt, jetson); the engine "
+        "cache under DataDirectory is kept per TensorRT version and precision.",
+        json_schema_extra=form("16 or 32"),
     )
-    device_id: int = Field(0, alias="DeviceId", ge=0, description="Accelerator index.")
+    device_id: int = Field(
+        0,
+        alias="DeviceId",
+        ge=0,
+        description="Accelerator index: the CUDA GPU (x86-gpu, tensorrt, jetson) or the N-th "
+        "Edge TPU libedgetpu finds (edgetpu).",
+        json_schema_extra=form("an integer >= 0"),
+    )
+    openvino_device: Annotated[str, BeforeValidator(_upper_if_str)] = Field(
+        "CPU",
+        alias="OpenvinoDevice",
+        pattern=r"^(CPU|GPU(\.[0-9]+)?|NPU|AUTO)$",
+        description="OpenVINO device of Device = openvino: CPU, GPU (GPU.1 for the second), NPU, "
+        "or AUTO (the first present of NPU, GPU, CPU).",
+        json_schema_extra=form("CPU, GPU, GPU.<n>, NPU or AUTO"),
+    )
+    openvino_precision: Literal["f32", "f16", "bf16", "default"] = Field(
+        "f32",
+        alias="OpenvinoPrecision",
+        description="OpenVINO inference precision (Device = openvino): f32 matches ONNX Runtime; "
+        "f16 or bf16 are faster where the device supports them; default leaves the device's own "
+        "choice.",
+        json_schema_extra=form("f32, f16, bf16 or default"),
+    )
     threads: int = Field(
         0,
         alias="Threads",

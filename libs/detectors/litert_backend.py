@@ -2,71 +2,110 @@
 ``tflite`` (the same interpreter on the CPU, for Arm boards without an accelerator).
 
 Needs ``ai-edge-litert`` (``pip install '.[edgetpu]'``); the Coral image adds Coral's
-``libedgetpu`` runtime.  The model must be a ``.tflite`` file with the YOLOX layout
-(``ModelPath = models/person_yolox_nano_416_fp16.tflite``); an EdgeTPU-compiled model
-(``*_edgetpu.tflite``) is needed for the TPU to do the work.
+``libedgetpu`` runtime.  The model is the family's ``.tflite`` file
+(``models/person_yolox_nano_416_fp16.tflite`` for ``yolox_nano``).  The TPU only runs a model
+compiled for it by ``edgetpu_compiler`` (``*_edgetpu.tflite``, made from a full-integer int8
+model); with any other model the delegate takes no operation and the CPU does all the work (a
+warning says so).  An integer model's input is quantized and its outputs dequantized here with
+the model's own scales, so the family's pre- and post-processing stay in float.
+
+``DeviceId`` = N selects the N-th Edge TPU libedgetpu enumerates (its ``device`` option
+``":N"``), for a board with several accelerators (USB and PCIe alike).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, load_delegate
 
 from libs.config.models import DetectorConfig
-from libs.detectors import DETECTORS, Detector
-from libs.detectors.yolox import YoloxCodec
-from libs.frame import Detections
+from libs.detectors import DETECTORS, ModelDetector
+from libs.detectors.families import InputShape
+
+log = logging.getLogger(__name__)
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
 
 @DETECTORS.register("tflite")
-class LiteRtDetector(Detector):
-    use_edgetpu = False
+class LiteRtDetector(ModelDetector):
+    model_format = ".tflite"
 
     def _delegates(self) -> list[Any]:
         return []
 
-    def __init__(self, config: DetectorConfig, model_path: Path) -> None:
-        super().__init__(config, model_path)
-        if model_path.suffix != ".tflite":
+    def load(self) -> None:
+        if self.model_path.suffix != ".tflite":
             raise ValueError(
                 f"Detector Device {type(self).__name__} needs a .tflite ModelPath, got "
-                f"{model_path.name}"
+                f"{self.model_path.name}"
             )
         self.interpreter = Interpreter(
-            model_path=str(model_path),
+            model_path=str(self.model_path),
             experimental_delegates=self._delegates(),
-            num_threads=config.threads or None,
+            num_threads=self.config.threads or None,
         )
         self.interpreter.allocate_tensors()
-        inp = self.interpreter.get_input_details()[0]
-        self.input_index = inp["index"]
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
-        shape = inp["shape"]  # NCHW for this model
-        self.codec = YoloxCodec(int(shape[3]), int(shape[2]))
+        self.input_detail = self.interpreter.get_input_details()[0]
+        self.output_details = self.interpreter.get_output_details()
 
-    def detect(self, image: np.ndarray) -> Detections:
-        tensor, letterbox = self.codec.preprocess(image)
-        self.interpreter.set_tensor(self.input_index, tensor)
+    def input_shape(self) -> InputShape:
+        shape = self.interpreter.get_input_details()[0]["shape_signature"]
+        return [int(d) if d > 0 else None for d in shape]
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        self.interpreter.set_tensor(self.input_detail["index"], quantize(tensor, self.input_detail))
         self.interpreter.invoke()
-        output = self.interpreter.get_tensor(self.output_index)
-        c = self.config
-        return self.codec.postprocess(output, letterbox, c.class_id, c.min_score, c.nms_threshold)
+        return [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.output_details]
+
+
+def quantize(tensor: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """``tensor`` in the model input's type: as is for a float input, else mapped with the
+    input's ``(scale, zero_point)`` (a full-integer model, as ``edgetpu_compiler`` needs)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return tensor.astype(dtype, copy=False)
+    scale, zero = detail["quantization"]
+    if not scale:
+        raise ValueError(f"model input {detail.get('name')!r} is {dtype} without quantization "
+                         "parameters")
+    info = np.iinfo(dtype)
+    return np.clip(np.round(tensor / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(array: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A model output as float32 values: integer outputs through their ``(scale,
+    zero_point)``, float outputs unchanged."""
+    if array.dtype.kind == "f":
+        return array
+    scale, zero = detail["quantization"]
+    if not scale:
+        return array.astype(np.float32)
+    return (array.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+
+
+def edgetpu_options(config: DetectorConfig) -> dict[str, str]:
+    """libedgetpu delegate options: ``DeviceId`` N is the N-th Edge TPU it enumerates."""
+    return {"device": f":{config.device_id}"}
 
 
 @DETECTORS.register("edgetpu")
 class EdgeTpuDetector(LiteRtDetector):
     def _delegates(self) -> list[Any]:
-        options = {"device": f":{self.config.device_id}"} if self.config.device_id else {}
+        options = edgetpu_options(self.config)
         try:
-            return [load_delegate(EDGETPU_LIBRARY, options)]
+            delegate = load_delegate(EDGETPU_LIBRARY, options)
         except (ValueError, OSError) as exc:
             raise RuntimeError(
-                f"cannot load the EdgeTPU runtime {EDGETPU_LIBRARY} ({exc}); is a Coral device "
-                "attached and Coral's libedgetpu installed? Use Device = tflite to run the same "
-                "model on the CPU"
+                f"cannot load the EdgeTPU runtime {EDGETPU_LIBRARY} with device "
+                f"{options['device']!r} (DeviceId {self.config.device_id}): {exc}. Is a Coral "
+                "device attached and Coral's libedgetpu installed (docs/devices.md)? Use "
+                "Device = tflite to run the same model on the CPU"
             ) from exc
+        if not self.model_path.stem.endswith("_edgetpu"):
+            log.warning("%s is not compiled for the Edge TPU (edgetpu_compiler makes "
+                        "*_edgetpu.tflite): it runs on the CPU", self.model_path.name)
+        return [delegate]

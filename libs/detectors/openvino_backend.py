@@ -1,39 +1,108 @@
-"""OpenVINO backend (``Device = openvino``), for Intel CPUs, GPUs and NPUs.
+"""OpenVINO backend (``Device = openvino``), for Intel CPUs, integrated GPUs and NPUs.
 
-Needs the ``openvino`` package (``pip install '.[openvino]'``).  Runs in f32 by default:
-on CPUs with bf16 support OpenVINO would otherwise pick bf16 and shift scores by up to 0.05.
+Needs the ``openvino`` package (``pip install '.[openvino]'``).
+
+* ``OpenvinoDevice``: ``CPU`` (default), ``GPU`` (``GPU.1`` for a second one), ``NPU``, or
+  ``AUTO``, which picks the first present of NPU, GPU, CPU when the detector starts (and logs
+  it).  A device this machine does not have is refused, naming the ones it has.
+* ``OpenvinoPrecision``: ``f32`` by default, so detections match ONNX Runtime (on CPUs with
+  bf16 support OpenVINO would otherwise pick bf16 and shift scores by up to 0.05); ``f16``,
+  ``bf16``, or ``default`` for the device's own choice.
+
+Secondary ONNX models (face mask, demographics) run through OpenVINO on the same device.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
 from libs.config.models import DetectorConfig
-from libs.detectors import DETECTORS, Detector
-from libs.detectors.yolox import YoloxCodec
-from libs.frame import Detections
+from libs.detectors import DETECTORS, ModelDetector
+from libs.detectors.families import InputShape
+from libs.detectors.secondary import OnnxModel, OpenVinoModel
+
+log = logging.getLogger(__name__)
+
+AUTO_ORDER = ("NPU", "GPU", "CPU")
+
+
+def resolve_device(wanted: str, available: Sequence[str]) -> str:
+    """The OpenVINO device name for ``OpenvinoDevice = wanted`` among ``available``
+    (``Core().available_devices``); ValueError naming the key and what is present."""
+    present = ", ".join(available) or "none"
+    if wanted == "AUTO":
+        for kind in AUTO_ORDER:
+            for name in available:
+                if name == kind or name.startswith(kind + "."):
+                    return name
+        raise ValueError(f"OpenvinoDevice AUTO: OpenVINO finds no NPU, GPU or CPU here "
+                         f"(available: {present})")
+    if wanted in available:
+        return wanted
+    if wanted == "GPU" and "GPU.0" in available:  # several GPUs: GPU is the first
+        return "GPU.0"
+    if wanted == "GPU.0" and "GPU" in available:  # one GPU: OpenVINO calls it GPU
+        return "GPU"
+    raise ValueError(
+        f"OpenvinoDevice {wanted}: OpenVINO has no such device on this machine (available: "
+        f"{present}); set OpenvinoDevice to one of those, or AUTO. A GPU or NPU needs its "
+        "driver (docs/devices.md)"
+    )
+
+
+def compile_properties(config: DetectorConfig, device: str) -> dict[str, str]:
+    """``compile_model`` properties for ``[Detector]`` on the resolved ``device``."""
+    props: dict[str, str] = {}
+    if config.openvino_precision != "default":
+        props["INFERENCE_PRECISION_HINT"] = config.openvino_precision
+    if config.threads and device == "CPU":
+        props["INFERENCE_NUM_THREADS"] = str(config.threads)
+    return props
+
+
+def available_devices() -> list[str]:
+    return list(ov.Core().available_devices)
 
 
 @DETECTORS.register("openvino")
-class OpenVinoDetector(Detector):
-    def __init__(self, config: DetectorConfig, model_path: Path) -> None:
-        super().__init__(config, model_path)
-        core = ov.Core()
-        props: dict[str, str] = {"INFERENCE_PRECISION_HINT": "f32"}
-        if config.threads:
-            props["INFERENCE_NUM_THREADS"] = str(config.threads)
-        self.compiled = core.compile_model(str(model_path), "CPU", props)
-        self.request = self.compiled.create_infer_request()
-        shape = self.compiled.input(0).get_shape()
-        self.codec = YoloxCodec(int(shape[3]), int(shape[2]))
+class OpenVinoDetector(ModelDetector):
+    secondary_placement = "OpenVINO, the same OpenvinoDevice (CPU if that cannot compile it)"
 
-    def detect(self, image: np.ndarray) -> Detections:
-        tensor, letterbox = self.codec.preprocess(image)
-        output = self.request.infer({0: tensor})[self.compiled.output(0)]
-        c = self.config
-        return self.codec.postprocess(
-            np.asarray(output), letterbox, c.class_id, c.min_score, c.nms_threshold
-        )
+    def load(self) -> None:
+        core = ov.Core()
+        try:
+            self.device = resolve_device(self.config.openvino_device, core.available_devices)
+        except ValueError as exc:
+            raise RuntimeError(f"Detector {exc}") from exc
+        props = compile_properties(self.config, self.device)
+        try:
+            self.compiled = core.compile_model(str(self.model_path), self.device, props)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeError(
+                f"OpenVINO cannot compile {self.model_path.name} on {self.device} with "
+                f"{props or 'no properties'}: {first}. Try Detector OpenvinoPrecision = default "
+                "or another OpenvinoDevice"
+            ) from exc
+        if self.config.openvino_device != self.device:
+            log.info("OpenvinoDevice %s runs on %s", self.config.openvino_device, self.device)
+        self.request = self.compiled.create_infer_request()
+
+    def input_shape(self) -> InputShape:
+        shape = self.compiled.input(0).get_partial_shape()
+        return [d.get_length() if d.is_static else None for d in shape]
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        result = self.request.infer({0: tensor})
+        return [np.asarray(result[out]) for out in self.compiled.outputs]
+
+    @classmethod
+    def open_secondary(cls, path: Path, threads: int, config: DetectorConfig) -> OnnxModel:
+        device = resolve_device(config.openvino_device, available_devices())
+        return OpenVinoModel(path, device, compile_properties(
+            config.model_copy(update={"threads": threads}), device))

@@ -44,18 +44,17 @@ from typing import TYPE_CHECKING, ClassVar
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 from pydantic import Field
 
 from libs.clock import aware
 from libs.config.models import PluginConfig, form
-from libs.detectors.onnxruntime_backend import session_options
+from libs.detectors.secondary import OnnxModel, open_onnx_model
 from libs.frame import EMOTIONS, Frame
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.post_processors._track_time import elapsed_us, micros
 
 if TYPE_CHECKING:
-    from libs.config.models import LookoutConfig, SourceConfig
+    from libs.config.models import DetectorConfig, LookoutConfig, SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +136,24 @@ def emotion_tensor(faces: list[np.ndarray]) -> np.ndarray:
 
 
 class FaceModels:
-    """The three ONNX models on ONNX Runtime (CPU, thread spinning off)."""
+    """The three ONNX models on the detector's device (``detector``: ``[Detector]``; None:
+    ONNX Runtime on the CPU), see :func:`libs.detectors.secondary.open_onnx_model`."""
 
     def __init__(
-        self, age: Path, gender: Path, emotion: Path | None, threads: int = 1
+        self,
+        age: Path,
+        gender: Path,
+        emotion: Path | None,
+        threads: int = 1,
+        detector: DetectorConfig | None = None,
     ) -> None:
-        options = session_options(threads)
-        providers = ["CPUExecutionProvider"]
-        self.age = ort.InferenceSession(str(age), options, providers=providers)
-        self.gender = ort.InferenceSession(str(gender), options, providers=providers)
-        self.emotion = (
-            ort.InferenceSession(str(emotion), options, providers=providers)
-            if emotion is not None
-            else None
-        )
+        self.age = open_onnx_model(age, threads, detector)
+        self.gender = open_onnx_model(gender, threads, detector)
+        self.emotion = open_onnx_model(emotion, threads, detector) if emotion is not None else None
 
     @staticmethod
-    def _run(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
-        name = session.get_inputs()[0].name
-        out: np.ndarray = session.run(None, {name: batch})[0]
-        return out
+    def _run(model: OnnxModel, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.run({model.input_names[0]: batch})[0])
 
     def ages(self, chips64: list[np.ndarray]) -> np.ndarray:
         """Years per aligned 64 px chip."""
@@ -298,7 +295,7 @@ class Demographics(PostProcessor):
         self.tz = app.app.tzinfo
         if models is None:
             age, gender, emotion = config.model_paths(app)
-            models = FaceModels(age, gender, emotion, config.threads)
+            models = FaceModels(age, gender, emotion, config.threads, app.detector)
         self.models = models
         self.forget_us = micros(config.forget_seconds)
         self.tracks: dict[int, TrackFaces] = {}

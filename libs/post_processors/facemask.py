@@ -226,7 +226,7 @@ class Facemask(PostProcessor):
     def model(self) -> MaskedFaceModel:
         if self._model is None:
             threads = self.settings.threads or (os.cpu_count() or 1)
-            self._model = MaskedFaceModel.shared(self._model_path, threads)
+            self._model = MaskedFaceModel.shared(self._model_path, threads, self.app.detector)
         return self._model
 
     def observe(self, image: np.ndarray, face_box: np.ndarray, known_prob: float) -> bool | None:

@@ -64,13 +64,12 @@ from pydantic import Field
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
+from libs.detectors.secondary import open_onnx_model, placement_key
 from libs.frame import Frame
 from libs.post_processors import POST_PROCESSORS, PostProcessor
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
-
-    from libs.config.models import LookoutConfig, SourceConfig
+    from libs.config.models import DetectorConfig, LookoutConfig, SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -207,36 +206,31 @@ class YuNet:
         return np.asarray(faces, np.float32).reshape(-1, 15)
 
 
-def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
-    import onnxruntime as ort
-
-    from libs.detectors.onnxruntime_backend import session_options
-
-    return ort.InferenceSession(
-        str(path), session_options(threads), providers=["CPUExecutionProvider"]
-    )
-
-
 class MaskedFaceModel:
     """``facemask_rfb640_masked_face_v2``: face and masked-face detector with a fixed input.
 
     Input RGB 640x480 (a plain stretch), ``(x - 127) / 128``; outputs per anchor the softmax
-    ``[background, face, masked_face]`` and a corner box normalised to 0..1.
+    ``[background, face, masked_face]`` and a corner box normalised to 0..1.  It runs on the
+    device of ``detector`` (``[Detector]``; None: the CPU), see
+    :func:`libs.detectors.secondary.open_onnx_model`.
     """
 
-    def __init__(self, path: Path, threads: int) -> None:
-        self.session = onnx_session(path, threads)
-        self.input_name = self.session.get_inputs()[0].name
+    def __init__(self, path: Path, threads: int, detector: DetectorConfig | None = None) -> None:
+        self.model = open_onnx_model(path, threads, detector)
+        self.input_name = self.model.input_names[0]
 
     @classmethod
-    def shared(cls, path: Path, threads: int) -> MaskedFaceModel:
-        return shared_model(("masked", str(path), int(threads)), lambda: cls(path, threads))
+    def shared(
+        cls, path: Path, threads: int, detector: DetectorConfig | None = None
+    ) -> MaskedFaceModel:
+        key = ("masked", str(path), int(threads), *placement_key(detector))
+        return shared_model(key, lambda: cls(path, threads, detector))
 
     def run(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores ``(K, 3)`` and boxes ``(K, 4)`` (0..1) of every anchor for a BGR crop."""
         rgb = cv2.cvtColor(cv2.resize(bgr, MASK_INPUT_SIZE), cv2.COLOR_BGR2RGB)
         x = ((rgb.astype(np.float32) - 127.0) / 128.0).transpose(2, 0, 1)[None]
-        scores, boxes = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
+        scores, boxes = self.model.run({self.input_name: np.ascontiguousarray(x)})
         return np.asarray(scores[0], np.float32), np.asarray(boxes[0], np.float32)
 
     def detect(
@@ -521,6 +515,7 @@ class Faces(PostProcessor):
             MaskedFaceModel.shared(
                 model_file(app, settings.mask_model_path, "MaskModelPath"),
                 settings.threads or (os.cpu_count() or 1),
+                app.detector,
             )
             if use_masked else None
         )

@@ -189,7 +189,12 @@ def bearings(centres: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 class FaceMesh:
-    """``face_landmark_mediapipe.tflite`` behind a lock (a LiteRT interpreter is stateful)."""
+    """``face_landmark_mediapipe.tflite`` behind a lock (a LiteRT interpreter is stateful).
+
+    It runs on LiteRT's CPU interpreter whatever ``[Detector] Device`` is: it is not compiled
+    for the Edge TPU, and LiteRT has no GPU delegate for the other devices' runtimes
+    (docs/devices.md).
+    """
 
     def __init__(self, path: Path, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter

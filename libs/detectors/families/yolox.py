@@ -1,4 +1,4 @@
-"""YOLOX pre- and post-processing, shared by every backend.
+"""The ``yolox_nano`` family: YOLOX pre- and post-processing, shared by every backend.
 
 As described in the model card: BGR, raw 0-255 values, letterbox pasted at the top-left and
 filled with 114, NCHW float32.  The output rows are grid cells of strides 8, 16 and 32 in
@@ -7,13 +7,22 @@ row-major order; columns ``tx, ty, tw, th, obj, cls0..cls79`` with sigmoids alre
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
+from libs.detectors.families import MODEL_FAMILIES, InputShape, ModelFamily
 from libs.frame import Detections
 from libs.geometry import nms
+
+if TYPE_CHECKING:
+    from libs.config.models import DetectorConfig
+
+log = logging.getLogger(__name__)
 
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
@@ -89,4 +98,39 @@ class YoloxCodec:
             boxes=boxes[idx],
             scores=scores[idx],
             classes=np.full(len(idx), class_id, np.int32),
+        )
+
+
+@MODEL_FAMILIES.register("yolox_nano")
+class YoloxFamily(ModelFamily):
+    """YOLOX-Nano (COCO-80): NCHW input ``(1, 3, H, W)``, one output ``(1, rows, 85)``."""
+
+    default_models = {
+        ".onnx": "models/person_yolox_nano_416.onnx",
+        ".tflite": "models/person_yolox_nano_416_fp16.tflite",
+    }
+
+    def __init__(self, input_shape: InputShape, config: DetectorConfig) -> None:
+        super().__init__(input_shape, config)
+        if len(input_shape) != 4 or input_shape[1] not in (3, None):
+            raise ValueError(
+                f"Detector Name {config.name!r} needs an NCHW model input (1, 3, H, W); the "
+                f"model's input is {list(input_shape)}"
+            )
+        width, height = config.image_size
+        model_h, model_w = input_shape[2], input_shape[3]
+        if isinstance(model_h, int) and isinstance(model_w, int) and model_h > 0 and model_w > 0:
+            if (model_w, model_h) != (width, height):
+                log.warning("model input is %sx%s; ImageSize %sx%s ignored", model_w, model_h,
+                            width, height)
+            width, height = model_w, model_h
+        self.codec = YoloxCodec(width, height)
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        return self.codec.preprocess(image)
+
+    def decode(self, outputs: Sequence[np.ndarray], context: Any) -> Detections:
+        c = self.config
+        return self.codec.postprocess(
+            np.asarray(outputs[0]), context, c.class_id, c.min_score, c.nms_threshold
         )
