@@ -110,6 +110,17 @@ DEVICE_PROFILES: dict[str, DeviceProfile] = {
                 "Device", "openvino",
                 "openvino = OpenVINO, f32 by default so detections match ONNX Runtime.",
             ),
+            detector=(
+                DetectorKey(
+                    "OpenvinoDevice", "CPU",
+                    "CPU, GPU (GPU.1 for the second), NPU, or AUTO (the first present of NPU, "
+                    "GPU, CPU)",
+                ),
+                DetectorKey(
+                    "OpenvinoPrecision", "f32",
+                    "f32 matches ONNX Runtime; f16 or bf16 are faster where the device has them",
+                ),
+            ),
         ),
         DeviceProfile(
             name="jetson-nano",
