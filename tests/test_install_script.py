@@ -3,13 +3,15 @@ device, without the dev extra, into a new virtual environment (make installs ope
 so this is another set, and the one where onnxruntime-gpu must replace onnxruntime), then that
 environment's `lookout check-config` on config-x86-gpu.ini and one detection on a PETS frame
 (Device = x86: no GPU here, the GPU build's CPU provider), which must equal the test
-environment's.  Also the requirement lists of every device (scripts/device_requirements.py)
-against pyproject.toml and libs/config/devices.py."""
+environment's, and Device = x86-gpu refused with a clear error where CUDA cannot start.
+Also the requirement lists of every device (scripts/device_requirements.py) against
+pyproject.toml and libs/config/devices.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -115,6 +117,17 @@ def test_install_script_in_a_new_venv_then_check_config_and_detect(tmp_path: Pat
     assert len(there["boxes"]) == len(here["boxes"]) > 0
     np.testing.assert_allclose(there["boxes"], here["boxes"], atol=1e-3)
     np.testing.assert_allclose(there["scores"], here["scores"], atol=1e-5)
+
+    # Device = x86-gpu itself: ONNX Runtime would fall back to the CPU with a warning where
+    # CUDA cannot start; Lookout refuses instead, naming the provider (the hardware boundary).
+    gpu = subprocess.run([str(venv / "bin" / "python"), "-c", DETECT, str(config)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    if shutil.which("nvidia-smi") is None:
+        assert gpu.returncode != 0
+        assert ("Detector Device 'x86-gpu': CUDAExecutionProvider is installed but did not "
+                "start (the session runs on CPUExecutionProvider)") in gpu.stderr
+    else:
+        assert gpu.returncode == 0, gpu.stderr
 
 
 def test_install_script_refuses_an_unknown_device_before_making_a_venv(tmp_path: Path) -> None:

@@ -113,7 +113,20 @@ class OnnxRuntimeDetector(ModelDetector):
             str(self.model_path), session_options(self.config.threads),
             providers=self.provider_list(),
         )
+        self.check_started(self.session.get_providers())
         self.input_name = self.session.get_inputs()[0].name
+
+    def check_started(self, started: Sequence[str]) -> None:
+        """Refuse a session whose first provider did not start: ONNX Runtime falls back to the
+        CPU with a warning when CUDA or TensorRT cannot start (no GPU, driver or CUDA
+        libraries), which would run a GPU configuration on the CPU unnoticed."""
+        if self.providers[0] not in started:
+            raise RuntimeError(
+                f"Detector Device {self.device_name!r}: {self.providers[0]} is installed but "
+                f"did not start (the session runs on {', '.join(started)}); check the GPU, its "
+                f"driver and the CUDA libraries (onnxruntime's warnings above say which is "
+                f"missing), or use Device = x86"
+            )
 
     def input_shape(self) -> InputShape:
         shape = self.session.get_inputs()[0].shape
