@@ -129,6 +129,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  data directory:   {cfg.data_dir}")
     print(f"  assets directory: {cfg.assets_dir}")
     print(f"  detector:         {cfg.detector.device} / {cfg.detector.name}")
+    from libs.detectors.budget import thread_budget
+
+    print(f"  threads:          {thread_budget(cfg).describe().removeprefix('thread budget: ')}")
     print(f"  tracker:          {cfg.tracker.name}")
     from libs.calibration import CalibrationError, FloorCalibration
 

@@ -33,6 +33,8 @@ from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.config.video_source import is_redis_url
 from libs.detectors import Detector, create_detector, detector_config_for, resolve_model_path
+from libs.detectors.budget import thread_budget
+from libs.detectors.pool import DetectAhead, DetectorPool
 from libs.frame import Frame
 from libs.loggers.writer import BackgroundWriter, WriteHealth
 from libs.records import CameraState, Record, RecordIds
@@ -257,6 +259,7 @@ class CameraRunner(threading.Thread):
         pipeline = None
         source = None
         store: ResumeStore | None = None
+        ahead: DetectAhead | None = None
         done_index: int | None = None  # every frame before it is logged
         finished = False
         try:
@@ -293,8 +296,17 @@ class CameraRunner(threading.Thread):
                 perf = PerformanceLog(cam, app.log_performance_metrics_every, csv_dir)
             self._perf = perf
             self._fps_t0, self._fps_n = time.monotonic(), 0
+            if isinstance(self.detector, DetectorPool):
+                # A recording keeps two frames per session in the pool; a live source only
+                # the newest frame matters for.
+                depth = 1 if source.is_live else 2 * self.detector.sessions
+                ahead = DetectAhead(source, self.detector, depth)
             while not self.stop_event.is_set():
-                sf = source.read(timeout=0.5)
+                if ahead is not None:
+                    got = ahead.read(timeout=0.5)
+                    sf = got[0] if got is not None else None
+                else:
+                    got, sf = None, source.read(timeout=0.5)
                 self._update_health(source, sf)
                 self._report_writes(pipeline)
                 if sf is None:
@@ -306,7 +318,11 @@ class CameraRunner(threading.Thread):
                 if sf.detections is not None:  # people from the source (Redis messages)
                     frame.detections, frame.tracked = sf.detections, True
                 frame.replay = sf.index < resume_at
-                frame = pipeline.process(frame)
+                if got is not None and got[1] is not None:  # detected in the pool
+                    frame.detections, frame.timings["detector"] = got[1], got[2]
+                    frame = pipeline.process_detections(frame)
+                else:
+                    frame = pipeline.process(frame)
                 st[NEXT_INDEX] = float(sf.index + 1)
                 if frame.replay:
                     continue
@@ -334,6 +350,8 @@ class CameraRunner(threading.Thread):
             log.error("camera %s failed: %s\n%s", cam, self.error, traceback.format_exc())
             self._send("error", cam, self.error)
         finally:
+            if ahead is not None:
+                ahead.cancel()
             if pipeline is not None:
                 if store is not None and done_index is not None and not finished:
                     # Before the end of the stream: what the stages record for people still
@@ -395,7 +413,12 @@ class WorkerCameras:
             return SourceDetections(det_cfg)
         key = det_cfg.model_dump_json() + str(resolve_model_path(self.config, source))
         if key not in self.detectors:
-            self.detectors[key] = create_detector(self.config, source)
+            budget = thread_budget(self.config, det_cfg)
+            config = self.config
+            self.detectors[key] = DetectorPool(
+                lambda: create_detector(config, source, threads=budget.threads),
+                budget.sessions, name=f"detect-{det_cfg.name}")
+            log.info("%s: %s", det_cfg.name, budget.describe())
         return self.detectors[key]
 
     def _refresh_config(self) -> None:

@@ -620,8 +620,19 @@ class DetectorConfig(StrictModel):
         0,
         alias="Threads",
         ge=0,
-        description="CPU threads for inference; 0 uses one per core.",
+        description="CPU threads of each detector session; 0 lets the thread budget choose "
+        "(1 on x86 and tflite, whose sessions split the cores; the worker's cores otherwise).",
         json_schema_extra=form("an integer >= 0"),
+    )
+    sessions: int = Field(
+        0,
+        alias="Sessions",
+        ge=0,
+        le=64,
+        description="Detector sessions per worker process, detecting frames in parallel for "
+        "every camera of the worker; 0 lets the thread budget choose (one per core of the "
+        "worker on x86 and tflite, one otherwise).",
+        json_schema_extra=form("an integer from 0 to 64"),
     )
 
 

@@ -75,6 +75,9 @@ class Detector(ABC):
 
     secondary_placement: ClassVar[str] = "ONNX Runtime, CPU"
     """Where :meth:`open_secondary` runs a secondary ONNX model (docs/devices.md shows it)."""
+    scales_by_sessions: ClassVar[bool] = False
+    """True for a CPU backend that runs faster as one-thread sessions, one per core, than as
+    one session with every core (the thread budget, :mod:`libs.detectors.budget`)."""
 
     def __init__(
         self, config: DetectorConfig, model_path: Path, data_dir: Path | None = None
@@ -132,8 +135,12 @@ class ModelDetector(Detector):
         return self.family.decode(self.infer(tensor), context)
 
 
-def create_detector(config: LookoutConfig, source: SourceConfig | None = None) -> Detector:
-    """The detector of ``[Detector]``, or of one camera with its /ml_model choice applied."""
+def create_detector(config: LookoutConfig, source: SourceConfig | None = None,
+                    threads: int | None = None) -> Detector:
+    """The detector of ``[Detector]``, or of one camera with its /ml_model choice applied;
+    ``threads`` replaces ``Threads`` (the thread budget's choice)."""
     det = detector_config_for(config, source)
+    if threads is not None:
+        det = det.model_copy(update={"threads": threads})
     cls = DETECTORS.get(det.device)
     return cls(det, resolve_model_path(config, source), config.data_dir)

@@ -33,6 +33,7 @@ EDGETPU_LIBRARY = "libedgetpu.so.1"
 @DETECTORS.register("tflite")
 class LiteRtDetector(ModelDetector):
     model_format = ".tflite"
+    scales_by_sessions = True
 
     def _delegates(self) -> list[Any]:
         return []
@@ -94,6 +95,8 @@ def edgetpu_options(config: DetectorConfig) -> dict[str, str]:
 
 @DETECTORS.register("edgetpu")
 class EdgeTpuDetector(LiteRtDetector):
+    scales_by_sessions = False  # one Edge TPU per DeviceId: one interpreter on it
+
     def _delegates(self) -> list[Any]:
         options = edgetpu_options(self.config)
         try:

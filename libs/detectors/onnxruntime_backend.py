@@ -140,6 +140,7 @@ class OnnxRuntimeDetector(ModelDetector):
 class CpuDetector(OnnxRuntimeDetector):
     device_name = "x86"
     providers: ClassVar[tuple[str, ...]] = ("CPUExecutionProvider",)
+    scales_by_sessions = True
 
 
 def cuda_providers(config: DetectorConfig) -> list[Provider]:
