@@ -67,14 +67,14 @@ def detector_fps(config: LookoutConfig, frames: list) -> dict[str, float]:
     """fps of one session with every core, and of one one-thread session per core."""
     cores = available_cores()
     out = {}
-    one = create_detector(config, threads=cores)
+    one = create_detector(config, threads=cores, sessions=1)
     one.detect(frames[0])
     t0 = time.perf_counter()
     for image in frames:
         one.detect(image)
     out[f"1 session x {cores} threads"] = len(frames) / (time.perf_counter() - t0)
     one.close()
-    pool = DetectorPool(lambda: create_detector(config, threads=1), cores)
+    pool = DetectorPool(lambda: create_detector(config, threads=1, sessions=cores), cores)
     wait([pool.submit(frames[0]) for _ in range(cores)])
     t0 = time.perf_counter()
     jobs = [pool.submit(image) for image in frames]

@@ -416,7 +416,7 @@ class WorkerCameras:
             budget = thread_budget(self.config, det_cfg)
             config = self.config
             self.detectors[key] = DetectorPool(
-                lambda: create_detector(config, source, threads=budget.threads),
+                lambda: create_detector(config, source, budget.threads, budget.sessions),
                 budget.sessions, name=f"detect-{det_cfg.name}")
             log.info("%s: %s", det_cfg.name, budget.describe())
         return self.detectors[key]

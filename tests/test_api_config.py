@@ -271,8 +271,8 @@ def test_detector_put_sets_and_removes_keys_and_keeps_comments(api: Api) -> None
     assert raw["MinScore"] == "0.5" and "DeviceId" not in raw
     text = api.text()
     assert "# x86 = ONNX Runtime on the CPU; see README" in text
-    assert ("# logged at start (x86, tflite: a one-thread session per core; others: one "
-            "session).\nSessions = 0\nThreads = 0") in text
+    assert ("# logged at start (x86, tflite, openvino: a one-thread session per core; "
+            "others: one).\nSessions = 0\nThreads = 0") in text
 
 
 @pytest.mark.parametrize("path, body, key", [

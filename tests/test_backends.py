@@ -198,6 +198,12 @@ def test_openvino_runs_f32_by_default_and_the_precision_key_reaches_it(shared: P
     assert compile_properties(cfg, "CPU") == {"INFERENCE_PRECISION_HINT": "f32",
                                               "INFERENCE_NUM_THREADS": "1"}
     assert compile_properties(cfg, "GPU") == {"INFERENCE_PRECISION_HINT": "f32"}
+    # several sessions on the CPU: one model for as many streams, every session's threads
+    two = cfg.model_copy(update={"sessions": 2})
+    assert compile_properties(two, "CPU") == {
+        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2",
+        "INFERENCE_NUM_THREADS": "2"}
+    assert compile_properties(two, "GPU") == {"INFERENCE_PRECISION_HINT": "f32"}
     assert compile_properties(cfg.model_copy(update={"openvino_precision": "default"}),
                               "NPU") == {}
     det = DETECTORS.get("openvino")(DetectorConfig(Device="openvino", OpenvinoDevice="auto"),

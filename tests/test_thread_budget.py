@@ -52,10 +52,20 @@ def test_cpu_backends_get_one_single_thread_session_per_core_of_each_worker(
     assert thread_budget(tfl, cores=4).sessions == 4
 
 
-def test_openvino_and_accelerators_get_one_session(x86_config: Path) -> None:
+def test_openvino_sessions_share_one_model_and_accelerators_get_one_session(
+        x86_config: Path) -> None:
     ov = load_config(config_with(x86_config, Device="openvino"))
     b = thread_budget(ov, cores=8)
-    assert (b.sessions, b.threads) == (1, 8)
+    assert (b.sessions, b.threads) == (8, 1)
+    # the sessions share one model compiled for as many streams, one request each
+    pool = DetectorPool(lambda: create_detector(ov, threads=1, sessions=2), 2)
+    try:
+        a, c = pool.detectors
+        assert a.compiled is c.compiled and a.request is not c.request  # type: ignore[attr-defined]
+        assert a.compiled.get_property("NUM_STREAMS") == 2  # type: ignore[attr-defined]
+        assert a.compiled.get_property("INFERENCE_NUM_THREADS") == 2  # type: ignore[attr-defined]
+    finally:
+        pool.close()
     gpu = load_config(config_with(x86_config, Device="x86-gpu"))
     b = thread_budget(with_cameras(gpu, 4, 2), cores=8)
     assert (b.workers, b.sessions, b.threads) == (2, 1, 4)

@@ -621,7 +621,8 @@ class DetectorConfig(StrictModel):
         alias="Threads",
         ge=0,
         description="CPU threads of each detector session; 0 lets the thread budget choose "
-        "(1 on x86 and tflite, whose sessions split the cores; the worker's cores otherwise).",
+        "(1 on x86, tflite and openvino, whose sessions split the cores; the worker's cores "
+        "otherwise).",
         json_schema_extra=form("an integer >= 0"),
     )
     sessions: int = Field(
@@ -631,7 +632,7 @@ class DetectorConfig(StrictModel):
         le=64,
         description="Detector sessions per worker process, detecting frames in parallel for "
         "every camera of the worker; 0 lets the thread budget choose (one per core of the "
-        "worker on x86 and tflite, one otherwise).",
+        "worker on x86, tflite and openvino, one on accelerators).",
         json_schema_extra=form("an integer from 0 to 64"),
     )
 

@@ -136,11 +136,14 @@ class ModelDetector(Detector):
 
 
 def create_detector(config: LookoutConfig, source: SourceConfig | None = None,
-                    threads: int | None = None) -> Detector:
+                    threads: int | None = None, sessions: int | None = None) -> Detector:
     """The detector of ``[Detector]``, or of one camera with its /ml_model choice applied;
-    ``threads`` replaces ``Threads`` (the thread budget's choice)."""
+    ``threads`` and ``sessions`` replace ``Threads`` and ``Sessions`` (the thread budget's
+    choice: the detector is one of ``sessions``, each with ``threads``)."""
     det = detector_config_for(config, source)
     if threads is not None:
         det = det.model_copy(update={"threads": threads})
+    if sessions is not None:
+        det = det.model_copy(update={"sessions": sessions})
     cls = DETECTORS.get(det.device)
     return cls(det, resolve_model_path(config, source), config.data_dir)

@@ -5,8 +5,8 @@ Measured on a 2-core x86 machine with YOLOX-nano (docs/benchmarks.md): one ONNX 
 session with two intra-op threads detects 70 frames a second, two sessions of one thread each,
 called from two threads of one process, 133 (two processes of one thread: 136); LiteRT 51
 against 76.  So CPU backends that scale by sessions (ONNX Runtime, LiteRT) get one session per
-core of the worker, one thread each; OpenVINO, which schedules its own threads, gets one
-session with every core of the worker; an accelerator (CUDA, TensorRT, Edge TPU) one session.
+core of the worker, one thread each; so does OpenVINO, whose sessions share one model compiled
+for as many streams; an accelerator (CUDA, TensorRT, Edge TPU) gets one session.
 
 Workers: ``[App] MaxProcesses``, but never more than the enabled cameras (a worker without a
 camera uses no core); each gets an equal share of the cores, at least one.  ``[Detector]
