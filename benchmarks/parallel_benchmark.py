@@ -35,11 +35,10 @@ import time
 from concurrent.futures import wait
 from pathlib import Path
 
-import cv2
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.pipeline_benchmark import decode_all  # noqa: E402
 from libs.config import load_config  # noqa: E402
 from libs.config.models import LookoutConfig  # noqa: E402
 from libs.detectors import create_detector  # noqa: E402
@@ -49,18 +48,6 @@ from processor import worker as W  # noqa: E402
 from processor.supervisor import Supervisor  # noqa: E402
 
 FRAMES = 300
-
-
-def decoded(config: LookoutConfig, n: int) -> list:
-    cap = cv2.VideoCapture(str(config.asset_path(config.sources[0].video_path)))
-    frames = []
-    while len(frames) < n:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
-    return frames
 
 
 def detector_fps(config: LookoutConfig, frames: list) -> dict[str, float]:
@@ -138,7 +125,7 @@ def main() -> int:
     assets = load_config(base).assets_dir
     text = re.sub(r"^AssetsDirectory = .*$", f"AssetsDirectory = {assets}", text, flags=re.M)
     config = load_config(base)
-    frames = decoded(config, FRAMES)
+    frames = decode_all(config, FRAMES)
     budget = thread_budget(config)
     print(f"{platform.machine()}, {available_cores()} cores available "
           f"(os.cpu_count {os.cpu_count()}), Python {platform.python_version()}; "

@@ -57,11 +57,12 @@ from processor.pipeline import CameraPipeline  # noqa: E402
 from processor.sources import open_source  # noqa: E402
 
 
-def decode_all(config: LookoutConfig) -> list:
+def decode_all(config: LookoutConfig, limit: int | None = None) -> list:
+    """The first camera's frames (the first ``limit`` of them), decoded into memory."""
     path = config.asset_path(config.sources[0].video_path)
     cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
+    frames: list = []
+    while limit is None or len(frames) < limit:
         ok, image = cap.read()
         if not ok:
             break
