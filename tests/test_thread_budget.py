@@ -223,3 +223,22 @@ def test_detect_ahead_on_a_real_recording_matches_the_detector(x86_config: Path)
         source.close()
         pool.close()
         detector.close()
+
+
+def test_a_pool_whose_session_cannot_start_closes_the_ones_made() -> None:
+    made: list[SlowDetector] = []
+    closed: list[SlowDetector] = []
+
+    class Closing(SlowDetector):
+        def close(self) -> None:
+            closed.append(self)
+
+    def make() -> SlowDetector:
+        if len(made) == 2:
+            raise RuntimeError("no third session")
+        made.append(Closing(0.0))
+        return made[-1]
+
+    with pytest.raises(RuntimeError, match="no third session"):
+        DetectorPool(make, 3)
+    assert closed == made and len(made) == 2

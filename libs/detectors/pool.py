@@ -35,7 +35,14 @@ class DetectorPool(Detector):
 
     def __init__(self, make: Callable[[], Detector], sessions: int, name: str = "detector"
                  ) -> None:
-        self.detectors = [make() for _ in range(max(1, sessions))]
+        self.detectors: list[Detector] = []
+        try:
+            for _ in range(max(1, sessions)):
+                self.detectors.append(make())
+        except BaseException:
+            for made in self.detectors:  # the sessions made before the one that failed
+                made.close()
+            raise
         first = self.detectors[0]
         super().__init__(first.config, first.model_path, first.data_dir)
         self.sessions = len(self.detectors)
