@@ -48,6 +48,7 @@ from pydantic import Field
 
 from libs.clock import aware
 from libs.config.models import PluginConfig, form
+from libs.detectors.budget import thread_budget
 from libs.detectors.secondary import OnnxModel, open_onnx_model
 from libs.frame import EMOTIONS, Frame
 from libs.post_processors import POST_PROCESSORS, PostProcessor
@@ -234,7 +235,8 @@ class DemographicsConfig(PluginConfig):
         1,
         alias="Threads",
         ge=0,
-        description="ONNX Runtime threads per model; 0 = one per core.",
+        description="ONNX Runtime threads per model; 0 = the thread budget's threads per "
+        "detector session.",
         json_schema_extra=form("an integer >= 0"),
     )
 
@@ -295,7 +297,8 @@ class Demographics(PostProcessor):
         self.tz = app.app.tzinfo
         if models is None:
             age, gender, emotion = config.model_paths(app)
-            models = FaceModels(age, gender, emotion, config.threads, app.detector)
+            models = FaceModels(age, gender, emotion,
+                                config.threads or thread_budget(app).threads, app.detector)
         self.models = models
         self.forget_us = micros(config.forget_seconds)
         self.tracks: dict[int, TrackFaces] = {}

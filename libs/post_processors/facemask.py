@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from pydantic import Field
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
+from libs.detectors.budget import thread_budget
 from libs.frame import Frame
 from libs.metrics.reports import Counter, Measure, RawLogSpec, ReportKind, register_source_spec
 from libs.post_processors import POST_PROCESSORS, PostProcessor
@@ -192,7 +192,8 @@ class FacemaskConfig(PluginConfig):
         0,
         alias="Threads",
         ge=0,
-        description="ONNX Runtime threads of the masked-face model (0 = one per core).",
+        description="ONNX Runtime threads of the masked-face model (0 = the thread budget's "
+        "threads per detector session).",
         json_schema_extra=form("an integer >= 0"),
     )
 
@@ -225,7 +226,7 @@ class Facemask(PostProcessor):
     @property
     def model(self) -> MaskedFaceModel:
         if self._model is None:
-            threads = self.settings.threads or (os.cpu_count() or 1)
+            threads = self.settings.threads or thread_budget(self.app).threads
             self._model = MaskedFaceModel.shared(self._model_path, threads, self.app.detector)
         return self._model
 

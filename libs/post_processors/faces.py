@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from pydantic import Field
 
 from libs.config.models import PluginConfig, form
 from libs.config.plugins import plugin_settings
+from libs.detectors.budget import thread_budget
 from libs.detectors.secondary import open_onnx_model, placement_key
 from libs.frame import Frame
 from libs.post_processors import POST_PROCESSORS, PostProcessor
@@ -465,7 +465,8 @@ class FacesConfig(PluginConfig):
         0,
         alias="Threads",
         ge=0,
-        description="ONNX Runtime threads of the masked-face model (0 = one per core).",
+        description="ONNX Runtime threads of the masked-face model (0 = the thread budget's "
+        "threads per detector session).",
         json_schema_extra=form("an integer >= 0"),
     )
 
@@ -514,7 +515,7 @@ class Faces(PostProcessor):
         masked = (
             MaskedFaceModel.shared(
                 model_file(app, settings.mask_model_path, "MaskModelPath"),
-                settings.threads or (os.cpu_count() or 1),
+                settings.threads or thread_budget(app).threads,
                 app.detector,
             )
             if use_masked else None
