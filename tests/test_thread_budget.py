@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,9 +108,6 @@ class SlowDetector(Detector):
         super().__init__(None, Path())  # type: ignore[arg-type]
         self.delay = delay
         self.fail_on = fail_on
-        self.running = 0
-        self.most = 0
-        self.lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> Detections:
         value = int(image[0, 0, 0])
