@@ -6,6 +6,7 @@ arrays (one row per person) inside :class:`Detections`, so geometry works on eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -106,8 +107,50 @@ class Detections:
         return self.boxes[:, 3] - self.boxes[:, 1]
 
 
+class _ProtectedImage:
+    """``image`` of a :class:`Frame`, with edits that wait until the pixels are read.
+
+    A step that must change every copy of the pixels that leaves the pipeline (the
+    ``anonymizer``'s blurs) gives :meth:`defer_edit` a function that edits the image in place;
+    the first read of ``image`` afterwards applies the waiting edits (on a writeable copy when
+    the image is read-only), so every reader behind that step gets edited pixels, and a frame
+    nobody reads the pixels of (most frames: the preview and the screenshots take a few a
+    second or a minute) costs nothing.  ``height``, ``width`` and ``has_image`` read the shape
+    without applying them.
+    """
+
+    _image: np.ndarray
+    _edits: list[Callable[[np.ndarray], object]] | None = None
+
+    @property
+    def image(self) -> np.ndarray:
+        edits = self._edits
+        if edits:
+            self._edits = None
+            if not self._image.flags.writeable:
+                self._image = self._image.copy()
+            for edit in edits:
+                edit(self._image)
+        return self._image
+
+    @image.setter
+    def image(self, value: np.ndarray) -> None:
+        # Waiting edits stay: they apply to whatever image is read next.
+        self._image = value
+
+    def defer_edit(self, edit: Callable[[np.ndarray], object]) -> None:
+        """Have ``edit(image)`` change the image in place before anybody reads it next."""
+        if self._edits is None:
+            self._edits = []
+        self._edits.append(edit)
+
+    @property
+    def edits_waiting(self) -> int:
+        return len(self._edits or ())
+
+
 @dataclass
-class Frame:
+class Frame(_ProtectedImage):
     """One image of one camera and everything the stages learned about it.
 
     ``timestamp`` is time-zone aware: wall clock for a live stream, the video's own clock plus
@@ -148,15 +191,15 @@ class Frame:
     @property
     def has_image(self) -> bool:
         """False for a frame without pixels (:func:`imageless`): only its size is known."""
-        return self.image.size > 0
+        return self._image.size > 0
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return int(self._image.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        return int(self._image.shape[1])
 
 
 def imageless(width: int, height: int) -> np.ndarray:

@@ -215,3 +215,51 @@ def test_steps_that_do_not_read_the_image_may_follow_it(tmp_path: Path, shared: 
     load(tmp_path, shared, section(4, "faces") + "\n" + section(5, "anonymizer") + "\n"
          + section(6, "objects_filtering") + "\n" + section(7, "occupancy") + "\n"
          + section(8, "facemask").replace("Enabled = True", "Enabled = False"))
+
+
+# ---------------------------------------------------------------------------------------
+# The blur waits for a reader
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_blur_waits_until_the_pixels_are_read(tmp_path: Path, shared: Path) -> None:
+    stage = anonymizer(tmp_path, shared)
+    frame = frame_of(noise(), [PERSON], [1])
+    before = frame.image.copy()
+    out = stage.process(frame)
+    assert out.metrics["anonymized_regions"] == 1
+    assert out.edits_waiting == 1
+    assert (out.height, out.width, out.has_image) == (480, 640, True)  # shape: no blur yet
+    assert out.edits_waiting == 1
+    head = head_regions(PERSON.reshape(1, 4), 0.2, 1.5)[0]
+    blurred = out.image  # the first read applies the blur, once
+    assert out.edits_waiting == 0
+    changed_only_inside(before, blurred, [pixel_box(head, before.shape)])
+    assert out.image is blurred
+
+
+def test_every_copy_that_leaves_the_pipeline_is_blurred(tmp_path: Path, shared: Path) -> None:
+    """The preview's copy (video_logger) and a replaced image read after the step."""
+    from libs.loggers.video_logger import VideoLogger
+
+    stage = anonymizer(tmp_path, shared)
+    config = load(tmp_path, shared, section(4, "anonymizer"))
+    preview = VideoLogger(VideoLogger.Config.model_validate({"Name": "video_logger"}),
+                          config.sources[0], config)
+    head = pixel_box(head_regions(PERSON.reshape(1, 4), 0.2, 1.5)[0], (480, 640))
+    try:
+        frame = frame_of(noise(), [PERSON], [1])
+        before = frame.image.copy()
+        job = preview.job(stage.process(frame))
+        changed_only_inside(before, job.image, [head])
+        # An image set after the step (a read-only one here) still gets the waiting blur.
+        frame = stage.process(frame_of(noise(), [PERSON], [1]))
+        replacement = noise()
+        replacement.flags.writeable = False
+        frame.image = replacement
+        changed_only_inside(replacement, frame.image, [head])
+        assert not np.shares_memory(frame.image, replacement)
+    finally:
+        preview.close()
+    # Nobody in view: nothing waits.
+    assert stage.process(frame_of(noise(), np.zeros((0, 4)), [])).edits_waiting == 0

@@ -376,7 +376,7 @@ class S3Logger(OutboxSink, SourceLogger):
     def log(self, frame: Frame) -> None:
         """Queue a screenshot of ``frame`` when one is due (a copy of the image; no encoding,
         no disk, no network here)."""
-        if self._closed or self._period is None or frame.replay or frame.image.size == 0:
+        if self._closed or self._period is None or frame.replay or not frame.has_image:
             return
         ts = aware(frame.timestamp, self.tz)
         if self._last is not None and self._last <= ts < self._last + self._period:

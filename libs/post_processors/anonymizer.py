@@ -4,7 +4,10 @@ image shows blurred pixels.
 **Place it last**: its section after every other ``[SourcePostProcessor_N]``.  It changes
 ``frame.image`` in place; the loggers, which run after every post-processor, copy that image
 for the preview (``video_logger``) and the screenshots (``file_system_logger``), while the steps
-before it saw the original pixels.  The configuration check refuses an enabled step that reads
+before it saw the original pixels.  The blurs wait until somebody reads ``frame.image``
+(:meth:`Frame.defer_edit <libs.frame.Frame.defer_edit>`): every reader behind this step gets
+blurred pixels, and the frames nobody takes a picture of (most of them) are not blurred for
+nothing.  The configuration check refuses an enabled step that reads
 the image (``faces``, ``facemask``, ``head_pose``, ``demographics``, or any step whose class
 sets ``reads_image = True``) behind it; steps that only use the detections (zones, heatmap...)
 may follow it harmlessly.
@@ -54,6 +57,19 @@ if TYPE_CHECKING:
 IMAGE_STEPS = ("faces", "facemask", "head_pose", "demographics")
 
 
+def clip_region(shape: tuple[int, ...], region: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``region`` (``x1, y1, x2, y2``) widened to whole pixels and clipped to an image of
+    ``shape``; None when nothing of it is inside."""
+    height, width = shape[:2]
+    x1 = max(0, math.floor(float(region[0])))
+    y1 = max(0, math.floor(float(region[1])))
+    x2 = min(width, math.ceil(float(region[2])))
+    y2 = min(height, math.ceil(float(region[3])))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return x1, y1, x2, y2
+
+
 def blur_region(image: np.ndarray, region: np.ndarray, cells: int = 6) -> bool:
     """Pixelate and smooth ``region`` (``x1, y1, x2, y2``) of ``image`` in place (see the
     module docstring).
@@ -61,13 +77,10 @@ def blur_region(image: np.ndarray, region: np.ndarray, cells: int = 6) -> bool:
     The region is widened to whole pixels and clipped to the image; returns False when
     nothing of it is inside.
     """
-    height, width = image.shape[:2]
-    x1 = max(0, math.floor(float(region[0])))
-    y1 = max(0, math.floor(float(region[1])))
-    x2 = min(width, math.ceil(float(region[2])))
-    y2 = min(height, math.ceil(float(region[3])))
-    if x2 <= x1 or y2 <= y1:
+    clipped = clip_region(image.shape, region)
+    if clipped is None:
         return False
+    x1, y1, x2, y2 = clipped
     roi = image[y1:y2, x1:x2]
     h, w = roi.shape[:2]
     block = max(max(w, h) / max(cells, 1), 1.0)
@@ -199,9 +212,15 @@ class Anonymizer(PostProcessor):
         return out
 
     def process(self, frame: Frame) -> Frame:
-        regions = self.regions(frame)
-        if len(regions) and not frame.image.flags.writeable:
-            frame.image = frame.image.copy()
-        blurred = sum(blur_region(frame.image, r, self.settings.cells) for r in regions)
-        frame.metrics["anonymized_regions"] = int(blurred)
+        shape = (frame.height, frame.width)
+        regions = [r for r in self.regions(frame) if clip_region(shape, r) is not None]
+        frame.metrics["anonymized_regions"] = len(regions)
+        if regions:
+            cells = self.settings.cells
+
+            def blur(image: np.ndarray) -> None:
+                for r in regions:
+                    blur_region(image, r, cells)
+
+            frame.defer_edit(blur)
         return frame

@@ -354,7 +354,7 @@ class Heatmap(PostProcessor):
     def sample(self, frame: Frame) -> _Sample:
         dets = frame.detections
         n = len(dets)
-        height, width = int(frame.image.shape[0]), int(frame.image.shape[1])
+        height, width = frame.height, frame.width
         if not self._floor_ready:
             self._setup_floor(width, height)
         ts = aware(frame.timestamp, self.tz)
