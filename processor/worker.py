@@ -277,8 +277,10 @@ class CameraRunner(threading.Thread):
             pipeline.tracker.next_track_id = ck.next_track_id
             if not store.live:
                 pipeline.ids = RecordIds.for_recording(store.record_key())
+            budget = thread_budget(self.config, detector_config_for(self.config, self.source_cfg))
             source = open_source(self.config, self.source_cfg,
-                                 start_index=max(0, resume_at - WARMUP_FRAMES))
+                                 start_index=max(0, resume_at - WARMUP_FRAMES),
+                                 decode_threads=budget.decode_threads)
             if resume_at:
                 log.info("camera %s: resuming at frame %d", cam, resume_at)
             last_checkpoint = time.monotonic()

@@ -70,6 +70,26 @@ def test_openvino_sessions_share_one_model_and_accelerators_get_one_session(
     assert (b.workers, b.sessions, b.threads) == (2, 1, 4)
 
 
+def test_recordings_decode_with_one_thread_beside_cpu_sessions_same_pixels(
+        x86_config: Path) -> None:
+    cfg = load_config(x86_config)
+    assert thread_budget(cfg, cores=16).decode_threads == 1
+    assert "recordings decoded with 1 thread" in thread_budget(cfg, cores=16).describe()
+    gpu = load_config(config_with(x86_config, Device="x86-gpu"))
+    assert thread_budget(gpu, cores=16).decode_threads == 0  # the decoder's own choice
+    frames = []
+    for threads in (0, 1):
+        src = open_source(cfg, cfg.sources[0], decode_threads=threads)
+        try:
+            frames.append([src.read() for _ in range(30)])
+        finally:
+            src.close()
+    for a, b in zip(*frames, strict=True):
+        assert a is not None and b is not None
+        assert (a.index, a.timestamp) == (b.index, b.timestamp)
+        assert np.array_equal(a.image, b.image)
+
+
 def test_settings_by_hand_and_oversubscription_said(x86_config: Path) -> None:
     cfg = load_config(config_with(x86_config, Threads="2"))
     b = thread_budget(cfg, cores=8)

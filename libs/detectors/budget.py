@@ -53,6 +53,10 @@ class ThreadBudget:
     sessions: int  # detector sessions per worker (per detector model)
     threads: int  # threads of each session
     device: str
+    # Threads of a recording's video decoder: 1 where detector sessions take the cores (more
+    # decoder threads only fight them), 0 (the decoder's own choice) where an accelerator
+    # detects.
+    decode_threads: int = 0
 
     @property
     def oversubscribed(self) -> bool:
@@ -62,7 +66,10 @@ class ThreadBudget:
         text = (f"thread budget: {self.cores} core{'s' * (self.cores != 1)}, "
                 f"{self.workers} worker process{'es' * (self.workers != 1)} with cameras, "
                 f"each {self.sessions} detector session{'s' * (self.sessions != 1)} x "
-                f"{self.threads} thread{'s' * (self.threads != 1)} (Device {self.device})")
+                f"{self.threads} thread{'s' * (self.threads != 1)} (Device {self.device}); "
+                f"recordings decoded with "
+                + (f"{self.decode_threads} thread{'s' * (self.decode_threads != 1)}"
+                   if self.decode_threads else "the decoder's own threads"))
         if self.oversubscribed:
             text += (f"; {self.workers * self.sessions * self.threads} threads for "
                      f"{self.cores} cores: lower MaxProcesses, Sessions or Threads")
@@ -85,7 +92,9 @@ def thread_budget(config: LookoutConfig, detector: DetectorConfig | None = None,
     if scales_by_sessions(det.device):
         threads = det.threads or 1
         sessions = det.sessions or max(1, worker_cores // threads)
+        decode = 1
     else:
         sessions = det.sessions or 1
         threads = det.threads or max(1, worker_cores // sessions)
-    return ThreadBudget(total, workers, worker_cores, sessions, threads, det.device)
+        decode = 0
+    return ThreadBudget(total, workers, worker_cores, sessions, threads, det.device, decode)
