@@ -159,32 +159,75 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from libs.config import ConfigError, load_config
     from libs.evaluation.evaluate import (
+        check_detections,
         evaluate_sequence,
         parse_line,
         render_markdown,
+        tracker_config,
         write_results,
     )
+    from libs.evaluation.runner import make_tracker
+    from libs.evaluation.tracking import Sequence as MotSequence
     from libs.evaluation.tracking import load_sequence
+
+    def fail(message: str) -> int:
+        print(f"lookout evaluate: {message}", file=sys.stderr)
+        return 2
 
     try:
         config = load_config(args.config, check_files=False)
         lines = [parse_line(text) for text in args.line]
-        sequences = [load_sequence(p) for p in args.sequences]
+        check_detections(args.detections)
+        tracker_cfg = tracker_config(config, args.tracker)
+    except KeyError as exc:
+        return fail(str(exc.args[0]))
     except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"lookout evaluate: {exc}", file=sys.stderr)
+        return fail(str(exc))
+    out_dir = Path(args.output_dir) if args.output_dir else config.data_path("evaluation")
+    if args.detections == "pipeline":
+        detector_min = args.min_score if args.min_score is not None else config.detector.min_score
+        wanted = make_tracker(tracker_cfg).min_score
+        if wanted < detector_min:
+            print(f"note: {tracker_cfg.name} takes boxes scoring {wanted:g} and up, but the "
+                  f"detector's MinScore {detector_min:g} drops those below it (as `lookout "
+                  "run` would)", file=sys.stderr)
+
+    # Every sequence is loaded first, so a wrong folder is said before hours of work; one that
+    # fails, then or while it runs, is reported and the others are still scored and written.
+    failed: list[tuple[str, str]] = []
+    sequences: list[MotSequence] = []
+    for path in args.sequences:
+        try:
+            sequences.append(load_sequence(path))
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            failed.append((path, str(exc)))
+            print(f"lookout evaluate: {path}: {exc}", file=sys.stderr)
+    if not sequences:
         return 2
-    results = []
-    for seq in sequences:
-        print(f"evaluating {seq.name} ({seq.length} frames, {args.detections})...",
-              file=sys.stderr, flush=True)
-        results.append(evaluate_sequence(
-            seq, config, detections=args.detections, tracker_name=args.tracker, lines=lines,
-            camera=args.camera, min_score=args.min_score,
-        ))
-    print(render_markdown(results))
     command = "lookout " + shlex.join(args.argv)
-    md, js = write_results(results, Path(args.output_dir), command)
-    print(f"written: {md} and {js}", file=sys.stderr)
+    results = []
+    for i, seq in enumerate(sequences, start=1):
+        print(f"[{i}/{len(sequences)}] evaluating {seq.name} ({seq.length} frames, "
+              f"{args.detections})...", file=sys.stderr, flush=True)
+        try:
+            results.append(evaluate_sequence(
+                seq, config, detections=args.detections, tracker_name=args.tracker,
+                lines=lines, camera=args.camera, min_score=args.min_score,
+            ))
+        except (ValueError, FileNotFoundError, OSError, KeyError, RuntimeError) as exc:
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            failed.append((str(seq.root), reason))
+            print(f"lookout evaluate: {seq.name} failed: {reason}", file=sys.stderr)
+            continue
+        # Written after every sequence: an interrupted run keeps what it finished.
+        md, js = write_results(results, out_dir, command, failed)
+    if results:
+        print(render_markdown(results))
+        print(f"written: {md} and {js}", file=sys.stderr)
+    if failed:
+        print(f"lookout evaluate: {len(failed)} of {len(args.sequences)} sequences failed: "
+              + "; ".join(f"{path} ({reason})" for path, reason in failed), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -250,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a counting line to score (repeatable)")
     ev.add_argument("--camera", default=None,
                     help="borrow ROI, calibration and lines of this configured camera")
-    ev.add_argument("--output-dir", default="evaluation",
-                    help="where evaluation.md and evaluation.json go (default: %(default)s)")
+    ev.add_argument("--output-dir", default=None,
+                    help="where evaluation.md and evaluation.json go (default: evaluation/ in "
+                    "the config's DataDirectory)")
     ev.set_defaults(func=_cmd_evaluate)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")

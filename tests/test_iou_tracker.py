@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from libs.config.models import TrackerConfig
+from libs.config.models import DetectorConfig, TrackerConfig
 from libs.frame import Detections, Frame
 from libs.geometry import iou_matrix
 from libs.trackers import TRACKERS, Tracker
@@ -44,7 +44,24 @@ def walker(x0: float, y0: float, vx: float, k: int) -> list[float]:
 def test_registered_with_tracker_config() -> None:
     cls = TRACKERS.get("IOUTracker")
     assert issubclass(cls, Tracker)
-    assert cls.Config is TrackerConfig
+    assert issubclass(cls.Config, TrackerConfig)
+    # Its least score defaults to the detector's default MinScore.
+    assert cls.Config(Name="IOUTracker").min_score == DetectorConfig(Name="x").min_score
+
+
+def test_detections_under_its_min_score_are_dropped() -> None:
+    """The shipped detector keeps boxes down to 0.1 for KalmanTracker; IOUTracker takes its
+    own MinScore and up, and says so (lookout evaluate reads it)."""
+    cls = TRACKERS.get("IOUTracker")
+    tracker = cls(cls.Config(Name="IOUTracker", MinScore=0.4))
+    assert tracker.min_score == pytest.approx(0.4)
+    boxes = np.array([walker(0, 0, 5, 0), walker(200, 0, 5, 0), walker(400, 0, 5, 0)])
+    frame = frame_at(0, boxes)
+    frame.detections = Detections(boxes=boxes, scores=[0.9, 0.15, 0.4])
+    out = tracker.update(frame).detections
+    assert out.scores.tolist() == pytest.approx([0.9, 0.4])
+    assert out.boxes[:, 0].tolist() == [0, 400] and (out.track_ids >= 1).all()
+    assert len(tracker.active_tracks()) == 2
 
 
 def test_ids_follow_people_not_row_order() -> None:

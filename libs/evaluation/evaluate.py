@@ -5,7 +5,9 @@ analytics; ``detections="pipeline"``) or the tracker and the analytics run on gi
 detections (``"public"`` = the sequence's ``det/det.txt``, or a MOT file).  The figures:
 
 * detection precision and recall at IoU 0.5 against scored ground truth (flag-0 boxes are
-  neither hits nor misses);
+  neither hits nor misses), counted on the boxes the tracker takes: those scoring at least
+  the higher of the detector's ``MinScore`` (or ``--min-score``) and the tracker's own
+  least score (:attr:`libs.trackers.Tracker.min_score`), said in ``detection_min_score``;
 * HOTA, MOTA, IDF1 and ID switches from TrackEval;
 * occupancy: mean absolute error of the people count per frame against every ground-truth
   person of the frame (and the mean signed error, so a bias shows);
@@ -28,10 +30,17 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from libs.config.models import CountingLine, LookoutConfig, PluginConfig, SourceConfig
+from libs.config.models import (
+    CountingLine,
+    LookoutConfig,
+    PluginConfig,
+    SourceConfig,
+    TrackerConfig,
+)
 from libs.evaluation.crossings import reference_crossings
 from libs.evaluation.mot import DetectionScore, MotBoxes, load_mot, match_frame
 from libs.evaluation.runner import (
+    blank_image,
     detections_at,
     frame_time,
     iter_images,
@@ -67,6 +76,8 @@ class SequenceResult:
     detections: str
     tracker: str
     frames: int
+    #: Least score of the boxes the tracker was given, which precision and recall count.
+    detection_min_score: float
     precision: float
     recall: float
     hota: float
@@ -126,6 +137,26 @@ def _post_processors(config: LookoutConfig, source: SourceConfig,
     return before, after
 
 
+def tracker_config(config: LookoutConfig, tracker_name: str | None = None) -> TrackerConfig:
+    """The config's ``[Tracker]``, or ``tracker_name`` with its own defaults (``KeyError``
+    naming the registered trackers when there is no such tracker)."""
+    if tracker_name in (None, config.tracker.name):
+        return config.tracker
+    if tracker_name not in TRACKERS.names():
+        raise KeyError(f"no tracker {tracker_name!r}; registered: "
+                       f"{', '.join(sorted(TRACKERS.names()))}")
+    cfg: TrackerConfig = TRACKERS.get(tracker_name).Config.model_validate({"Name": tracker_name})
+    return cfg
+
+
+def check_detections(detections: str) -> None:
+    """``ValueError`` unless ``detections`` is ``pipeline``, ``public`` or an existing file."""
+    if detections in ("pipeline", "public") or Path(detections).is_file():
+        return
+    raise ValueError(f"--detections {detections!r}: neither 'pipeline' (run the detector), "
+                     "'public' (each sequence's det/det.txt) nor an existing MOT file")
+
+
 def evaluate_sequence(
     seq: Sequence,
     config: LookoutConfig,
@@ -140,10 +171,7 @@ def evaluate_sequence(
 
     source = _source_for(seq, config, camera, lines or [])
     lines = source.counting_lines
-    tracker_cfg = (
-        config.tracker if tracker_name in (None, config.tracker.name)
-        else TRACKERS.get(tracker_name).Config.model_validate({"Name": tracker_name})
-    )
+    tracker_cfg = tracker_config(config, tracker_name)
     tracker = make_tracker(tracker_cfg)
     before, after = _post_processors(config, source, bool(lines))
 
@@ -159,11 +187,15 @@ def evaluate_sequence(
         given = MotBoxes(given.frames[keep], given.ids[keep], given.boxes[keep], given.conf[keep])
 
     detector = None
+    floor = min_score or 0.0
     if given is None:
+        seq.require_frames()
         if min_score is not None:
             config = config.model_copy(update={
                 "detector": config.detector.model_copy(update={"min_score": min_score})})
+        floor = config.detector.min_score
         detector = create_detector(config)
+    counted_score = max(floor, tracker.min_score)
 
     det_score = DetectionScore()
     rows: list[np.ndarray] = []
@@ -171,10 +203,7 @@ def evaluate_sequence(
     events: list[LineCrossing] = []
     tracker_s = 0.0
     images = iter_images(seq) if detector is not None else None
-    blank = None
-    if images is None:  # stages that look at the frame size get the sequence's size
-        first = next(iter_images(seq), None)
-        blank = np.zeros_like(first[1]) if first is not None else np.zeros((1, 1, 3), np.uint8)
+    blank = blank_image(seq) if images is None else None
     for frame_no in range(1, seq.length + 1):
         if images is not None:
             assert detector is not None
@@ -188,8 +217,8 @@ def evaluate_sequence(
             image = blank
             dets = detections_at(given, frame_no)
         g = seq.gt.at(frame_no)
-        det_score.add(match_frame(g.boxes[g.conf == 1], dets.boxes.astype(np.float64), 0.5,
-                                  g.boxes[g.conf == 0]))
+        taken = dets.boxes[dets.scores >= counted_score].astype(np.float64)
+        det_score.add(match_frame(g.boxes[g.conf == 1], taken, 0.5, g.boxes[g.conf == 0]))
         frame = Frame(source.id, frame_no - 1, frame_time(seq, frame_no), image, dets)
         for stage in before:
             frame = stage.process(frame)
@@ -227,6 +256,7 @@ def evaluate_sequence(
         detections=detections if detections in ("pipeline", "public") else Path(detections).name,
         tracker=tracker_cfg.name,
         frames=n_frames,
+        detection_min_score=counted_score,
         precision=det_score.precision,
         recall=det_score.recall,
         hota=scores["HOTA"],
@@ -276,7 +306,8 @@ def dwell_errors(seq: Sequence, tracks: np.ndarray) -> list[dict[str, float]]:
     return out
 
 
-HEADER = ("| sequence | detections | tracker | det. precision | det. recall | HOTA | MOTA | "
+HEADER = ("| sequence | detections | tracker | boxes counted | det. precision | det. recall | "
+          "HOTA | MOTA | "
           "IDF1 | ID sw. | occupancy MAE (bias) | line crossings (ref.) | dwell error median "
           "/ mean s | tracker ms/frame |")
 
@@ -288,7 +319,8 @@ def render_markdown(results: list[SequenceResult]) -> str:
             f"{x.name} {x.counted} ({x.reference}; in {x.counted_in}/{x.reference_in}, "
             f"out {x.counted_out}/{x.reference_out})" for x in r.lines) or "-"
         lines.append(
-            f"| {r.sequence} | {r.detections} | {r.tracker} | {r.precision:.3f} | "
+            f"| {r.sequence} | {r.detections} | {r.tracker} | score >= "
+            f"{r.detection_min_score:.2f} | {r.precision:.3f} | "
             f"{r.recall:.3f} | {r.hota:.3f} | {r.mota:.3f} | {r.idf1:.3f} | {r.id_switches} | "
             f"{r.occupancy_mae:.3f} ({r.occupancy_bias:+.3f}) | {crossing} | "
             f"{r.dwell_median_error_s:.2f} / {r.dwell_mean_error_s:.2f} | {r.tracker_ms:.3f} |"
@@ -304,12 +336,18 @@ def _json_number(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def write_results(results: list[SequenceResult], out_dir: Path, command: str) -> tuple[Path,
-                                                                                          Path]:
+def write_results(results: list[SequenceResult], out_dir: Path, command: str,
+                  failed: list[tuple[str, str]] | None = None) -> tuple[Path, Path]:
+    """``evaluation.md`` and ``evaluation.json`` in ``out_dir``; ``failed`` lists the
+    sequences (path, reason) that gave no result."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "evaluation.md"
     js = out_dir / "evaluation.json"
-    md.write_text(f"# Lookout evaluation\n\nCommand: `{command}`\n\n{render_markdown(results)}")
-    js.write_text(json.dumps({"command": command, "results": [r.to_dict() for r in results]},
-                             indent=1, default=_json_number))
+    failures = "".join(f"\nFailed: `{path}`: {reason}\n" for path, reason in failed or [])
+    md.write_text(f"# Lookout evaluation\n\nCommand: `{command}`\n\n{render_markdown(results)}"
+                  f"{failures}")
+    js.write_text(json.dumps({
+        "command": command, "results": [r.to_dict() for r in results],
+        "failed": [{"sequence": path, "error": reason} for path, reason in failed or []],
+    }, indent=1, default=_json_number))
     return md, js

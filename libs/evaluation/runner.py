@@ -29,6 +29,7 @@ def frame_time(seq: Sequence, frame: int) -> datetime:
 
 def iter_images(seq: Sequence) -> Iterator[tuple[int, np.ndarray]]:
     """``(1-based frame, BGR image)`` for a video or an image folder."""
+    seq.require_frames()
     if seq.is_video:
         cap = cv2.VideoCapture(str(seq.frames_path))
         try:
@@ -49,6 +50,18 @@ def iter_images(seq: Sequence) -> Iterator[tuple[int, np.ndarray]]:
             if read is None:
                 raise ValueError(f"cannot read {path}")
             yield i, read
+
+
+def blank_image(seq: Sequence) -> np.ndarray:
+    """A black image of the sequence's size (``imWidth`` x ``imHeight``, else its first frame,
+    else 1 x 1) for the stages that read the frame size when only detections are given."""
+    if seq.width > 0 and seq.height > 0:
+        return np.zeros((seq.height, seq.width, 3), np.uint8)
+    if seq.has_frames:
+        first = next(iter_images(seq), None)
+        if first is not None:
+            return np.zeros_like(first[1])
+    return np.zeros((1, 1, 3), np.uint8)
 
 
 def detect_sequence(detector: Detector, seq: Sequence) -> MotBoxes:

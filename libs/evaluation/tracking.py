@@ -35,17 +35,31 @@ class Sequence:
     root: Path
     frame_rate: float
     length: int
-    frames_path: Path  # a video file or a folder of images
+    frames_path: Path  # a video file or a folder of images; it may be absent
     gt: MotBoxes
     det: MotBoxes | None
+    #: ``imWidth`` / ``imHeight`` of ``seqinfo.ini`` (0 where it does not say).
+    width: int = 0
+    height: int = 0
 
     @property
     def gt_file(self) -> Path:
         return self.root / "gt" / "gt.txt"
 
     @property
+    def has_frames(self) -> bool:
+        return self.frames_path.exists()
+
+    @property
     def is_video(self) -> bool:
         return self.frames_path.is_file()
+
+    def require_frames(self) -> None:
+        """Raise ``FileNotFoundError`` naming what to do when the frames are not there."""
+        if not self.has_frames:
+            raise FileNotFoundError(
+                f"{self.name}: no frames ({self.frames_path} not found); only its detections "
+                "can be tracked: --detections public or a MOT detections file")
 
 
 def load_sequence(root: Path | str) -> Sequence:
@@ -57,22 +71,64 @@ def load_sequence(root: Path | str) -> Sequence:
     parser.read(info_path)
     info = parser["Sequence"]
     name = info.get("name", root.name)
-    frames = root / info.get("imDir", "img1")
-    if not frames.exists():
-        raise FileNotFoundError(f"{frames} (imDir of {info_path}) not found")
+    frames = root / info.get("imDir", "img1")  # checked where the frames are needed
     gt_file = root / "gt" / "gt.txt"
     if not gt_file.exists():
         raise FileNotFoundError(f"{gt_file} not found")
     det_file = root / "det" / "det.txt"
+    try:
+        frame_rate = float(info.get("frameRate", "25"))
+        length = int(info["seqLength"])
+        width, height = int(info.get("imWidth", "0")), int(info.get("imHeight", "0"))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{info_path}: {exc!s} (frameRate, seqLength, imWidth, imHeight "
+                         "are numbers; seqLength is required)") from None
+    if frame_rate <= 0 or length <= 0:
+        raise ValueError(f"{info_path}: frameRate and seqLength must be above 0")
     return Sequence(
         name=name,
         root=root,
-        frame_rate=float(info.get("frameRate", "25")),
-        length=int(info["seqLength"]),
+        frame_rate=frame_rate,
+        length=length,
         frames_path=frames,
         gt=load_mot(gt_file),
         det=load_mot(det_file) if det_file.exists() else None,
+        width=width,
+        height=height,
     )
+
+
+def _scored_ground_truth_rows(src: Path) -> list[str]:
+    """``gt.txt`` as the MOT16/17 layout TrackEval scores: ``frame, id, box, flag, class,
+    visibility``.
+
+    * MOT16/17/20 (9 columns: class and visibility after the flag; 8 without visibility)
+      keep their class; a flag-0 row becomes the *distractor* class (8).
+    * MOT15 (10 columns: world x, y, z after the flag, -1 where unknown) has no class:
+      flag-1 rows are pedestrians (1), flag-0 rows distractors (8), visibility 1.
+    * Fewer columns (``frame, id, box[, flag]``): every row is a scored pedestrian unless
+      its flag is 0.
+
+    TrackEval scores no flag-0 box but would count a tracker box on such an ignored person
+    as a false positive; as a distractor, a tracker box matched to it is removed instead,
+    which is what "ignore this person" means in the MOT ground truth, for every layout alike.
+    """
+    out = []
+    for n, line in enumerate(src.read_text().splitlines(), start=1):
+        parts = [p.strip() for p in line.strip().split(",")]
+        if parts == [""]:
+            continue
+        if len(parts) < 6:
+            raise ValueError(f"{src}:{n}: {len(parts)} columns; a MOT row has at least 6")
+        flag = float(parts[6]) if len(parts) > 6 else 1.0
+        if len(parts) in (8, 9):
+            cls, vis = parts[7], parts[8] if len(parts) == 9 else "1"
+        else:
+            cls, vis = "1", "1"
+        if flag == 0:
+            cls = "8"
+        out.append(",".join([*parts[:6], "0" if flag == 0 else "1", cls, vis]))
+    return out
 
 
 def write_mot(path: Path, rows: np.ndarray) -> None:
@@ -86,19 +142,8 @@ def write_mot(path: Path, rows: np.ndarray) -> None:
 
 
 def _write_gt_with_distractors(src: Path, dst: Path) -> None:
-    """Copy ``gt.txt`` with flag-0 rows marked as the MOT17 *distractor* class (8).
-
-    TrackEval scores no flag-0 box, but would count a tracker box on such an ignored person
-    as a false positive; as a distractor, a tracker box matched to it is removed instead,
-    which is what "ignore this person" means in the MOT ground truth.
-    """
-    out = []
-    for line in src.read_text().splitlines():
-        parts = line.strip().split(",")
-        if len(parts) >= 8 and float(parts[6]) == 0:
-            parts[7] = "8"
-        out.append(",".join(parts))
-    dst.write_text("\n".join(out) + "\n")
+    """Write ``src`` ground truth to ``dst`` in the layout :func:`score_tracks` scores."""
+    dst.write_text("\n".join(_scored_ground_truth_rows(src)) + "\n")
 
 
 def _quiet_import() -> Any:

@@ -52,6 +52,15 @@ class Tracker(ABC):
     def next_track_id(self, value: int) -> None:
         self._next_id = max(1, int(value))
 
+    @property
+    def min_score(self) -> float:
+        """Least detection score this tracker takes; it drops the detections scoring less.
+
+        The detector's ``MinScore`` may sit lower for another tracker's sake (the shipped
+        ``KalmanTracker`` continues tracks with boxes down to 0.1), so each tracker applies
+        its own; ``lookout evaluate`` reads it to score the boxes the tracker was given."""
+        return 0.0
+
     @abstractmethod
     def update(self, frame: Frame) -> Frame:
         """Assign ``frame.detections.track_ids``; drop detections of unconfirmed tracks."""

@@ -7,9 +7,10 @@ track whose best detection has that track as its best track: every such pair is 
 greedy order would pick for both, so the result is the same as sorting all pairs, but each
 round is a handful of vectorised operations.
 
-Unmatched detections start new tracks (ids 1, 2, 3... per tracker); a track unmatched for
-more than ``MaxLost`` consecutive frames ends.  Every detection is confirmed at once, so the
-tracker never removes detections.
+Detections scoring less than ``MinScore`` are dropped first (the detector's ``MinScore`` may
+be lower, set for a tracker that uses low-score boxes).  Unmatched detections start new
+tracks (ids 1, 2, 3... per tracker); a track unmatched for more than ``MaxLost`` consecutive
+frames ends.  Every other detection is confirmed at once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from pydantic import Field
 
-from libs.config.models import TrackerConfig
+from libs.config.models import DetectorConfig, TrackerConfig, form
 from libs.frame import Frame
 from libs.geometry import iou_matrix
 from libs.trackers import TRACKERS, Track, Tracker
@@ -26,14 +28,29 @@ from libs.trackers import TRACKERS, Track, Tracker
 HISTORY_LENGTH = 64
 
 
+class IOUTrackerConfig(TrackerConfig):
+    """``[Tracker] Name = IOUTracker``."""
+
+    min_score: float = Field(
+        DetectorConfig.model_fields["min_score"].default,
+        alias="MinScore",
+        ge=0.0,
+        le=1.0,
+        description="Least score of a detection the tracker takes; lower-scored ones are "
+        "dropped (the detector's MinScore drops boxes too: the higher of the two holds).",
+        json_schema_extra=form("a number from 0 to 1"),
+    )
+
+
 @TRACKERS.register("IOUTracker")
 class IOUTracker(Tracker):
-    Config = TrackerConfig
+    Config = IOUTrackerConfig
 
     def __init__(self, config: TrackerConfig) -> None:
         super().__init__(config)
         self.max_lost = int(config.max_lost)
         self.iou_threshold = float(config.tracker_iou_threshold)
+        self._min_score = float(getattr(config, "min_score", 0.0))
         self._tracks: list[Track] = []
         self._boxes = np.zeros((0, 4), dtype=np.float32)  # last box of each live track
         self._next_id = 1
@@ -67,8 +84,14 @@ class IOUTracker(Tracker):
             return empty, empty
         return np.concatenate(rows_out), np.concatenate(cols_out)
 
+    @property
+    def min_score(self) -> float:
+        return self._min_score
+
     def update(self, frame: Frame) -> Frame:
         dets = frame.detections
+        if len(dets) and (dets.scores < self._min_score).any():
+            dets = frame.detections = dets.select(dets.scores >= self._min_score)
         det_boxes = np.array(dets.boxes, dtype=np.float32)  # private copy: tracks keep rows
         n_dets = len(det_boxes)
         rows, cols = self._associate(det_boxes)

@@ -368,6 +368,10 @@ class KalmanTracker(Tracker):
         self._now = max(now, self._now)
         return self._step
 
+    @property
+    def min_score(self) -> float:
+        return self.low_score
+
     def update(self, frame: Frame) -> Frame:
         first_frame = self._origin is None
         dt = self._advance_clock(frame.timestamp)
