@@ -43,7 +43,7 @@ bench: $(STAMP)
 # requirements (see requirements/bench-peers.txt): they would replace opencv-python-headless.
 bench-trackers: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/bench-peers.txt
-	$(VENV)/bin/python benchmarks/tracker_benchmark.py
+	$(VENV)/bin/python benchmarks/tracker_benchmark.py --write
 
 # Processing fps idle against fps while 200 clients ask for exports, as a ratio (>= 0.90).
 bench-exports: $(STAMP)

@@ -1,24 +1,30 @@
 """Lookout's trackers against the trackers people would otherwise pick, on the same detections.
 
-    .venv/bin/python benchmarks/tracker_benchmark.py [--repeats 5] [--out docs/benchmarks.md]
+    .venv/bin/python benchmarks/tracker_benchmark.py [SEQUENCE ...] [--repeats 5] [--write]
 
 Needs the peers: ``.venv/bin/python -m pip install --no-deps -r requirements/bench-peers.txt``
 (see the header of that file for why ``--no-deps``).
 
 In one process, every tracker registered in ``libs.trackers`` (``TRACKERS.names()``) and the
-peers (SORT, ByteTrack and OC-SORT from Roboflow's ``trackers`` package, and ``norfair``) run
-over:
+peers (SORT, ByteTrack, OC-SORT, BoT-SORT without camera-motion compensation and C-BIoU from
+Roboflow's ``trackers`` package, and ``norfair``) run over each sequence given (MOT folders;
+by default the development set: PETS09-S2L1, TUD-Campus and every sequence in
+``../shared/data/mot``):
 
-* PETS09-S2L1 and TUD-Campus with their public ``det/det.txt`` (Faster R-CNN, scores >= 0.5);
-* PETS09-S2L1 with Lookout's YOLOX-nano detections (the ``x86`` detector run once at
-  MinScore 0.1 and cached as ``.npz``; each tracker then gets the score range it is designed
-  for, see :data:`LOW_SCORE` / :data:`DEFAULT_SCORE`).
+* with its public ``det/det.txt`` (Faster R-CNN, scores >= 0.5);
+* where the sequence has frames, with Lookout's YOLOX-nano detections (the ``x86`` detector
+  run once at MinScore 0.1 and cached as ``.npz``; each tracker then gets the score range it
+  is designed for, see :data:`LOW_SCORE` / :data:`DEFAULT_SCORE`).
 
 Each run is scored with :func:`libs.evaluation.tracking.score_tracks` (TrackEval HOTA, CLEAR,
 Identity) and timed on the tracker's own update call only (input conversion and output reading
 are outside the clock); the time is the median over ``--repeats`` runs, taken in rounds through
-all trackers, which must give the same tracks.  Results are printed, written as a Markdown
-report (``docs/benchmarks.md``) and as JSON beside it (``docs/benchmarks.json``), which
+all trackers, which must give the same tracks.  On static-camera scenes
+(:data:`STATIC_CAMERA`) the line crossings of the tracks on a vertical line through the middle
+of the image are matched to the ground truth's (same direction, within 1 s).  A summary gives
+each tracker's mean over the sequences and its worst sequence against that sequence's best
+peer.  Results are printed; with ``--write`` they are also written as a Markdown report
+(``docs/benchmarks.md``) and as JSON beside it (``docs/benchmarks.json``), which
 ``tests/test_tracker_benchmark_doc.py`` checks against each other.
 
 :func:`score_tracker` scores any tracker factory on a sequence and is meant for reuse (for
@@ -54,16 +60,21 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from libs.config.models import DetectorConfig, TrackerConfig  # noqa: E402
+from libs.config.models import CountingLine, DetectorConfig, TrackerConfig  # noqa: E402
 from libs.detectors import DETECTORS  # noqa: E402
+from libs.evaluation.crossings import Crossing, reference_crossings  # noqa: E402
 from libs.evaluation.mot import MotBoxes  # noqa: E402
 from libs.evaluation.runner import detect_sequence, make_tracker, track_detections  # noqa: E402
 from libs.evaluation.tracking import Sequence, load_sequence, score_tracks  # noqa: E402
 from libs.trackers import TRACKERS, Tracker  # noqa: E402
 
 MODEL_FILE = "models/person_yolox_nano_416.onnx"
-SEQUENCES = {"PETS09-S2L1": "data/pets09_s2l1", "TUD-Campus": "data/tud_campus"}
-YOLOX_SEQUENCES = ("PETS09-S2L1",)
+#: Scenes filmed by a fixed camera (``../shared/data/DATA.md``; every sequence of
+#: ``data/mot`` is filmed from a moving platform, see its README): crossings are counted on
+#: a vertical line through the middle of the image there.
+STATIC_CAMERA = frozenset({"PETS09-S2L1", "TUD-Campus"})
+#: A tracked crossing matches a ground-truth one in the same direction within this time.
+CROSSING_TOLERANCE_S = 1.0
 
 #: YOLOX detections are computed once at this score and filtered per tracker.
 DETECT_SCORE = 0.1
@@ -87,6 +98,62 @@ METRIC_COLUMNS = ("HOTA", "IDF1", "MOTA")
 def shared_dir() -> Path:
     env = os.environ.get("LOOKOUT_ASSETS_DIR")
     return Path(env).resolve() if env else (REPO.parent / "shared").resolve()
+
+
+def development_set(shared: Path) -> list[Path]:
+    """PETS09-S2L1, TUD-Campus, then every sequence folder of ``data/mot``, by name."""
+    mot = sorted(p.parent for p in (shared / "data" / "mot").glob("*/seqinfo.ini"))
+    return [shared / "data" / "pets09_s2l1", shared / "data" / "tud_campus", *mot]
+
+
+# ---------------------------------------------------------------------------------------
+# Line crossings
+# ---------------------------------------------------------------------------------------
+
+
+def middle_line(seq: Sequence) -> CountingLine:
+    """A vertical line through the middle of the image, top to bottom."""
+    if seq.width <= 0 or seq.height <= 0:
+        raise ValueError(f"{seq.name}: seqinfo.ini gives no imWidth/imHeight")
+    x = seq.width / 2.0
+    return CountingLine(name=f"x{x:g}", start=(x, 0.0), end=(x, float(seq.height)))
+
+
+def track_crossings(rows: np.ndarray, line: CountingLine) -> list[Crossing]:
+    """Crossings of tracker rows ``frame, id, left, top, width, height``, by the ground
+    truth's rule (:func:`libs.evaluation.crossings.reference_crossings`)."""
+    boxes = rows[:, 2:6].copy()
+    boxes[:, 2:] += boxes[:, :2]
+    return reference_crossings(
+        MotBoxes(rows[:, 0].astype(int), rows[:, 1].astype(int), boxes, np.ones(len(rows))),
+        line)
+
+
+def match_crossings(truth: list[Crossing], got: list[Crossing], max_frames: float) -> int:
+    """One-to-one matches of the same direction at most ``max_frames`` apart, closest first."""
+    pairs = sorted(
+        (abs(g.frame - t.frame), i, j)
+        for i, t in enumerate(truth) for j, g in enumerate(got)
+        if g.direction == t.direction and abs(g.frame - t.frame) <= max_frames
+    )
+    used_t: set[int] = set()
+    used_g: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_t and j not in used_g:
+            used_t.add(i)
+            used_g.add(j)
+    return len(used_t)
+
+
+def crossing_counts(seq: Sequence, rows: np.ndarray) -> dict[str, Any]:
+    """Ground-truth crossings of the middle line, the tracks' crossings, and matches."""
+    line = middle_line(seq)
+    scored = seq.gt.conf == 1
+    truth = reference_crossings(MotBoxes(seq.gt.frames[scored], seq.gt.ids[scored],
+                                         seq.gt.boxes[scored], seq.gt.conf[scored]), line)
+    got = track_crossings(rows, line)
+    matched = match_crossings(truth, got, CROSSING_TOLERANCE_S * seq.frame_rate)
+    return {"line": line.name, "truth": len(truth), "counted": len(got), "matched": matched}
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,22 +346,34 @@ def our_contenders() -> list[Contender]:
 
 def peer_contenders() -> list[Contender]:
     import norfair
-    from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
+    from trackers import (
+        BoTSORTTracker,
+        ByteTrackTracker,
+        CBIoUTracker,
+        OCSORTTracker,
+        SORTTracker,
+    )
 
     lib = f"trackers {version_of('trackers')}"
     out = []
-    for label, cls, own_split, note in (
-        ("SORT", SORTTracker, False, "defaults + frame_rate"),
-        ("ByteTrack", ByteTrackTracker, True,
+    for label, cls, extra, own_split, note in (
+        ("SORT", SORTTracker, {}, False, "defaults + frame_rate"),
+        ("ByteTrack", ByteTrackTracker, {}, True,
          "defaults + frame_rate; splits high/low scores itself"),
-        ("OC-SORT", OCSORTTracker, True,
+        ("OC-SORT", OCSORTTracker, {}, True,
          "defaults + frame_rate; drops scores < high_conf_det_threshold itself"),
+        ("BoT-SORT", BoTSORTTracker, {"enable_cmc": False}, True,
+         "defaults + frame_rate, without camera-motion compensation (it needs the frames); "
+         "splits high/low scores itself"),
+        ("C-BIoU", CBIoUTracker, {}, True,
+         "defaults + frame_rate; splits high/low scores itself"),
     ):
         settings = _scalar_defaults(cls.__init__, skip=("self", "iou"))
+        settings.update(extra)
         settings["frame_rate"] = "seqinfo.ini frameRate"
 
-        def make(seq: Sequence, cls: Any = cls) -> PeerTracker:
-            return RoboflowAdapter(cls(frame_rate=seq.frame_rate))
+        def make(seq: Sequence, cls: Any = cls, extra: dict[str, Any] = extra) -> PeerTracker:
+            return RoboflowAdapter(cls(frame_rate=seq.frame_rate, **extra))
 
         out.append(Contender(label, lib, make, settings, own_split, note))
 
@@ -449,6 +528,29 @@ def table_rows(results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+SUMMARY_TITLE = "Development set: mean over the sequences"
+SUMMARY_HEADER = (
+    "| Detections | Tracker | Sequences | HOTA | IDF1 | MOTA | ID switches (sum) | ms/frame "
+    "| Worst HOTA vs best peer | Line crossings matched / truth (counted) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+
+
+def summary_rows(summary: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in summary:
+        worst = ("-" if r["worst_gap_HOTA"] is None else
+                 f"{100.0 * r['worst_gap_HOTA']:+.1f} on {r['worst_sequence']} "
+                 f"({r['worst_best_peer']})")
+        crossings = ("-" if not r["crossings_truth"] else
+                     f"{r['crossings_matched']} / {r['crossings_truth']} "
+                     f"({r['crossings_counted']})")
+        rows.append(
+            f"| {r['detections']} | {r['tracker']} | {r['sequences']} | {fmt_pct(r['HOTA'])} "
+            f"| {fmt_pct(r['IDF1'])} | {fmt_pct(r['MOTA'])} | {r['IDSW']} "
+            f"| {fmt_ms(r['ms_per_frame'])} | {worst} | {crossings} |")
+    return rows
+
+
 def other_sections(path: Path) -> str:
     """Sections other benchmark scripts keep in the same file, between their
     ``<!-- name:start -->`` / ``<!-- name:end -->`` markers: carried over unchanged."""
@@ -489,6 +591,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         "own update call per frame; building its input (a `Frame`, `sv.Detections` or "
         "norfair `Detection` objects) and reading its output are not timed.",
         "",
+    ]
+    lines += [
+        f"## {SUMMARY_TITLE}", "",
+        "Per detection source, each tracker's mean over the sequences it ran on; the worst "
+        "sequence is where its HOTA falls furthest below that sequence's best peer (negative: "
+        "behind; the peer named). Line crossings: on the static-camera sequences ("
+        + ", ".join(sorted(STATIC_CAMERA)) + "), the tracks' crossings of a vertical line "
+        "through the middle of the image matched one to one to the ground truth's, same "
+        f"direction, within {CROSSING_TOLERANCE_S:g} s (a foot point changing side between "
+        "two consecutive rows of an identity, the ground truth's own rule).", "",
+        SUMMARY_HEADER, *summary_rows(report["summary"]), "",
     ]
     for title in report["tables"]:
         rows = [r for r in report["results"] if r["table"] == title]
@@ -551,23 +664,60 @@ NOTES = [
 # ---------------------------------------------------------------------------------------
 
 
-def build_detection_sets(shared: Path, cache_dir: Path | None
+def build_detection_sets(sequences: list[Sequence], model: Path, cache_dir: Path | None
                          ) -> tuple[list[DetectionSet], bool]:
-    """The detection sets, and whether every YOLOX set came from the cache."""
+    """The detection sets (every sequence's public det.txt, then YOLOX on those with frames),
+    and whether every YOLOX set came from the cache."""
     sets: list[DetectionSet] = []
     all_cached = True
-    sequences = {name: load_sequence(shared / rel) for name, rel in SEQUENCES.items()}
-    for name, seq in sequences.items():
+    for seq in sequences:
         if seq.det is None:
             raise FileNotFoundError(f"{seq.root}/det/det.txt not found")
-        sets.append(DetectionSet(f"{name}, public det.txt (Faster R-CNN)", seq, "public",
+        sets.append(DetectionSet(f"{seq.name}, public det.txt (Faster R-CNN)", seq, "public",
                                  seq.det))
-    for name in YOLOX_SEQUENCES:
-        seq = sequences[name]
-        det, cached = yolox_detections(seq, shared / MODEL_FILE, cache_dir)
+    for seq in sequences:
+        if not seq.has_frames:
+            continue
+        det, cached = yolox_detections(seq, model, cache_dir)
         all_cached = all_cached and cached
-        sets.append(DetectionSet(f"{name}, Lookout YOLOX-nano detections", seq, "yolox", det))
+        sets.append(DetectionSet(f"{seq.name}, Lookout YOLOX-nano detections", seq, "yolox",
+                                 det))
     return sets, all_cached
+
+
+def summarize(results: list[dict[str, Any]], peers: set[str]) -> list[dict[str, Any]]:
+    """Per detection source and tracker: means over the sequences, summed ID switches and
+    crossings, and the worst sequence against that sequence's best peer (by HOTA)."""
+    out: list[dict[str, Any]] = []
+    for source in dict.fromkeys(r["detections"] for r in results):
+        rows = [r for r in results if r["detections"] == source]
+        sequences = list(dict.fromkeys(r["sequence"] for r in rows))
+        best_peer = {
+            seq: max((r for r in rows if r["sequence"] == seq and r["tracker"] in peers),
+                     key=lambda r: r["HOTA"], default=None)
+            for seq in sequences
+        }
+        for tracker in dict.fromkeys(r["tracker"] for r in rows):
+            mine = [r for r in rows if r["tracker"] == tracker]
+            gaps = [(r["HOTA"] - best["HOTA"], r["sequence"], best["tracker"])
+                    for r in mine if (best := best_peer[r["sequence"]]) is not None]
+            worst = min(gaps) if gaps else None
+            crossings = [r["crossings"] for r in mine if r.get("crossings")]
+            out.append({
+                "detections": source, "tracker": tracker, "sequences": len(mine),
+                "HOTA": statistics.fmean(r["HOTA"] for r in mine),
+                "IDF1": statistics.fmean(r["IDF1"] for r in mine),
+                "MOTA": statistics.fmean(r["MOTA"] for r in mine),
+                "IDSW": sum(r["IDSW"] for r in mine),
+                "ms_per_frame": statistics.fmean(r["ms_per_frame"] for r in mine),
+                "worst_gap_HOTA": worst[0] if worst else None,
+                "worst_sequence": worst[1] if worst else None,
+                "worst_best_peer": worst[2] if worst else None,
+                "crossings_matched": sum(c["matched"] for c in crossings),
+                "crossings_truth": sum(c["truth"] for c in crossings),
+                "crossings_counted": sum(c["counted"] for c in crossings),
+            })
+    return out
 
 
 def bytetrack_note(det_sets: list[DetectionSet]) -> str:
@@ -590,10 +740,17 @@ def bytetrack_note(det_sets: list[DetectionSet]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sequences", nargs="*", type=Path,
+                    help="MOT sequence folders (default: the development set, PETS09-S2L1, "
+                    "TUD-Campus and every sequence of ../shared/data/mot)")
     ap.add_argument("--repeats", type=int, default=5,
                     help="runs per tracker and detection set; the time is their median")
+    ap.add_argument("--write", action="store_true",
+                    help="write the Markdown report (--out) and the JSON beside it; without "
+                    "it the results are only printed")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md",
-                    help="Markdown report; the JSON goes beside it with suffix .json")
+                    help="Markdown report written with --write; the JSON goes beside it with "
+                    "suffix .json (default: %(default)s)")
     ap.add_argument("--cache-dir", type=Path,
                     default=Path(tempfile.gettempdir()) / "lookout-bench-cache",
                     help="where the YOLOX detections are cached")
@@ -604,8 +761,13 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     shared = shared_dir()
+    try:
+        sequences = [load_sequence(p) for p in (args.sequences or development_set(shared))]
+    except (FileNotFoundError, ValueError) as exc:
+        ap.error(str(exc))
     contenders = our_contenders() + peer_contenders()
-    det_sets, cached = build_detection_sets(shared,
+    peers = {c.name for c in contenders if not c.library.startswith("lookout ")}
+    det_sets, cached = build_detection_sets(sequences, shared / MODEL_FILE,
                                             None if args.no_cache else args.cache_dir)
 
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -639,9 +801,14 @@ def main(argv: list[str] | None = None) -> int:
                 "DetA": s["DetA"], "AssA": s["AssA"], "IDP": s["IDP"], "IDR": s["IDR"],
                 "FP": s["FP"], "FN": s["FN"], "Frag": s["Frag"], "IDs": s["IDs"],
                 "ms_per_frame": statistics.median(run.ms_runs), "ms_runs": run.ms_runs,
+                "crossings": (crossing_counts(ds.sequence, run.rows)
+                              if ds.sequence.name in STATIC_CAMERA else None),
             }
             results.append(res)
             print(table_rows([res])[0], flush=True)
+    summary = summarize(results, peers)
+    print(f"\n## {SUMMARY_TITLE}\n\n{SUMMARY_HEADER}", flush=True)
+    print("\n".join(summary_rows(summary)), flush=True)
 
     report = {
         "command": command_line(argv),
@@ -656,9 +823,14 @@ def main(argv: list[str] | None = None) -> int:
         "unavailable_trackers": TRACKERS.unavailable(),
         "notes": [*NOTES[:2], bytetrack_note(det_sets), *NOTES[2:]],
         "results": results,
+        "summary": summary,
         "yolox_from_cache": cached,
         "runtime_s": round(time.perf_counter() - t_start, 1),
     }
+    if not args.write:
+        print(f"\n({report['runtime_s']} s; nothing written: --write writes {args.out})",
+              flush=True)
+        return 0
     out_md: Path = args.out
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(render_markdown(report) + other_sections(out_md))

@@ -19,7 +19,11 @@ RAW = REPO / "docs" / "benchmarks.json"
 
 COLUMNS = ["Tracker", "Library", "Detections given", "HOTA", "IDF1", "MOTA", "ID switches",
            "ms/frame"]
-PEERS = {"SORT", "ByteTrack", "OC-SORT", "norfair"}
+PEERS = {"SORT", "ByteTrack", "OC-SORT", "BoT-SORT", "C-BIoU", "norfair"}
+#: The development set: the two clips with frames and the five MOT15 sequences of
+#: ../shared/data/mot (their names only; this test reads no data).
+DEV_SET = {"PETS09-S2L1", "TUD-Campus", "ADL-Rundle-8", "ETH-Bahnhof", "ETH-Pedcross2",
+           "ETH-Sunnyday", "KITTI-13"}
 
 
 def parse_tables(text: str) -> dict[str, list[dict[str, str]]]:
@@ -105,7 +109,7 @@ def test_tables_match_json(doc: str, report: dict[str, Any]) -> None:
 def test_report_is_complete(doc: str, report: dict[str, Any]) -> None:
     names = {c["name"] for c in report["contenders"]}
     assert names >= PEERS and "IOUTracker" in names, names
-    assert {r["sequence"] for r in report["results"]} == {"PETS09-S2L1", "TUD-Campus"}
+    assert {r["sequence"] for r in report["results"]} == DEV_SET
     assert {r["detections"] for r in report["results"]} == {"public", "yolox"}
     for title in report["tables"]:
         got = {r["tracker"] for r in report["results"] if r["table"] == title}
@@ -146,3 +150,48 @@ def test_a_changed_figure_is_caught(doc: str, report: dict[str, Any]) -> None:
     raw = json.loads(json.dumps(report))
     raw["results"][-1]["IDSW"] += 1
     assert any("IDSW" in p for p in mismatches(doc, raw))
+
+
+def summary_table(text: str) -> list[list[str]]:
+    """Cells of the rows under the summary heading."""
+    from benchmarks.tracker_benchmark import SUMMARY_TITLE
+
+    part = text.split(f"## {SUMMARY_TITLE}", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in part.splitlines() if line.startswith("|")]
+    return [r for r in rows[2:]]  # header and rule dropped
+
+
+def test_summary_is_derived_from_the_results(doc: str, report: dict[str, Any]) -> None:
+    """The summary is the mean of the per-sequence results (recomputed here), and the
+    document shows it."""
+    from benchmarks.tracker_benchmark import summarize, summary_rows
+
+    peers = {c["name"] for c in report["contenders"] if not c["library"].startswith("lookout")}
+    again = summarize(report["results"], peers)
+    for mine, theirs in zip(again, report["summary"], strict=True):
+        for key, value in mine.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(theirs[key]), (mine["tracker"], key)
+            else:
+                assert value == theirs[key], (mine["tracker"], key)
+    shown = summary_table(doc)
+    expected = [[c.strip() for c in row.strip().strip("|").split("|")]
+                for row in summary_rows(report["summary"])]
+    assert shown == expected
+    public = [r for r in report["summary"] if r["detections"] == "public"]
+    assert {r["sequences"] for r in public} == {len(DEV_SET)}
+    # crossings are counted on the static-camera sequences only, for every tracker
+    assert all(r["crossings_truth"] > 0 for r in report["summary"])
+
+
+def test_crossings_match_one_to_one_in_direction_and_time() -> None:
+    from benchmarks.tracker_benchmark import match_crossings
+    from libs.evaluation.crossings import Crossing
+
+    truth = [Crossing(10, 1, "in"), Crossing(12, 2, "in"), Crossing(40, 3, "out")]
+    got = [Crossing(11, 7, "in"), Crossing(41, 8, "in"), Crossing(60, 9, "out")]
+    # 11 takes one of 10/12 (one to one); 41 is the wrong direction; 60 is 20 frames late
+    assert match_crossings(truth, got, max_frames=7) == 1
+    assert match_crossings(truth, got, max_frames=25) == 2
+    assert match_crossings(truth, [*got, Crossing(13, 5, "in")], max_frames=7) == 2
