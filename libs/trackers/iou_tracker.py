@@ -47,10 +47,15 @@ class IOUTracker(Tracker):
     Config = IOUTrackerConfig
 
     def __init__(self, config: TrackerConfig) -> None:
+        if not isinstance(config, IOUTrackerConfig):
+            # Keys set on a plain TrackerConfig carry over; MinScore takes its default.
+            config = IOUTrackerConfig.model_validate(
+                config.model_dump(by_alias=True, exclude_unset=True)
+            )
         super().__init__(config)
         self.max_lost = int(config.max_lost)
         self.iou_threshold = float(config.tracker_iou_threshold)
-        self._min_score = float(getattr(config, "min_score", 0.0))
+        self._min_score = float(config.min_score)
         self._tracks: list[Track] = []
         self._boxes = np.zeros((0, 4), dtype=np.float32)  # last box of each live track
         self._next_id = 1
