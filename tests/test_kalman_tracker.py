@@ -114,7 +114,8 @@ def test_ini_defaults() -> None:
     config = parse_config_text(_ini("Name = KalmanTracker"), "test.ini", check_files=False)
     cfg = config.tracker
     assert isinstance(cfg, KalmanTrackerConfig)
-    assert (cfg.max_lost, cfg.max_lost_seconds, cfg.min_hits, cfg.output_lost) == (60, 2.0, 3, 2)
+    assert (cfg.max_lost, cfg.max_lost_seconds, cfg.min_hits, cfg.output_lost) == (60, 2.0, 3, 1)
+    assert cfg.max_lost_uncertainty == 0.5
     assert (cfg.tracker_iou_threshold, cfg.low_score_iou_threshold) == (0.2, 0.4)
     assert (cfg.high_score, cfg.low_score, cfg.new_track_score) == (0.6, 0.1, 0.7)
 
@@ -269,7 +270,8 @@ def test_a_track_ends_after_max_lost_frames(max_lost: int) -> None:
 
 @pytest.mark.parametrize(("fps", "frames_kept"), [(7.0, 7), (25.0, 25)])
 def test_a_track_ends_after_max_lost_seconds(fps: float, frames_kept: int) -> None:
-    tracker = make_tracker(MaxLost=1000, MaxLostSeconds=1.0, OutputLost=0)
+    tracker = make_tracker(MaxLost=1000, MaxLostSeconds=1.0, OutputLost=0,
+                           MaxLostUncertainty=1000)  # the time cap alone
     k = 0
     for _ in range(5):
         tracker.update(frame_at(k, [walker(0, 0, 0, k)], fps=fps))
@@ -366,3 +368,40 @@ def test_public_detections_beat_the_iou_tracker(shared: Path, root: Path) -> Non
     assert kalman["IDF1"] > iou["IDF1"]
     assert kalman["HOTA"] > iou["HOTA"]
     assert kalman["IDSW"] <= iou["IDSW"] / 2
+
+
+def _walk_then_vanish(jitter: float, seed: int = 0, frames: int = 60) -> tuple[float, int]:
+    """Five people walking at 7 fps, their boxes displaced by ``jitter`` box heights of
+    random shake per frame (a moving camera's), then gone: the scene's process-noise
+    multiplier when they vanish, and how many frames their tracks outlive them."""
+    rng = np.random.default_rng(seed)
+    tracker = make_tracker(MaxLost=1000, MaxLostSeconds=100.0, OutputLost=0)
+    assert isinstance(tracker, KalmanTracker)
+    shake = np.zeros(2)
+    for k in range(frames):
+        shake += rng.normal(0.0, jitter * 100.0, 2)
+        boxes = [np.add(walker(150.0 * i, 50.0, 3.0, k), np.tile(shake, 2)) for i in range(5)]
+        tracker.update(frame_at(k, boxes))
+    q_scale = tracker._kf.q_scale
+    for gone in range(1, 200):
+        tracker.update(frame_at(frames + gone, []))
+        if not tracker.active_tracks():
+            return q_scale, gone
+    return q_scale, 200
+
+
+def test_the_scene_sets_the_motion_noise_and_how_long_a_lost_track_lasts() -> None:
+    """Steady walkers (a fixed camera) keep the base noise and a lost track coasts on its
+    trusted prediction; the same walkers shaken as by a moving camera raise the noise, and
+    their lost tracks end within a few frames instead of coasting into other people."""
+    steady_q, steady_kept = _walk_then_vanish(0.0)
+    shaken_q, shaken_kept = _walk_then_vanish(0.15)
+    assert steady_q == pytest.approx(1.0)
+    assert shaken_q > 5.0
+    assert steady_kept >= 4 * shaken_kept and shaken_kept >= 1
+    # The same scene at 25 fps: the time-based model gives the base noise too.
+    tracker = make_tracker()
+    for k in range(60):
+        tracker.update(frame_at(k, [walker(150.0 * i, 50.0, 3.0 * 7 / 25, k) for i in range(5)],
+                                fps=25.0))
+    assert isinstance(tracker, KalmanTracker) and tracker._kf.q_scale == pytest.approx(1.0)

@@ -8,6 +8,15 @@ process noise is a random acceleration and the measurement noise a fraction of t
 both scaled by the box height, so near and far people are treated alike.  Every filter step
 runs on all tracks at once (numpy arrays of means and covariances).
 
+**The scene sets the motion noise.**  The base acceleration suits people walking in front of a
+fixed camera.  Where the camera moves (a vehicle, a walking platform) or people move more
+abruptly, detections land further from the predictions than the filter expects.  After each
+association the tracker measures that: the median normalised innovation squared (NIS) of the
+box centres of the clean matches (confirmed, not coasting, not shared), smoothed over frames.
+It raises the process noise of every filter while that median is above ``NIS_TARGET``, and
+lowers it back towards the base (never under) while it is below, so a moving camera's tracks
+follow their detections and a fixed camera's keep their smoothing, with one set of defaults.
+
 **Association** per frame, each stage an optimal (Hungarian) assignment maximising the IoU
 between predicted track boxes and detections, pairs below the stage's IoU forbidden:
 
@@ -32,17 +41,20 @@ a frame is dropped, so one-frame false positives never get an id.  Tracks starte
 tracker's very first frame are confirmed at once, as ByteTrack does: there is nothing to tell
 the people already in view from newcomers, and holding all of them back would only blank the
 first frames (measured: it lowers HOTA on TUD-Campus and changes nothing else).  A confirmed
-track ends once unmatched for more than ``MaxLost`` frames or more than ``MaxLostSeconds``
-seconds, whichever comes first.  When a track that went unseen for some frames is matched again,
-its filter is rewound to its last observation and re-run along the straight path to the new
-one, so it carries on with the velocity of the gap rather than the drift it coasted with
-(OC-SORT's observation-centric re-update).
+track ends once unmatched for longer than its prediction can be trusted: when the standard
+deviation of its predicted centre exceeds ``MaxLostUncertainty`` box widths (long behind a
+pillar in a fixed camera's view, soon where the camera moves and the noise is high), or
+after ``MaxLost`` frames or ``MaxLostSeconds`` seconds, whichever comes first.  When a track
+that went unseen for some frames is matched again, its filter is rewound to its last
+observation and re-run along the straight path to the new one, so it carries on with the
+velocity of the gap rather than the drift it coasted with (OC-SORT's observation-centric
+re-update).
 
 **Output.**  Confirmed tracks matched in this frame, at their filtered box (the detection box
 corrected by the track's motion: on the evaluation sequences it scores better than the raw box
 and halves the identity switches), plus confirmed tracks unmatched for at most ``OutputLost``
-frames at their predicted box (score 0), so a person missed by the detector for a frame or two
-is still counted.  Every other detection is removed from the frame.
+frames at their predicted box (score 0), so a person missed by the detector for a frame is
+still counted.  Every other detection is removed from the frame.
 """
 
 from __future__ import annotations
@@ -67,7 +79,16 @@ MEAS = 4  # cx, cy, w, h
 CENTRE_ACCEL = 0.3  # std of the random acceleration of the box centre, heights per s^2
 SIZE_ACCEL = 0.05  # the same for the box width and height
 MEAS_NOISE = 0.1  # std of a detection's centre and size, as a fraction of the box size
-INIT_SPEED = 1.0  # std of a new track's unknown speed, heights per s
+INIT_SPEED = 2.0  # std of a new track's unknown speed, heights per s
+# The scene's process-noise multiplier (see "The scene sets the motion noise"): the median
+# NIS of the centres (2 degrees of freedom) it steers to, the smoothing weight of one frame
+# with NIS_FULL_WEIGHT or more clean matches (fewer count proportionally less), the most it
+# changes per frame, and its ceiling (the floor is 1, the base noise).
+NIS_TARGET = 1.0
+NIS_RATE = 0.1
+NIS_FULL_WEIGHT = 10
+Q_STEP = 1.25
+Q_SCALE_MAX = 100.0
 # A matched detection that another track's prediction overlaps at least this much (IoU) is
 # taken with AMBIGUOUS_NOISE times the usual measurement noise (standard deviation).
 AMBIGUOUS_IOU = 0.3
@@ -146,8 +167,17 @@ class KalmanTrackerConfig(TrackerConfig):
         "reported.",
         json_schema_extra=form("an integer >= 1"),
     )
+    max_lost_uncertainty: float = Field(
+        0.5,
+        alias="MaxLostUncertainty",
+        gt=0.0,
+        description="An unmatched confirmed track ends once the standard deviation of its "
+        "predicted centre exceeds this many box widths (sooner where the camera moves); "
+        "MaxLost and MaxLostSeconds still cap it.",
+        json_schema_extra=form("a number > 0"),
+    )
     output_lost: int = Field(
-        2,
+        1,
         alias="OutputLost",
         ge=0,
         description="Also report a confirmed track unmatched for at most this many frames, at "
@@ -204,6 +234,8 @@ class KalmanBank:
         self._step = -1.0  # the step the two matrices below are for
         self._f = np.eye(STATE)
         self._q_unit = np.zeros((STATE, STATE), dtype=np.float64)
+        #: Multiplier of the process noise (variance) of every filter, set by the scene.
+        self.q_scale = 1.0
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -262,8 +294,24 @@ class KalmanBank:
         np.maximum(mean[:, 2:4], 1.0, out=mean[:, 2:4])  # a coasting box never turns inside out
         f, q = self._matrices(dt)
         cov = f @ cov @ f.T
-        cov += np.square(mean[:, 3])[:, None, None] * q
+        cov += (self.q_scale * np.square(mean[:, 3]))[:, None, None] * q
         return mean, cov
+
+    @staticmethod
+    def centre_nis(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Normalised innovation squared of the box centres of measurements ``z`` ``(N, 4)``
+        against predicted filters ``(N, 8)``, ``(N, 8, 8)``: about 2 on average when the
+        filters' noise matches how the boxes really move."""
+        s = cov[:, :2, :2].copy()
+        r = np.maximum(mean[:, 2:4], 1.0) * MEAS_NOISE
+        s[:, 0, 0] += r[:, 0] * r[:, 0]
+        s[:, 1, 1] += r[:, 1] * r[:, 1]
+        d = z[:, :2] - mean[:, :2]
+        det = s[:, 0, 0] * s[:, 1, 1] - s[:, 0, 1] * s[:, 1, 0]
+        quad = (d[:, 0] * d[:, 0] * s[:, 1, 1] - 2.0 * d[:, 0] * d[:, 1] * s[:, 0, 1]
+                + d[:, 1] * d[:, 1] * s[:, 0, 0])
+        out: np.ndarray = quad / np.maximum(det, 1e-12)
+        return out
 
     @staticmethod
     def corrected(
@@ -337,6 +385,8 @@ class KalmanTracker(Tracker):
         self.new_track_score = float(config.new_track_score)
         self.min_hits = int(config.min_hits)
         self.output_lost = int(config.output_lost)
+        self.max_lost_uncertainty = float(config.max_lost_uncertainty)
+        self._nis = NIS_TARGET  # the scene's smoothed median NIS
 
         self._kf = KalmanBank()
         self._tracks: list[Track] = []
@@ -395,6 +445,7 @@ class KalmanTracker(Tracker):
         matched = np.flatnonzero(hit)
         if len(matched):
             z = boxes_to_state(boxes[track_det[matched]])
+            self._adapt_noise(matched, z, ambiguous)
             self._rewind_recovered(matched, z)
             kf.update(matched, z, np.where(ambiguous[matched], AMBIGUOUS_NOISE, 1.0))
             self._last_obs[matched] = z
@@ -410,6 +461,8 @@ class KalmanTracker(Tracker):
         alive = hit | (confirmed & (self._lost <= self.max_lost))
         if self.max_lost_seconds > 0.0:
             alive &= hit | (self._now - self._seen_at <= self.max_lost_seconds + 1e-9)
+        spread = np.sqrt(kf.cov[:, 0, 0]) / np.maximum(kf.mean[:, 2], 1.0)
+        alive &= hit | (spread <= self.max_lost_uncertainty)
         reported = hit & confirmed
         coasting = ~hit & alive & confirmed & (self._lost <= self.output_lost)
         filtered = state_to_boxes(kf.mean).astype(np.float32)
@@ -528,6 +581,20 @@ class KalmanTracker(Tracker):
             others[matched, np.arange(len(matched))] = 0.0
             shared[matched] = others.max(axis=0) >= AMBIGUOUS_IOU
         return shared
+
+    def _adapt_noise(self, matched: np.ndarray, z: np.ndarray, ambiguous: np.ndarray) -> None:
+        """Steer the scene's process noise by the NIS of this frame's clean matches
+        (before their update): see "The scene sets the motion noise"."""
+        clean = self._confirmed[matched] & (self._lost[matched] == 0) & ~ambiguous[matched]
+        if not clean.any():
+            return
+        k = matched[clean]
+        kf = self._kf
+        nis = float(np.median(kf.centre_nis(kf.mean[k], kf.cov[k], z[clean])))
+        weight = NIS_RATE * min(1.0, len(k) / NIS_FULL_WEIGHT)
+        self._nis += weight * (nis - self._nis)
+        step = min(max(self._nis / NIS_TARGET, 1.0 / Q_STEP), Q_STEP)
+        kf.q_scale = min(max(kf.q_scale * step, 1.0), Q_SCALE_MAX)
 
     def _rewind_recovered(self, matched: np.ndarray, z: np.ndarray) -> None:
         """Re-run tracks matched again after missing frames from their last observation
