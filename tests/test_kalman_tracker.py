@@ -114,7 +114,7 @@ def test_ini_defaults() -> None:
     config = parse_config_text(_ini("Name = KalmanTracker"), "test.ini", check_files=False)
     cfg = config.tracker
     assert isinstance(cfg, KalmanTrackerConfig)
-    assert (cfg.max_lost, cfg.max_lost_seconds, cfg.min_hits, cfg.output_lost) == (60, 2.0, 3, 1)
+    assert (cfg.max_lost, cfg.max_lost_seconds, cfg.min_hits, cfg.output_lost) == (60, 2.0, 3, 2)
     assert cfg.max_lost_uncertainty == 0.5
     assert (cfg.tracker_iou_threshold, cfg.low_score_iou_threshold) == (0.2, 0.4)
     assert (cfg.high_score, cfg.low_score, cfg.new_track_score) == (0.6, 0.1, 0.7)

@@ -53,8 +53,9 @@ re-update).
 **Output.**  Confirmed tracks matched in this frame, at their filtered box (the detection box
 corrected by the track's motion: on the evaluation sequences it scores better than the raw box
 and halves the identity switches), plus confirmed tracks unmatched for at most ``OutputLost``
-frames at their predicted box (score 0), so a person missed by the detector for a frame is
-still counted.  Every other detection is removed from the frame.
+frames at their predicted box (score 0), so a person missed by the detector for a frame or two
+is still counted, as long as that prediction is sure (``OUTPUT_UNCERTAINTY``).  Every other
+detection is removed from the frame.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ NIS_RATE = 0.1
 NIS_FULL_WEIGHT = 10
 Q_STEP = 1.25
 Q_SCALE_MAX = 100.0
+# A coasting track is reported (OutputLost) only while its predicted centre is known within
+# this many box widths (standard deviation): where the camera moves, a prediction is a guess.
+OUTPUT_UNCERTAINTY = 0.15
 # A matched detection that another track's prediction overlaps at least this much (IoU) is
 # taken with AMBIGUOUS_NOISE times the usual measurement noise (standard deviation).
 AMBIGUOUS_IOU = 0.3
@@ -177,11 +181,11 @@ class KalmanTrackerConfig(TrackerConfig):
         json_schema_extra=form("a number > 0"),
     )
     output_lost: int = Field(
-        1,
+        2,
         alias="OutputLost",
         ge=0,
         description="Also report a confirmed track unmatched for at most this many frames, at "
-        "its predicted box; 0 reports matched tracks only.",
+        "its predicted box, while that prediction is sure; 0 reports matched tracks only.",
         json_schema_extra=form("an integer >= 0"),
     )
 
@@ -464,7 +468,8 @@ class KalmanTracker(Tracker):
         spread = np.sqrt(kf.cov[:, 0, 0]) / np.maximum(kf.mean[:, 2], 1.0)
         alive &= hit | (spread <= self.max_lost_uncertainty)
         reported = hit & confirmed
-        coasting = ~hit & alive & confirmed & (self._lost <= self.output_lost)
+        coasting = (~hit & alive & confirmed & (self._lost <= self.output_lost)
+                    & (spread <= OUTPUT_UNCERTAINTY))
         filtered = state_to_boxes(kf.mean).astype(np.float32)
         ts, index = frame.timestamp, frame.index
         for k, track in enumerate(self._tracks):
