@@ -82,8 +82,6 @@ DETECT_SCORE = 0.1
 LOW_SCORE = 0.1
 #: Detections given to the others: Lookout's default detector MinScore.
 DEFAULT_SCORE = DetectorConfig.model_fields["min_score"].default
-#: Lookout trackers that take low-score detections and split them themselves.
-OURS_WITH_OWN_SCORE_SPLIT = frozenset({"KalmanTracker"})
 #: Shipped settings (config-*.ini) that differ from, or pin, a Config class's defaults.
 OURS_SETTINGS: dict[str, dict[str, Any]] = {
     "IOUTracker": {"MaxLost": 5, "TrackerIOUThreshold": 0.3},
@@ -339,8 +337,10 @@ def our_contenders() -> list[Contender]:
             return make_tracker(config)
 
         note = ("shipped settings" if name in OURS_SETTINGS else "defaults of its Config class")
+        # A tracker that takes boxes below the detector's default MinScore splits them itself.
+        own_split = make_tracker(config).min_score < DEFAULT_SCORE
         out.append(Contender(name, f"lookout {version_of('lookout')}", make, settings,
-                             name in OURS_WITH_OWN_SCORE_SPLIT, note))
+                             own_split, note))
     return out
 
 

@@ -302,12 +302,22 @@ class KalmanBank:
         return mean, cov
 
     @staticmethod
+    def measurement_std(mean: np.ndarray) -> np.ndarray:
+        """``(N, 4)`` standard deviation of a detection's ``cx, cy, w, h`` for filters
+        ``(N, 8)``: ``MEAS_NOISE`` of the box width (x, w) and height (y, h)."""
+        r = np.empty((len(mean), MEAS), dtype=np.float64)
+        r[:, 0] = r[:, 2] = np.maximum(mean[:, 2], 1.0)
+        r[:, 1] = r[:, 3] = np.maximum(mean[:, 3], 1.0)
+        r *= MEAS_NOISE
+        return r
+
+    @staticmethod
     def centre_nis(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Normalised innovation squared of the box centres of measurements ``z`` ``(N, 4)``
         against predicted filters ``(N, 8)``, ``(N, 8, 8)``: about 2 on average when the
         filters' noise matches how the boxes really move."""
         s = cov[:, :2, :2].copy()
-        r = np.maximum(mean[:, 2:4], 1.0) * MEAS_NOISE
+        r = KalmanBank.measurement_std(mean)
         s[:, 0, 0] += r[:, 0] * r[:, 0]
         s[:, 1, 1] += r[:, 1] * r[:, 1]
         d = z[:, :2] - mean[:, :2]
@@ -323,10 +333,7 @@ class KalmanBank:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Filters corrected with measurements ``z`` ``(N, 4)``; ``noise`` scales each
         measurement's standard deviation (new arrays)."""
-        r = np.empty((len(mean), MEAS), dtype=np.float64)
-        r[:, 0] = r[:, 2] = np.maximum(mean[:, 2], 1.0)
-        r[:, 1] = r[:, 3] = np.maximum(mean[:, 3], 1.0)
-        r *= MEAS_NOISE
+        r = KalmanBank.measurement_std(mean)
         if noise is not None:
             r *= noise[:, None]
         s = cov[:, :MEAS, :MEAS].copy()
