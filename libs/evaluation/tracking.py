@@ -58,8 +58,8 @@ class Sequence:
         """Raise ``FileNotFoundError`` naming what to do when the frames are not there."""
         if not self.has_frames:
             raise FileNotFoundError(
-                f"{self.name}: no frames ({self.frames_path} not found); only its detections "
-                "can be tracked: --detections public or a MOT detections file")
+                f"no frames ({self.frames_path} not found); only its detections can be "
+                "tracked: --detections public or a MOT detections file")
 
 
 def load_sequence(root: Path | str) -> Sequence:
