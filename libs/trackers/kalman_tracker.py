@@ -79,7 +79,7 @@ MEAS = 4  # cx, cy, w, h
 # Motion and noise model, in box heights and seconds.
 CENTRE_ACCEL = 0.3  # std of the random acceleration of the box centre, heights per s^2
 SIZE_ACCEL = 0.05  # the same for the box width and height
-MEAS_NOISE = 0.1  # std of a detection's centre and size, as a fraction of the box size
+MEAS_NOISE = 0.09  # std of a detection's centre and size, as a fraction of the box size
 INIT_SPEED = 2.0  # std of a new track's unknown speed, heights per s
 # The scene's process-noise multiplier (see "The scene sets the motion noise"): the median
 # NIS of the centres (2 degrees of freedom) it steers to, the smoothing weight of one frame
