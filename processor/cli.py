@@ -7,6 +7,10 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from libs.config.models import LookoutConfig
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -16,6 +20,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        for warning in config.warnings:
+            print(f"lookout: warning: {warning}", file=sys.stderr)
+        problem = _device_problem(config)
+        if problem is not None:
+            print(f"lookout: invalid configuration:\n{problem}", file=sys.stderr)
+            return 2
         if args.no_api or not config.api.enabled:
             return supervisor.run(args.config, log_level=args.log_level,
                                   show_progress=not args.no_progress)
@@ -117,6 +127,17 @@ def _cmd_make_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_problem(config: LookoutConfig) -> str | None:
+    """``file: [Detector] Device: why`` when the device cannot run on this install."""
+    from libs.config.errors import ConfigProblem
+    from libs.detectors import device_unavailable
+
+    why = device_unavailable(config)
+    if why is None:
+        return None
+    return str(ConfigProblem(str(config.path), "Detector", "Device", why))
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from libs.config import ConfigError, load_config
 
@@ -124,6 +145,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"lookout: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    problem = _device_problem(cfg)
+    if problem is not None:
+        print(f"lookout: invalid configuration:\n{problem}", file=sys.stderr)
         return 2
     print(f"{args.config}: valid")
     print(f"  data directory:   {cfg.data_dir}")

@@ -10,6 +10,18 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from libs.config.compat import (
+    CLASSIFIER_NOTE,
+    CLASSIFIER_SHADOWED,
+    CLASSIFIER_STEPS,
+    MODEL_KEYS,
+    REFERENCE_DEVICES_WITHOUT_BACKEND,
+    empty_means_default,
+    ignored_entry,
+    is_reference_model,
+    lookout_model_family,
+    model_note,
+)
 from libs.config.errors import ConfigError, ConfigProblem
 from libs.config.io import read_settled
 from libs.config.models import (
@@ -96,6 +108,8 @@ def _validate(
     section: str,
     problems: list[ConfigProblem],
 ) -> Any:
+    # ``DeviceId =``: an empty value of a key that is not text means "not set".
+    values = {k: v for k, v in values.items() if not empty_means_default(model, k, v)}
     try:
         obj = model.model_validate(values)
     except ValidationError as exc:
@@ -190,6 +204,7 @@ def parse_config_text(
     canonical = {k.lower(): k for k in FIXED_SECTIONS}
     lists: dict[str, list[Any]] = {kind: [] for kind in LIST_SECTIONS}
 
+    warnings: list[ConfigProblem] = []
     for section in parser.sections():
         values = dict(parser.items(section))
         fixed_name = canonical.get(section.lower())
@@ -197,7 +212,10 @@ def parse_config_text(
             model: type[BaseModel] | None = FIXED_SECTIONS[fixed_name]
             if fixed_name == "Tracker":
                 model = _plugin_model(registries["Tracker"], values, file, section, problems)
+            elif fixed_name == "Detector":
+                _reference_detector(values, file, section, problems, warnings)
             if model is not None:
+                _reference_ignored(model, values, file, section, warnings)
                 fixed[fixed_name] = _validate(model, values, file, section, problems)
             continue
         m = NUMBERED.match(section)
@@ -248,10 +266,101 @@ def parse_config_text(
         tracker=fixed["Tracker"],
         **{field: lists[kind] for kind, field in LIST_SECTIONS.items()},
     )
+    config._warnings = warnings
+    _classifier_steps(config, file, warnings)
     problems.extend(_cross_check(config, file, check_files))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _reference_ignored(
+    model: type[BaseModel], values: dict[str, str], file: str, section: str,
+    warnings: list[ConfigProblem],
+) -> None:
+    """Warn about the reference's keys (and sections) this section accepts without acting on
+    them (libs/config/compat.py); drop those the model has no field for."""
+    whole = ignored_entry(section, None)
+    if whole is not None:
+        warnings.append(ConfigProblem(file, section, None, f"ignored: {whole.why}"))
+    fields = {info.alias or name for name, info in model.model_fields.items()}
+    for key in list(values):
+        entry = ignored_entry(section, key)
+        if entry is None:
+            continue
+        warnings.append(ConfigProblem(file, section, key, f"ignored: {entry.why}"))
+        if key not in fields:
+            del values[key]
+
+
+def canonical_device(name: str) -> str | None:
+    """The registered backend ``name`` means, matched without regard to case
+    (``Jetson`` -> ``jetson``); None if no backend has that name."""
+    from libs.detectors import DETECTORS
+
+    by_lower = {n.lower(): n for n in DETECTORS.names()}
+    return by_lower.get(name.strip().lower())
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``[Detector] Device = name`` names no backend of this install, else None."""
+    from libs.detectors import DETECTORS
+    from libs.registry import UnknownPluginError
+
+    if canonical_device(name) is not None:
+        return None
+    gone = REFERENCE_DEVICES_WITHOUT_BACKEND.get(name.strip().lower())
+    if gone is not None:
+        return f"no backend {name!r}: {gone}"
+    try:
+        DETECTORS.get(name)
+    except UnknownPluginError as exc:
+        return str(exc)
+    return None
+
+
+def _reference_detector(
+    values: dict[str, str], file: str, section: str, problems: list[ConfigProblem],
+    warnings: list[ConfigProblem],
+) -> None:
+    """Device names in any case; the reference's model names run Lookout's family."""
+    device = values.get("Device")
+    if device is not None and device.strip():
+        found = canonical_device(device)
+        if found is None:
+            problems.append(ConfigProblem(file, section, "Device", str(device_problem(device))))
+        else:
+            values["Device"] = found
+    name = values.get("Name", "")
+    if is_reference_model(name):
+        dropped = {key: values.pop(key) for key in MODEL_KEYS if key in values}
+        warnings.append(ConfigProblem(file, section, "Name", model_note(name, dropped)))
+        values["Name"] = lookout_model_family()
+
+
+def _classifier_steps(config: LookoutConfig, file: str, warnings: list[ConfigProblem]) -> None:
+    """[Classifier] turns on the face-mask steps (before the anonymizer, which blurs faces)
+    unless the file configures them itself."""
+    if config.classifier is None:
+        return
+    steps = config.source_post_processors
+    names = {step.name for step in steps}
+    if "facemask" in names:
+        warnings.append(ConfigProblem(file, "Classifier", None, CLASSIFIER_SHADOWED))
+        return
+    warnings.append(ConfigProblem(file, "Classifier", None, CLASSIFIER_NOTE))
+    from libs.post_processors import POST_PROCESSORS
+
+    at = next((i for i, step in enumerate(steps) if step.name == "anonymizer"), len(steps))
+    for name in CLASSIFIER_STEPS:
+        if name in names:
+            continue
+        cls = POST_PROCESSORS.get(name)
+        model: type[PluginConfig] = getattr(cls, "Config", PluginConfig)
+        step = model.model_validate({"Name": name})
+        step._section = "Classifier"
+        steps.insert(at, step)
+        at += 1
 
 
 def _default_tracker(registry: Any) -> TrackerConfig:

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from libs.config.errors import ConfigProblem
 from libs.config.restarts import Restarts
 from libs.identity import check_processor_name, host_processor_name
 
@@ -1001,8 +1002,16 @@ class LookoutConfig(BaseModel):
     # a camera.
     outputs: Annotated[list[PluginConfig], Restarts.NO_CAMERA] = []
 
+    # What the loader accepted without acting on it (reference keys, libs/config/compat.py).
+    _warnings: list[ConfigProblem] = PrivateAttr(default_factory=list)
+
     ENV_DATA: ClassVar[str] = "LOOKOUT_DATA_DIR"
     ENV_ASSETS: ClassVar[str] = "LOOKOUT_ASSETS_DIR"
+
+    @property
+    def warnings(self) -> list[ConfigProblem]:
+        """One per key or section of the file that is accepted and not acted on."""
+        return self._warnings
 
     @property
     def base_dir(self) -> Path:

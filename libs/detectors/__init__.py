@@ -88,6 +88,13 @@ class Detector(ABC):
         self.model_path = model_path
         self.data_dir = data_dir if data_dir is not None else Path.home() / ".cache" / "lookout"
 
+    @classmethod
+    def unavailable(cls, config: DetectorConfig) -> str | None:
+        """Why this backend cannot run on this install (its runtime, provider or device is
+        missing), else None; ``lookout check-config`` and ``lookout run`` ask before any
+        worker starts.  A check that needs the model loaded is left to the start."""
+        return None
+
     @abstractmethod
     def detect(self, image: np.ndarray) -> Detections:
         """Boxes in the image's pixel coordinates, scores, and the configured class only."""
@@ -133,6 +140,16 @@ class ModelDetector(Detector):
     def detect(self, image: np.ndarray) -> Detections:
         tensor, context = self.family.preprocess(image)
         return self.family.decode(self.infer(tensor), context)
+
+
+def device_unavailable(config: LookoutConfig) -> str | None:
+    """Why ``[Detector] Device`` cannot run on this install, else None."""
+    det = config.detector
+    try:
+        cls = DETECTORS.get(det.device)
+    except UnknownPluginError as exc:
+        return str(exc)
+    return cls.unavailable(det)
 
 
 def create_detector(config: LookoutConfig, source: SourceConfig | None = None,

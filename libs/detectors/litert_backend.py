@@ -15,6 +15,7 @@ the model's own scales, so the family's pre- and post-processing stay in float.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from typing import Any
 
@@ -97,17 +98,37 @@ def edgetpu_options(config: DetectorConfig) -> dict[str, str]:
 class EdgeTpuDetector(LiteRtDetector):
     scales_by_sessions = False  # one Edge TPU per DeviceId: one interpreter on it
 
-    def _delegates(self) -> list[Any]:
-        options = edgetpu_options(self.config)
+    @classmethod
+    def _load_delegate(cls, config: DetectorConfig) -> Any:
+        options = edgetpu_options(config)
         try:
-            delegate = load_delegate(EDGETPU_LIBRARY, options)
+            return load_delegate(EDGETPU_LIBRARY, options)
         except (ValueError, OSError) as exc:
             raise RuntimeError(
                 f"cannot load the EdgeTPU runtime {EDGETPU_LIBRARY} with device "
-                f"{options['device']!r} (DeviceId {self.config.device_id}): {exc}. Is a Coral "
+                f"{options['device']!r} (DeviceId {config.device_id}): {exc}. Is a Coral "
                 "device attached and Coral's libedgetpu installed (docs/devices.md)? Use "
                 "Device = tflite to run the same model on the CPU"
             ) from exc
+
+    @classmethod
+    def unavailable(cls, config: DetectorConfig) -> str | None:
+        try:
+            # The library first: LiteRT's delegate prints a traceback when it is missing.
+            ctypes.CDLL(EDGETPU_LIBRARY)
+        except OSError as exc:
+            return (f"Detector Device 'edgetpu' needs Coral's EdgeTPU runtime {EDGETPU_LIBRARY}, "
+                    f"which this install does not have ({exc}); install libedgetpu "
+                    "(docs/devices.md, or the coral-dev-board image), or use Device = tflite "
+                    "to run the same model on the CPU")
+        try:
+            cls._load_delegate(config)  # released again when it goes out of scope
+        except RuntimeError as exc:
+            return str(exc)
+        return None
+
+    def _delegates(self) -> list[Any]:
+        delegate = self._load_delegate(self.config)
         if not self.model_path.stem.endswith("_edgetpu"):
             log.warning("%s is not compiled for the Edge TPU (edgetpu_compiler makes "
                         "*_edgetpu.tflite): it runs on the CPU", self.model_path.name)

@@ -98,14 +98,26 @@ class OnnxRuntimeDetector(ModelDetector):
         """Execution providers with their options, best first."""
         return list(self.providers)
 
+    @classmethod
+    def provider_problem(cls, available: Sequence[str]) -> str | None:
+        """Why the backend cannot run when ``available`` are the installed providers."""
+        if cls.providers[0] not in available:
+            return (
+                f"Detector Device {cls.device_name!r} needs {cls.providers[0]}, which this "
+                f"onnxruntime build does not have (it has {', '.join(available)}); "
+                f"{cls.install_hint}"
+            )
+        return None
+
+    @classmethod
+    def unavailable(cls, config: DetectorConfig) -> str | None:
+        return cls.provider_problem(ort.get_available_providers())
+
     def check_providers(self, available: Sequence[str]) -> None:
         """Refuse to start when the backend's first provider is missing from ``available``."""
-        if self.providers[0] not in available:
-            raise RuntimeError(
-                f"Detector Device {self.device_name!r} needs {self.providers[0]}, which this "
-                f"onnxruntime build does not have (it has {', '.join(available)}); "
-                f"{self.install_hint}"
-            )
+        problem = self.provider_problem(available)
+        if problem is not None:
+            raise RuntimeError(problem)
 
     def load(self) -> None:
         self.check_providers(ort.get_available_providers())

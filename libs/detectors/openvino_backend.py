@@ -99,6 +99,14 @@ class OpenVinoDetector(ModelDetector):
     scales_by_sessions = True
     secondary_placement = "OpenVINO, the same OpenvinoDevice (CPU if that cannot compile it)"
 
+    @classmethod
+    def unavailable(cls, config: DetectorConfig) -> str | None:
+        try:
+            resolve_device(config.openvino_device, available_devices())
+        except ValueError as exc:
+            return f"Detector {exc}"
+        return None
+
     def load(self) -> None:
         core = ov.Core()
         try:
