@@ -181,6 +181,28 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from libs.config.migrate import MigrateError, migrate_file, remaining_problems
+
+    old, new = Path(args.old), Path(args.new)
+    try:
+        changes = migrate_file(old, new, force=args.force)
+    except (MigrateError, OSError) as exc:
+        print(f"lookout migrate-config: {exc}", file=sys.stderr)
+        return 2
+    for change in changes:
+        print(change)
+    print(f"wrote {new}: {len(changes)} change{'' if len(changes) == 1 else 's'}"
+          if changes else f"wrote {new}: nothing needed changing")
+    problems = remaining_problems(new)
+    for problem in problems:
+        print(f"needs attention: {problem}", file=sys.stderr)
+    print(f"next: lookout check-config --config {new}")
+    return 1 if problems else 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -328,6 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", default="config-x86.ini")
     check.set_defaults(func=_cmd_check_config)
+
+    mig = sub.add_parser(
+        "migrate-config",
+        help="write a Lookout configuration from a Smart Social Distancing one",
+        description="Reads OLD (a Smart Social Distancing config-*.ini) and writes NEW for "
+        "Lookout, keeping every comment: keys and sections Lookout does not act on are "
+        "commented out with the reason, device and model names are mapped, [Classifier] "
+        "becomes the faces + facemask steps, and paths that need attention are named. Each "
+        "change is printed with its reason (docs/coming-from-ssd.md).",
+    )
+    mig.add_argument("old", metavar="OLD.ini", help="the reference configuration file")
+    mig.add_argument("new", metavar="NEW.ini", help="the Lookout configuration to write")
+    mig.add_argument("--force", action="store_true", help="replace NEW.ini if it exists")
+    mig.set_defaults(func=_cmd_migrate_config)
 
     hc = sub.add_parser("healthcheck",
                         help="exit 0 if the running processor's GET /health answers 200 "

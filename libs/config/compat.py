@@ -137,3 +137,10 @@ def empty_means_default(model: type[BaseModel], key: str, value: Any) -> bool:
             default = info.get_default(call_default_factory=True)
             return not isinstance(default, (str, list))
     return False
+
+
+# Where the reference's Docker image mounts its data folder: its files write logs under it.
+REFERENCE_DATA_ROOT = "/repo/data/"
+OUTPUT_DIRECTORY_KEYS = frozenset({"LogDirectory", "ScreenshotsDirectory",
+                                   "LogPerformanceMetricsDirectory"})
+"""Keys naming a folder Lookout writes to, relative to DataDirectory."""
