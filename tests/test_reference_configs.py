@@ -241,3 +241,27 @@ def test_migrated_reference_file_starts_on_a_clip(tmp_path: Path) -> None:
     assert frames() >= 5, out
     assert "Traceback" not in out, out
     assert proc.returncode == 0, out
+
+
+def test_classifier_section_gives_mask_data_on_a_clip(tmp_path: Path) -> None:
+    """A reference file with [Classifier] (config-coral.ini, run on the CPU here): its camera's
+    pipeline judges masks, as the reference's classifier did."""
+    from libs.frame import Frame
+    from processor.pipeline import CameraPipeline
+    from processor.sources import open_source
+
+    cfg = load_config(reference_copy("config-coral.ini", tmp_path, {"Device": "Device = x86"}))
+    src = cfg.sources[0]
+    pipeline = CameraPipeline(cfg, src, with_loggers=False)
+    source = open_source(cfg, src)
+    stages = [name for name, _ in pipeline.after]
+    assert stages.index("faces") < stages.index("facemask") < stages.index("anonymizer")
+    try:
+        masks = []
+        while len(masks) < 12 and (sf := source.read()) is not None:
+            frame = pipeline.process(Frame(src.id, sf.index, sf.timestamp, sf.image))
+            masks.append(frame.detections.attributes["mask"])
+    finally:
+        source.close()
+        pipeline.close()
+    assert len(masks) == 12 and sum(len(m) for m in masks) > 0
