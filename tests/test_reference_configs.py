@@ -18,7 +18,7 @@ import pytest
 from libs.config import ConfigError, load_config
 from libs.config.compat import REFERENCE_IGNORED, ignored_entry
 from processor.cli import main
-from tests.conftest import REPO, SHARED, TUD
+from tests.conftest import PETS, REPO, SHARED, TUD
 
 SEEDS = SHARED / "seeds" / "ssd-configs"
 FILES = sorted(p.name for p in SEEDS.glob("config-*.ini"))
@@ -35,10 +35,10 @@ def reference_copy(name: str, folder: Path, extra: dict[str, str] | None = None)
     lines = []
     for line in (SEEDS / name).read_text().splitlines():
         key = line.split("=", 1)[0].strip()
-        if key == "VideoPath":
-            line = f"VideoPath = {CLIP}"
-        elif extra and key in extra:
+        if extra and key in extra:
             line = extra[key]
+        elif key == "VideoPath":
+            line = f"VideoPath = {CLIP}"
         lines.append(line)
     path = folder / name
     path.write_text("\n".join(lines) + "\n")
@@ -211,7 +211,9 @@ def test_migrate_config_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_migrated_reference_file_starts_on_a_clip(tmp_path: Path) -> None:
-    old = reference_copy("config-x86.ini", tmp_path)
+    # PETS (795 frames), not TUD (71): the stop below must reach a run still processing.
+    old = reference_copy("config-x86.ini", tmp_path,
+                         {"VideoPath": f"VideoPath = {PETS / 'vtest.avi'}"})
     new = tmp_path / "lookout.ini"
     assert main(["migrate-config", str(old), str(new)]) == 0
     proc = subprocess.Popen(
