@@ -9,6 +9,9 @@
   the frames after it keep their true times.
 * :class:`LiveSource` keeps only the newest frame: a capture thread reads continuously and
   overwrites a one-frame slot, so lag never grows when processing is slower than the camera.
+  ``[Source_N] MaxFPS`` caps how many of those frames are handed on per second: the capture
+  thread keeps reading at the camera's own rate and the frames in between are dropped, so a
+  capped camera is never behind either.
   On loss it reconnects with backoff capped at 2 s (a camera's return is noticed within about
   3 s) and says why in :meth:`FrameSource.problem`.
 
@@ -448,8 +451,13 @@ class LiveSource(FrameSource):
         open_timeout: float = OPEN_TIMEOUT,
         probe_timeout: float = PROBE_TIMEOUT,
         stall_seconds: float = STALL_SECONDS,
+        max_fps: float | None = None,
     ) -> None:
+        if max_fps is not None and not max_fps > 0:
+            raise ValueError(f"max_fps must be > 0, got {max_fps!r}")
         self.target = target
+        self.max_fps = max_fps
+        self._due: float | None = None  # monotonic time of the next turn (max_fps)
         self.tz = tz
         self.name = name
         self.resize_to = resize_to
@@ -589,15 +597,36 @@ class LiveSource(FrameSource):
         return "stalled", f"no frame for {since:.0f} s"
 
     def read(self, timeout: float = 1.0) -> SourceFrame | None:
+        """The newest frame not handed on yet; ``None`` when none comes within ``timeout``.
+
+        With ``max_fps`` a frame is handed on no sooner than its turn.  Turns are
+        ``1 / max_fps`` apart on a grid kept while the pipeline keeps up (so the rate reaches
+        the cap although frames come at the camera's own times); after a frame taken late the
+        next turn is at least half a turn later.  The frames the camera sends meanwhile
+        replace each other in the slot: they are dropped (their indices skipped), and the
+        capture thread never waits.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._seq == self._delivered:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set():
+            while True:
+                if self._stop.is_set():
                     return None
-                self._cond.wait(remaining)
+                now = time.monotonic()
+                fresh = self._seq != self._delivered
+                if fresh and (self._due is None or now >= self._due):
+                    break
+                if now >= deadline:
+                    return None
+                # a frame waits for its turn, or we wait for a frame (a new one notifies)
+                until = self._due if fresh and self._due is not None else deadline
+                self._cond.wait(min(until, deadline) - now)
             assert self._latest is not None and self._latest_time is not None
             self._delivered = self._seq
+            if self.max_fps is not None:
+                turn = 1.0 / self.max_fps
+                now = time.monotonic()
+                self._due = now + turn if self._due is None \
+                    else max(self._due + turn, now + turn / 2)
             return SourceFrame(self._seq - 1, self._latest_time, self._latest)
 
     def close(self) -> None:
@@ -627,9 +656,10 @@ def open_source(config: LookoutConfig, source: SourceConfig, start_index: int = 
                            state_path=redis_state_path(config.data_dir, source.id),
                            password=os.environ.get(target.password_env) or None)
     if is_stream_url(vp):
-        return LiveSource(vp, tz, source.id, resize)
+        return LiveSource(vp, tz, source.id, resize, max_fps=source.max_fps)
     if is_device(vp):
-        return LiveSource(int(vp) if vp.isdigit() else vp, tz, source.id, resize)
+        return LiveSource(int(vp) if vp.isdigit() else vp, tz, source.id, resize,
+                          max_fps=source.max_fps)
     path = config.asset_path(vp)
     return RecordingSource(
         list_recordings(path),

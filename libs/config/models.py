@@ -304,10 +304,13 @@ class AppConfig(StrictModel):
     has_been_configured: Annotated[bool, Restarts.NO_CAMERA] = Field(
         False, alias="HasBeenConfigured", description="Whether a person has set this file up."
     )
-    historical_data_mode: Annotated[bool, Restarts.EVERY_CAMERA] = Field(
+    # NO_CAMERA: the supervisor reads it (whether the run ends), no camera pipeline does.
+    historical_data_mode: Annotated[bool, Restarts.NO_CAMERA] = Field(
         False,
         alias="HistoricalDataMode",
-        description="Process recordings as fast as possible, every frame, then exit.",
+        description="True: process every recording (video file or folder) to its end, then "
+        "exit (API included); live sources are refused. False: keep running, and serving "
+        "the API, once the recordings are done; live sources are watched until stopped.",
     )
     resolution: Annotated[OptionalSize, Restarts.EVERY_CAMERA] = Field(
         None,
@@ -719,6 +722,16 @@ class SourceConfig(StrictModel):
         "(vtest.avi says 10, was captured at 7). Empty trusts the container.",
         json_schema_extra=form("a number > 0, or empty"),
     )
+    max_fps: Annotated[float | None, BeforeValidator(_empty_to_none)] = Field(
+        None,
+        alias="MaxFPS",
+        gt=0,
+        description="Live sources (stream URL or capture device): process at most this many "
+        "frames per second; the frames in between are dropped, never queued, so the camera "
+        "is not watched late. Empty processes every frame the pipeline keeps up with. "
+        "Recordings always process every frame.",
+        json_schema_extra=form("a number > 0, or empty"),
+    )
     roi: Points = Field(
         default_factory=list,
         alias="ROI",
@@ -842,6 +855,28 @@ class SourceConfig(StrictModel):
         if value and len(value) < 3:
             raise ValueError("a region of interest needs at least 3 points")
         return value
+
+    @model_validator(mode="after")
+    def _max_fps(self) -> SourceConfig:
+        if self.max_fps is not None and self.video_kind != "stream":
+            what = "a Redis source, whose every message" if self.video_kind == "redis" \
+                else "a recording, whose every frame"
+            raise ValueError(f"MaxFPS caps a live camera (stream URL or capture device); "
+                             f"VideoPath is {what} is processed: leave MaxFPS empty")
+        return self
+
+    @property
+    def video_kind(self) -> Literal["stream", "redis", "recording"]:
+        """What ``VideoPath`` names by its form: ``stream`` (a URL or a capture device,
+        watched live), ``redis`` (detection messages, live too) or ``recording`` (a file or
+        a folder, processed to its end)."""
+        from libs.config.loader import is_device, is_stream_url
+        from libs.config.video_source import is_redis_url
+
+        vp = self.video_path
+        if is_redis_url(vp):
+            return "redis"
+        return "stream" if is_stream_url(vp) or is_device(vp) else "recording"
 
     @model_validator(mode="after")
     def _calibration(self) -> SourceConfig:
@@ -1047,3 +1082,20 @@ class LookoutConfig(BaseModel):
 
     def enabled_sources(self) -> list[SourceConfig]:
         return [s for s in self.sources if s.enabled]
+
+    def recordings_mode_problems(self) -> list[tuple[str | None, str | None, str]]:
+        """``(section, key, message)`` for what ``HistoricalDataMode = True`` cannot run: a
+        live source never ends, so the run would never exit (the loader reports these)."""
+        if not self.app.historical_data_mode:
+            return []
+        enabled = self.enabled_sources()
+        problems: list[tuple[str | None, str | None, str]] = [
+            (s.section, "VideoPath", "a live source never ends, and HistoricalDataMode = True "
+             "in [App] processes recordings and exits: set HistoricalDataMode = False to "
+             "watch it, or Enabled = False in this section")
+            for s in enabled if s.video_kind != "recording"]
+        if not enabled:
+            problems.append(("App", "HistoricalDataMode",
+                             "HistoricalDataMode = True processes the recordings and exits, "
+                             "but no [Source_N] is enabled"))
+        return problems
