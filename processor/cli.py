@@ -58,10 +58,19 @@ def _run_with_api(args: argparse.Namespace) -> int:
 
     def announce_when_done() -> None:
         sup.all_done.wait()
-        log.info("all recordings processed; the API is still serving at %s/docs "
-                 "(Ctrl-C to stop)", url)
+        if not sup.exit_when_done:
+            log.info("all recordings processed; the API is still serving at %s/docs "
+                     "(Ctrl-C to stop)", url)
+
+    def stop_api_with_processor() -> None:
+        # The processor's loop ends by itself once every recording is done under
+        # HistoricalDataMode = True: the API goes with it and the run exits.
+        thread.join()
+        if sup.ended_by_itself:
+            server.should_exit = True
 
     threading.Thread(target=announce_when_done, daemon=True).start()
+    threading.Thread(target=stop_api_with_processor, daemon=True).start()
     log.info("API at %s/docs; create a user with: lookout create-user --config %s NAME",
              url, args.config)
 
@@ -74,11 +83,11 @@ def _run_with_api(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        server.run()  # returns on SIGINT/SIGTERM
+        server.run()  # returns on SIGINT/SIGTERM, or once the processor has ended by itself
     finally:
         sup.request_stop()
         thread.join(120)
-    return 0
+    return (sup.exit_code or 0) if sup.ended_by_itself else 0
 
 
 def _cmd_create_user(args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ def describe(cid: str, st: dict[str, Any]) -> str:
         text = f"{cid} [{bar}] {done}/{total} {pct:5.1f}% {fps:6.1f} fps ETA {eta}"
     else:
         text = f"{cid} {done} frames {fps:6.1f} fps"
+    if st.get("max_fps"):
+        text += f" (max {st['max_fps']:g})"
     if st.get("status") not in ("running", "idle"):
         text += f" ({st.get('status')})"
     return text

@@ -124,7 +124,7 @@ class Supervisor:
         self.config_path = str(config_path)
         self.config: LookoutConfig = load_config(self.config_path)
         self.log_level = log_level
-        self.exit_when_done = exit_when_done
+        self._exit_when_done = exit_when_done
         self.ctx = mp.get_context("spawn")
         self.stop_event = self.ctx.Event()
         self.slots = [self.ctx.Array("d", W.STATE_FIELDS, lock=False)
@@ -156,8 +156,18 @@ class Supervisor:
         self._stop_requested = threading.Event()
         self._loop_thread: threading.Thread | None = None
         self.all_done = threading.Event()  # every recording finished (live cameras never)
+        self.exit_code: int | None = None  # set when the loop has ended (see loop())
+        self.ended_by_itself = False  # the loop ended because every recording was done
         self.running = False
         self.run_lock = RunLock(self.config.data_path("processor"))
+
+    @property
+    def exit_when_done(self) -> bool:
+        """Whether the run ends once every recording is done: asked for (``lookout run
+        --no-api``), or ``[App] HistoricalDataMode = True`` in the configuration now in force
+        (the API then stops with it).  Live sources never finish; the loader refuses them in
+        that mode."""
+        return self._exit_when_done or self.config.app.historical_data_mode
 
     # -- commands from other threads -------------------------------------------------------
     def submit(self, fn: Callable[[], T]) -> Future[T]:
@@ -509,7 +519,10 @@ class Supervisor:
         ``status`` is ``running`` only while frames flow; ``connecting`` (no frame yet),
         ``reconnecting`` (a live source lost), ``stalled`` (open, no new frame) and
         ``degraded`` (frames undecodable) come with a ``reason``; ``fps`` is 0 whenever no
-        frames flow; ``skipped_frames`` counts frames of the source that could not be decoded.
+        frames flow; ``skipped_frames`` counts frames of the source that could not be decoded;
+        ``max_fps`` is the camera's ``MaxFPS`` cap (``None``: uncapped), and ``fps`` the rate
+        it is processed at under it (the frames dropped to keep to it are in
+        ``dropped_frames``).
         """
         out: dict[str, dict[str, Any]] = {}
         troubled = {"connecting": "opening the source", "reconnecting": "source lost",
@@ -523,7 +536,8 @@ class Supervisor:
                             "last_frame_time": None, "restarts": 0,
                             "last_error": self.last_errors.get(cid), "reason": None,
                             "skipped_frames": 0, "write_error": self.write_errors.get(cid),
-                            "stage_ms": {}, "reconnects": 0, "dropped_frames": 0}
+                            "stage_ms": {}, "reconnects": 0, "dropped_frames": 0,
+                            "max_fps": src.max_fps}
                 continue
             st = self.slots[slot]
             perf = self.perf.get(cid, {})
@@ -554,6 +568,7 @@ class Supervisor:
                 "stage_ms": dict(perf.get("stage_ms", {})),
                 "reconnects": int(perf.get("reconnects", 0)),
                 "dropped_frames": int(perf.get("dropped_frames", 0)),
+                "max_fps": src.max_fps,
             }
         return out
 
@@ -719,14 +734,25 @@ class Supervisor:
                     self._guarded("status", self._status_round)
                     last_status = now
                 self._guarded("completion", self._note_all_done)
-                if self.all_done.is_set() and self.exit_when_done:
+                if self._done_for_good():
+                    log.info("every recording is processed (%s); exiting",
+                             "HistoricalDataMode = True" if
+                             self.config.app.historical_data_mode else "--no-api")
+                    self.ended_by_itself = True
                     break
                 time.sleep(0.05)
         finally:
             self._shutdown()
         self.progress.update(self.camera_status(), final=True)
         failed = any(self.slots[s][W.STATUS] == W.FAILED for s in self.camera_slot.values())
-        return 1 if failed else 0
+        self.exit_code = 1 if failed else 0
+        return self.exit_code
+
+    def _done_for_good(self) -> bool:
+        """Every recording is done and the run is to end with them.  A camera paused
+        through the API is waiting to be resumed, not done: it holds the run open; so does a
+        camera resumed or added after the others were done (asked again, not remembered)."""
+        return self.exit_when_done and not self.paused and self._all_done()
 
     def run(self) -> int:
         """Start and loop on this (main) thread, with SIGINT/SIGTERM stopping cleanly."""

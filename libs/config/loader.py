@@ -432,6 +432,8 @@ def _cross_check(config: LookoutConfig, file: str, check_files: bool) -> list[Co
             problems.append(
                 ConfigProblem(file, src.section, "VideoPath", exc.message, exc.expected)
             )
+    problems += [ConfigProblem(file, section, key, message)
+                 for section, key, message in config.recordings_mode_problems()]
     if check_files:
         from libs.detectors import resolve_model_path
 
