@@ -156,6 +156,7 @@ class Supervisor:
         self._stop_requested = threading.Event()
         self._loop_thread: threading.Thread | None = None
         self.all_done = threading.Event()  # every recording finished (live cameras never)
+        self._recordings_done = False  # the same, as of the last loop round
         self.exit_code: int | None = None  # set when the loop has ended (see loop())
         self.ended_by_itself = False  # the loop ended because every recording was done
         self.running = False
@@ -668,7 +669,8 @@ class Supervisor:
         self.progress.update(self.camera_status())
 
     def _note_all_done(self) -> None:
-        if not self.all_done.is_set() and self._all_done():
+        self._recordings_done = self._all_done()  # now: a camera may be resumed or added
+        if not self.all_done.is_set() and self._recordings_done:
             self.all_done.set()
             if not self.exit_when_done:
                 for t in self.tasks:  # reports of the finished recordings, now
@@ -751,8 +753,9 @@ class Supervisor:
     def _done_for_good(self) -> bool:
         """Every recording is done and the run is to end with them.  A camera paused
         through the API is waiting to be resumed, not done: it holds the run open; so does a
-        camera resumed or added after the others were done (asked again, not remembered)."""
-        return self.exit_when_done and not self.paused and self._all_done()
+        camera resumed or added after the others were done (:meth:`_note_all_done` asks
+        every round)."""
+        return self.exit_when_done and not self.paused and self._recordings_done
 
     def run(self) -> int:
         """Start and loop on this (main) thread, with SIGINT/SIGTERM stopping cleanly."""
