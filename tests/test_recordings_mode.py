@@ -121,8 +121,9 @@ def test_live_camera_capped_drops_frames_and_stays_current(shared: Path) -> None
     camera_rate = (got[-1].index - got[0].index) / elapsed
     assert camera_rate > 12, f"the capture read only {camera_rate:.1f} fps"
     assert min(b.index - a.index for a, b in itertools.pairwise(got)) >= 2
-    # Each frame handed on is the newest: never older than a few camera frames.
-    assert max(ages) < 0.3, ages
+    # Each frame handed on is the newest: a few camera frames old at most, not growing (a
+    # queue of 25 frames a second taken 5 a second would be 1.6 s behind after 2 s).
+    assert max(ages) < 0.5, ages
 
 
 def test_cap_is_shown_in_status_and_progress(x86_config: Path) -> None:
