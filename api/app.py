@@ -25,7 +25,7 @@ from api.auth import AuthError
 from api.context import ApiContext
 from api.deps import CSRF_HEADER, SESSION_COOKIE
 from api.limits import ASGIApp, BodyLimit, Message, Receive, Scope, Send
-from api.routers import auth, live, process, slack
+from api.routers import auth, live, process, slack, ssd
 from api.routers.audience import include_routers as include_audience_routers
 from api.routers.data import include_routers as include_data_routers
 from api.routers.entities import include_routers as include_entity_routers
@@ -182,5 +182,8 @@ def create_app(config_path: str | Path, supervisor: Supervisor | None = None,
     include_data_routers(app)
     include_entity_routers(app)
     include_audience_routers(app)
+    # Smart Social Distancing's names and methods, beside Lookout's own routes
+    app.include_router(ssd.metric_aliases)
+    app.include_router(ssd.router)
     app.router.routes.extend(dashboard.routes(dashboard_dist))
     return app

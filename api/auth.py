@@ -11,8 +11,9 @@
   HttpOnly cookie, marked ``use: session`` and bound to the session's CSRF value (the hash
   of it is a claim); a session signed out early is kept in :class:`RevokedSessions` until
   it would have expired.  The signing key comes from
-  the ``LOOKOUT_SECRET_KEY`` environment variable or, when unset, from a random key made on
-  first start in ``<data>/auth/secret.key`` (mode 0600).  There is no default secret.
+  the ``LOOKOUT_SECRET_KEY`` environment variable, else ``SECRET_ACCESS_KEY`` (the variable of
+  Smart Social Distancing), or, when both are unset, from a random key made on first start in
+  ``<data>/auth/secret.key`` (mode 0600).  There is no default secret.
 * Logins are rate-limited per (user name, client address) and per client address (see
   :class:`LoginLimiter`): an attempt is reserved before its password is checked, so
   concurrent guesses cannot slip past the limit, and a user locked out at one address can
@@ -204,13 +205,21 @@ class UserStore:
 _DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 
+SECRET_VARIABLES = ("LOOKOUT_SECRET_KEY", "SECRET_ACCESS_KEY")
+"""Environment variables holding the signing key, the first set one wins: Lookout's own, then
+the one of Smart Social Distancing (its ``.env`` files set ``SECRET_ACCESS_KEY``)."""
+
+
 def load_secret(path: Path) -> bytes:
-    """The token signing key: ``LOOKOUT_SECRET_KEY``, else a random key kept in ``path``."""
-    env = os.environ.get("LOOKOUT_SECRET_KEY")
-    if env:
-        if len(env) < 32:
-            raise ValueError("LOOKOUT_SECRET_KEY must be at least 32 characters")
-        return env.encode()
+    """The token signing key: the first of :data:`SECRET_VARIABLES` that is set, else a
+    random key kept in ``path``.  A key from the environment shorter than 32 characters is
+    refused (an empty variable counts as unset)."""
+    for name in SECRET_VARIABLES:
+        env = os.environ.get(name)
+        if env:
+            if len(env) < 32:
+                raise ValueError(f"{name} must be at least 32 characters")
+            return env.encode()
     try:
         key = path.read_bytes()
         if len(key) >= 32:

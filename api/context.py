@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -66,6 +67,8 @@ class ApiContext:
         if cached is None or cached[0] != key:
             cached = (key, load_config(self.config_path, check_files=False))
             self._cache = cached
+            # [API] TokenExpireMinutes applies to the next token issued, without a restart.
+            self.tokens.expire = timedelta(minutes=cached[1].api.token_expire_minutes)
         return cached[1]
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:

@@ -99,8 +99,10 @@ def get(api: tuple[TestClient, dict[str, str]], url: str, **params: str) -> Any:
 
 def test_one_declaration_makes_the_routes_the_listing_and_the_files(queue_api) -> None:
     kinds = get(queue_api, "/test-metrics/kinds")
+    # the camera metrics, then the same summed over the cameras of each area (derived too)
     assert [(k["entity_type"], k["kind"]) for k in kinds] == [
-        ("camera", "queue"), ("camera", "line-crossings")]
+        ("camera", "queue"), ("camera", "line-crossings"),
+        ("area", "queue"), ("area", "line-crossings")]
     queue = kinds[0]
     assert queue["path"] == "/test-metrics/cameras/queue"
     assert queue["periods"] == list(PERIODS)

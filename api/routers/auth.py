@@ -32,7 +32,10 @@ from api.deps import (
     Principal,
     Viewer,
     authenticate,
+    current_user,
     expires_in,
+    oauth2,
+    require_admin,
 )
 from api.limits import Busy
 
@@ -41,6 +44,8 @@ router = APIRouter(prefix="/auth", tags=["Auth"])
 
 class Token(BaseModel):
     access_token: str
+    token: str = Field(description="The same token: the field Smart Social Distancing's "
+                       "clients read.")
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Seconds until the token expires.")
 
@@ -111,9 +116,10 @@ async def _check_password(ctx: Context, request: Request, username: str,
 async def _login(ctx: Context, request: Request, response: Response, username: str,
                  password: str) -> Token:
     user = await _check_password(ctx, request, username, password)
+    await ctx.in_thread(ctx.config)  # the lifetime of [API] TokenExpireMinutes as it is now
     token, expires = ctx.tokens.issue(user)
     response.headers["Cache-Control"] = "no-store"
-    return Token(access_token=token, expires_in=expires)
+    return Token(access_token=token, token=token, expires_in=expires)
 
 
 def _set_session(ctx: Context, request: Request, response: Response, user: User,
@@ -121,6 +127,7 @@ def _set_session(ctx: Context, request: Request, response: Response, user: User,
     """Issue a session for ``user`` into the response's cookies (keeping ``csrf`` when
     renewing, so requests the page has in flight keep a valid header)."""
     csrf = csrf or secrets.token_urlsafe(32)
+    ctx.config()  # the lifetime of [API] TokenExpireMinutes as it is now
     token, expires = ctx.tokens.issue(user, session_csrf=csrf)
     secure = request.url.scheme == "https"
     response.set_cookie(SESSION_COOKIE, token, max_age=expires, path="/", secure=secure,
@@ -209,6 +216,46 @@ async def token(ctx: Context, request: Request, response: Response,
 async def access_token(ctx: Context, request: Request, response: Response,
                        body: Credentials) -> Token:
     return await _login(ctx, request, response, body.user, body.password)
+
+
+NO_USER_YET = (
+    "no API user exists yet: create the first one on the device with `lookout create-user "
+    "--config <config.ini> <name>` (the reference's create_api_user.py step). Over HTTP this "
+    "call needs an admin's token, or UseAuthToken = False"
+)
+
+
+def _creator(ctx: Context, request: Request,
+             token: Annotated[str | None, Depends(oauth2)]) -> Principal:
+    """An admin (everyone while UseAuthToken is off).  Without credentials on a processor that
+    has no user yet the 401 says how to make the first one: the reference let the first caller
+    create the only user, so whoever on the network called first owned the processor."""
+    try:
+        user = current_user(request, ctx, token)
+    except HTTPException as exc:
+        if exc.status_code == 401 and not ctx.users.list():
+            raise HTTPException(401, NO_USER_YET,
+                                headers={"WWW-Authenticate": "Bearer"}) from None
+        raise
+    return require_admin(user)
+
+
+@router.post("/create_api_user", status_code=204,
+             summary="Create an admin user (Smart Social Distancing compatible)",
+             responses={400: {"description": "the user exists, or the name or password is "
+                              "not acceptable"},
+                        401: {"description": "not authenticated (the first user is made "
+                              "with `lookout create-user` on the device)"},
+                        403: {"description": "not an admin"}})
+async def create_api_user(ctx: Context, _: Annotated[Principal, Depends(_creator)],
+                          body: Credentials) -> Response:
+    """The reference's body ``{"user", "password"}``; the user gets the admin role (the
+    reference's only user could do everything).  The password is stored hashed (scrypt)."""
+    try:
+        await ctx.in_thread(ctx.users.add, body.user, body.password, "admin")
+    except UserError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return Response(status_code=204)
 
 
 @router.get("/me", response_model=UserOut, summary="Who the token belongs to")

@@ -108,6 +108,7 @@ class ExportPlan:
     areas: list[str]
     span: DateRange
     data_types: tuple[DataType, ...]
+    kinds: frozenset[str] | None = None  # report kinds to pack; None: every one
 
 
 def check_data_types(values: list[str] | None, where: str) -> tuple[DataType, ...]:
@@ -123,13 +124,14 @@ def check_data_types(values: list[str] | None, where: str) -> tuple[DataType, ..
 
 
 def check_request(
-    config: LookoutConfig, body: ExportRequest, where: str
+    config: LookoutConfig, body: ExportRequest, where: str,
+    kinds: frozenset[str] | None = None,
 ) -> ExportPlan:
     span = date_range(body.from_date, body.to_date, today_in(config.app.tzinfo),
                       days_back(DEFAULT_DAYS), where)
     cameras = check_ids("cameras", body.cameras, camera_ids(config), "camera", where)
     areas = check_ids("areas", body.areas, area_ids(config), "area", where)
-    return ExportPlan(cameras, areas, span, check_data_types(body.data_types, where))
+    return ExportPlan(cameras, areas, span, check_data_types(body.data_types, where), kinds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,9 +140,12 @@ def check_request(
 
 
 def _reports(config: LookoutConfig, entity: EntityType, entity_id: str, base: Path,
-             span: DateRange) -> Iterator[tuple[str, Path]]:
+             span: DateRange, kinds: frozenset[str] | None = None
+             ) -> Iterator[tuple[str, Path]]:
     prefix = f"{entity.plural}/{entity_id}/reports"
     for metric in report_metrics(entity):
+        if kinds is not None and metric.name not in kinds:
+            continue
         folder = metric.report.folder
         kind_dir = reports_dir(base) / folder
         for day in span.dates():
@@ -186,7 +191,7 @@ def candidates(config: LookoutConfig, plan: ExportPlan) -> list[tuple[str, Path]
             out += [(f"cameras/{cam}/{LINE_EVENTS_FOLDER}/{d}.csv",
                      base / LINE_EVENTS_FOLDER / f"{d}.csv") for d in days]
         if "reports" in types:
-            out += _reports(config, CAMERAS, cam, base, plan.span)
+            out += _reports(config, CAMERAS, cam, base, plan.span, plan.kinds)
         if "screenshots" in types:
             out += _screenshots(config, cam, plan.span)
     for area in plan.areas:
@@ -195,7 +200,7 @@ def candidates(config: LookoutConfig, plan: ExportPlan) -> list[tuple[str, Path]
             out += [(f"areas/{area}/{AREA_LOG_FOLDER}/{d}.csv",
                      base / AREA_LOG_FOLDER / f"{d}.csv") for d in days]
         if "reports" in types:
-            out += _reports(config, AREAS, area, base, plan.span)
+            out += _reports(config, AREAS, area, base, plan.span, plan.kinds)
     return sorted(dict(out).items())
 
 
@@ -273,11 +278,12 @@ def _busy(retry_after: int) -> HTTPException:
                          headers={"Retry-After": str(retry_after)})
 
 
-async def _export(ctx: Context, body: ExportRequest, where: str) -> StreamingResponse:
+async def _export(ctx: Context, body: ExportRequest, where: str,
+                  kinds: frozenset[str] | None = None) -> StreamingResponse:
     if ctx.exports.full:  # refused before any work of its own
         raise _busy(ctx.exports.retry_after)
     config = await ctx.in_thread(ctx.config)
-    plan = check_request(config, body, where)
+    plan = check_request(config, body, where, kinds)
     try:
         f, size, count = await ctx.exports.run(build_export, config, plan)
     except Busy as exc:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from fastapi import APIRouter, Query, Response
@@ -48,6 +48,7 @@ from fastapi import Path as PathParam
 
 from api.deps import Context, Viewer
 from api.params import (
+    MAX_RANGE_DAYS,
     DateRange,
     area_ids,
     camera_ids,
@@ -60,6 +61,7 @@ from api.params import (
     split_ids,
     today_in,
 )
+from api.ssd import aliases_of
 from libs.config.models import LookoutConfig
 from libs.loggers.file_system_logger import LINE_EVENTS_FOLDER, SOURCE_LOG_FOLDER
 from libs.loggers.video_logger import preview_path
@@ -137,6 +139,7 @@ class MetricQuery:
     period: Period
     span: DateRange | None
     tz: tzinfo
+    weeks: int = 0  # weekly only: N > 0 asks for N spans of 7 days ending yesterday
 
 
 class Metric(Protocol):
@@ -219,6 +222,9 @@ class ReportMetric:
             assert span is not None
             records = [r for r in _records(folder / "daily.csv")
                        if _record_date(r, KEY_COLUMNS["daily"][0]) in span]
+        elif req.weeks:
+            assert span is not None
+            records = self._rolling_weeks(_records(folder / "daily.csv"), span)
         else:
             assert span is not None
             weeks = DateRange(_monday(span.first), span.last)
@@ -228,6 +234,36 @@ class ReportMetric:
         rows = [_row(r, keys) for r in records]
         totals = None if req.period == "live" else self._totals(records)
         return {"rows": rows, "totals": totals}
+
+    def _rolling_weeks(self, daily: list[dict[str, str]],
+                       span: DateRange) -> list[dict[str, str]]:
+        """The daily rows of ``span`` added up per 7 days from ``span.first`` (the
+        reference's ``weeks``): rows keyed ``Week`` = the first date of their 7 days."""
+        kind = self.report
+        weeks: dict[date, Totals] = {}
+        for record in daily:
+            day = _record_date(record, KEY_COLUMNS["daily"][0])
+            if day not in span:
+                continue
+            assert day is not None
+            start = span.first + timedelta(days=(day - span.first).days // 7 * 7)
+            try:
+                weeks.setdefault(start, kind.new_totals()).merge(Totals.from_record(kind, record))
+            except (KeyError, ValueError, TypeError):
+                log.warning("%s report of %s: unreadable row %r", kind.folder, self.name, record)
+        names = kind.header(KEY_COLUMNS["weekly"])
+        return [dict(zip(names, [start.isoformat(), *weeks[start].cells()], strict=True))
+                for start in sorted(weeks)]
+
+    def group_columns(self, period: Period) -> tuple[str, ...]:
+        """The columns that name a row: rows of several cameras with equal values here add up
+        to the row of their area."""
+        return KEY_COLUMNS[period]
+
+    def additive(self, column: str) -> bool:
+        """Whether ``column`` adds up over cameras: samples, sums, counters and averages do
+        (the mean of a sum is the sum of the means); a maximum does not."""
+        return column not in {f"Max{m.name}" for m in self.report.measures}
 
     def _totals(self, records: Iterable[dict[str, str]]) -> dict[str, Any]:
         kind = self.report
@@ -316,6 +352,12 @@ class LineCrossingMetric:
     def columns(self, period: Period) -> list[str]:
         return [*KEY_COLUMNS[period], "Line", "In", "Out"]
 
+    def group_columns(self, period: Period) -> tuple[str, ...]:
+        return (*KEY_COLUMNS[period], "Line")
+
+    def additive(self, column: str) -> bool:
+        return True
+
     def read(self, config: LookoutConfig, entity_id: str, req: MetricQuery) -> dict[str, Any]:
         span, tz = req.span, req.tz
         assert span is not None
@@ -364,6 +406,136 @@ def _instant_then_line(item: tuple[tuple[str, str], dict[str, int]]) -> tuple[da
 
 
 # ---------------------------------------------------------------------------------------
+# Camera metrics summed over the cameras of an area
+# ---------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Summable(Protocol):
+    """A camera metric whose rows add up over cameras (see :class:`AreaSumMetric`)."""
+
+    def group_columns(self, period: Period) -> tuple[str, ...]: ...
+
+    def additive(self, column: str) -> bool: ...
+
+
+AREA_CAMERAS_COLUMN = "Cameras"
+
+
+def _add(total: Any, value: Any) -> Any:
+    """Numbers add (None is no value); mappings add key by key."""
+    if isinstance(value, dict):
+        out = dict(total) if isinstance(total, dict) else {}
+        for key, item in value.items():
+            out[key] = _add(out.get(key), item)
+        return out
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return total
+    return value if total is None else total + value
+
+
+def _labelled(value: Any, camera: str) -> Any:
+    """Labels inside a camera (a counting line's name) become ``<camera>/<label>``, so the
+    ``door`` lines of two cameras stay two lines in their area."""
+    if isinstance(value, dict):
+        return {f"{camera}/{k}": _labelled(v, camera) if isinstance(v, dict) else v
+                for k, v in value.items()}
+    return f"{camera}/{value}"
+
+
+@dataclass(frozen=True)
+class AreaSumMetric:
+    """A camera metric of the area's cameras added up: per hour, date or week (and per label
+    such as a counting line, named ``<camera>/<label>``) the sum of the additive columns of
+    every camera of the area that has a row, and ``Cameras``, how many had one.  The live
+    period adds up the newest row of each camera (``From`` the earliest, ``To`` the latest).
+    Columns that do not add up (maxima) are left out."""
+
+    camera: Metric
+
+    @property
+    def name(self) -> str:
+        return self.camera.name
+
+    @property
+    def entity(self) -> EntityType:
+        return AREAS
+
+    @property
+    def periods(self) -> tuple[Period, ...]:
+        return self.camera.periods
+
+    @property
+    def description(self) -> str:
+        return (f"{self.camera.description} Summed over the cameras of the area (maxima left "
+                "out: the maximum of a sum is not the sum of the maxima).")
+
+    @property
+    def summable(self) -> Summable:
+        camera = self.camera
+        assert isinstance(camera, Summable)
+        return camera
+
+    def columns(self, period: Period) -> list[str]:
+        group = self.summable.group_columns(period)
+        rest = [c for c in self.camera.columns(period)
+                if c not in group and self.summable.additive(c)]
+        return [*group, AREA_CAMERAS_COLUMN, *rest]
+
+    def read(self, config: LookoutConfig, entity_id: str, req: MetricQuery) -> dict[str, Any]:
+        area = next(a for a in config.areas if a.id == entity_id)
+        known = set(camera_ids(config))
+        group = self.summable.group_columns(req.period)
+        keys = KEY_COLUMNS[req.period]
+        labels = [c for c in group if c not in keys]
+        columns = self.columns(req.period)
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        totals: dict[str, Any] | None = None
+        for cam in dict.fromkeys(area.cameras):
+            if cam not in known:
+                continue
+            result = self.camera.read(config, cam, req)
+            for row in result["rows"]:
+                named = {c: (_labelled(row.get(c), cam) if c in labels else row.get(c))
+                         for c in group}
+                index = tuple(named[c] for c in labels)
+                if req.period != "live":
+                    index = (*(named[c] for c in keys), *index)
+                out = rows.setdefault(index, {**named, AREA_CAMERAS_COLUMN: 0})
+                out[AREA_CAMERAS_COLUMN] += 1
+                if req.period == "live":  # one row: the span of the cameras' newest rows
+                    first, last = keys
+                    out[first] = min(out[first], named[first])
+                    out[last] = max(out[last], named[last])
+                for column in columns[len(group) + 1:]:
+                    out[column] = _add(out.get(column), row.get(column))
+            if result["totals"] is not None:
+                mine = {k: (_labelled(v, cam) if isinstance(v, dict) else v)
+                        for k, v in result["totals"].items() if self.summable.additive(k)}
+                totals = _add(totals or {}, mine)
+        ordered = sorted(rows.values(), key=lambda r: _row_order(r, keys, labels))
+        if req.period != "live" and totals is None:
+            totals = {}
+        return {"rows": [{c: r.get(c) for c in columns} for r in ordered],
+                "totals": totals}
+
+
+def _row_order(row: dict[str, Any], keys: tuple[str, ...],
+               labels: list[str]) -> tuple[Any, ...]:
+    """Rows in time order (hours compared as instants: their text does not sort across a DST
+    change), then by label."""
+    when = tuple(datetime.fromisoformat(row[k]) if k == "Hour" else row[k] for k in keys)
+    return (*when, *(row[c] for c in labels))
+
+
+def area_sums(cameras: Iterable[Metric], areas: Iterable[Metric]) -> list[Metric]:
+    """An :class:`AreaSumMetric` for each camera metric that adds up over cameras and has
+    no area metric of its own name (the area's own occupancy is counted by its logger)."""
+    own = {m.name for m in areas}
+    return [AreaSumMetric(m) for m in cameras if isinstance(m, Summable) and m.name not in own]
+
+
+# ---------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------
 
@@ -372,12 +544,14 @@ ENTITY_TYPES = {e.name: e for e in (CAMERAS, AREAS)}
 
 def metric_table(registry: ReportRegistry = REPORTS) -> tuple[Metric, ...]:
     """Every metric: a :class:`ReportMetric` per report kind of ``registry`` (cameras', then
-    line crossings, then areas')."""
+    line crossings, then areas'), then the camera metrics summed over areas
+    (:func:`area_sums`)."""
     if registry is REPORTS:
         report_kinds("camera")  # import the analytics: they register their kinds
-    cameras = [ReportMetric(CAMERAS, k) for k in registry.kinds("camera")]
-    areas = [ReportMetric(AREAS, k) for k in registry.kinds("area")]
-    return (*cameras, LineCrossingMetric(), *areas)
+    cameras: list[Metric] = [ReportMetric(CAMERAS, k) for k in registry.kinds("camera")]
+    cameras.append(LineCrossingMetric())
+    areas: list[Metric] = [ReportMetric(AREAS, k) for k in registry.kinds("area")]
+    return (*cameras, *areas, *area_sums(cameras, areas))
 
 
 METRICS: tuple[Metric, ...] = metric_table()
@@ -411,6 +585,7 @@ async def answer(
     day_value: str | None = None,
     from_value: str | None = None,
     to_value: str | None = None,
+    weeks: int = 0,
 ) -> dict[str, Any]:
     config = await ctx.in_thread(ctx.config)
     tz = config.app.tzinfo
@@ -428,13 +603,21 @@ async def answer(
         day = parse_date("date", day_value) or today
         span = DateRange(day, day)
         body["date"] = day.isoformat()
+    elif period == "weekly" and weeks > 0:
+        # The reference's `weeks`: from_date and to_date are ignored; N spans of 7 days
+        # ending yesterday.
+        yesterday = today - timedelta(days=1)
+        span = DateRange(yesterday - timedelta(days=7 * weeks - 1), yesterday)
+        body["weeks"] = weeks
+        body["from_date"] = span.first.isoformat()
+        body["to_date"] = span.last.isoformat()
     elif period in ("daily", "weekly"):
         default_from = _daily_default_from if period == "daily" else _weekly_default_from
         span = date_range(from_value, to_value, today, default_from)
         body["from_date"] = span.first.isoformat()
         body["to_date"] = span.last.isoformat()
     body["columns"] = metric.columns(period)
-    req = MetricQuery(period, span, tz)
+    req = MetricQuery(period, span, tz, weeks if period == "weekly" else 0)
 
     def read_all() -> list[dict[str, Any]]:
         return [{"id": i, **metric.read(config, i, req)} for i in ids]
@@ -444,6 +627,12 @@ async def answer(
 
 
 IDS_HELP = "Comma-separated {} ids; every configured one when absent."
+MAX_WEEKS = MAX_RANGE_DAYS // 7
+WEEKS_HELP = (
+    "As Smart Social Distancing's `weeks`: when above 0, from_date and to_date are ignored and "
+    "the rows are N spans of 7 days ending yesterday (Week = the first date of each span), "
+    "added up from the daily rows. 0 (default): calendar weeks from Monday."
+)
 
 
 def _endpoint(metric: Metric, period: Period) -> Callable[..., Any]:
@@ -470,6 +659,16 @@ def _endpoint(metric: Metric, period: Period) -> Callable[..., Any]:
 
         return hourly
 
+    if period == "weekly":
+        Weeks = Annotated[int, Query(ge=0, le=MAX_WEEKS, description=WEEKS_HELP)]
+
+        async def weekly(ctx: Context, _: Viewer, ids: Ids = None, from_date: FromDate = None,
+                         to_date: ToDate = None, weeks: Weeks = 0) -> dict[str, Any]:
+            return await answer(ctx, metric, period, ids, from_value=from_date,
+                                to_value=to_date, weeks=weeks)
+
+        return weekly
+
     async def ranged(ctx: Context, _: Viewer, ids: Ids = None, from_date: FromDate = None,
                      to_date: ToDate = None) -> dict[str, Any]:
         return await answer(ctx, metric, period, ids, from_value=from_date, to_value=to_date)
@@ -485,17 +684,28 @@ PERIOD_HELP = {
 }
 
 
-def add_metric_routes(target: APIRouter, metric: Metric) -> None:
-    """``GET /<entities>/<kind>/<period>`` for each period of ``metric``."""
+def add_metric_routes(target: APIRouter, metric: Metric, name: str | None = None) -> None:
+    """``GET /<entities>/<kind>/<period>`` for each period of ``metric``; with ``name``, the
+    same routes under that other name (a reference system's name of the metric)."""
+    path_name = name or metric.name
     for period in metric.periods:
         target.add_api_route(
-            f"/{metric.entity.plural}/{metric.name}/{period}",
+            f"/{metric.entity.plural}/{path_name}/{period}",
             _endpoint(metric, period),
             methods=["GET"],
-            name=f"metrics-{metric.entity.plural}-{metric.name}-{period}",
-            summary=f"{metric.name} of {metric.entity.plural}, {PERIOD_HELP[period]}",
+            name=f"metrics-{metric.entity.plural}-{path_name}-{period}",
+            summary=f"{metric.name} of {metric.entity.plural}, {PERIOD_HELP[period]}"
+            + (f" (Smart Social Distancing's name for {metric.name})" if name else ""),
             description=metric.description,
         )
+
+
+def add_alias_routes(target: APIRouter, table: Iterable[Metric]) -> None:
+    """The routes of every metric of ``table`` under its reference names
+    (:data:`api.ssd.METRIC_ALIASES`)."""
+    for metric in table:
+        for alias in aliases_of(metric.name):
+            add_metric_routes(target, metric, alias)
 
 
 def kinds_listing(table: Iterable[Metric], prefix: str = "/metrics") -> list[dict[str, Any]]:
@@ -508,6 +718,7 @@ def kinds_listing(table: Iterable[Metric], prefix: str = "/metrics") -> list[dic
             "periods": list(m.periods),
             "columns": {p: m.columns(p) for p in m.periods},
             "description": m.description,
+            "aliases": [f"{prefix}/{m.entity.plural}/{a}" for a in aliases_of(m.name)],
         }
         for m in table
     ]

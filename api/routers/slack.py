@@ -16,7 +16,9 @@ reason delivery failed).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, Context, Viewer
@@ -107,9 +109,17 @@ async def revoke(ctx: Context, _admin: Admin) -> SlackState:
 
 
 @router.post("/slack/add-channel", response_model=ChannelOut,
-             summary="Set [App] SlackChannel")
-async def add_channel(ctx: Context, _admin: Admin, body: ChannelIn) -> ChannelOut:
-    await ctx.save([ConfigChange("App", {"SlackChannel": body.channel})])
+             summary="Set [App] SlackChannel",
+             description="The channel as a JSON body, or as the query parameter `channel` "
+             "(Smart Social Distancing's form).")
+async def add_channel(
+    ctx: Context, _admin: Admin, body: ChannelIn | None = None,
+    channel: Annotated[str | None, Query(pattern=CHANNEL, max_length=81)] = None,
+) -> ChannelOut:
+    chosen = body.channel if body is not None else channel
+    if chosen is None:
+        raise HTTPException(422, "give the channel: {\"channel\": ...} or ?channel=")
+    await ctx.save([ConfigChange("App", {"SlackChannel": chosen})])
     return ChannelOut(channel=ctx.config().app.slack_channel)
 
 
