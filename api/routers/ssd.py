@@ -155,7 +155,7 @@ async def post_ml_model(ctx: Context, admin: Admin, camera_id: CameraId,
     precision = config.detector.tensorrt_precision
     if body.tensorrt_precision is not None and body.tensorrt_precision != precision:
         invalid("tensorrt_precision", f"one precision for every camera: [Detector] "
-                f"TensorRTPrecision = {precision}; change it with PUT /detector", "body")
+                f"TensorrtPrecision = {precision}; change it with PUT /detector", "body")
     width, height, _ = (int(v) for v in body.image_size.split(","))
     values: dict[str, object] = {"name": body.name, "image_size": (width, height)}
     if body.model_path:
