@@ -244,7 +244,8 @@ def test_slack_calls_with_the_reference_methods(api: Api) -> None:
     client, admin = api.client, api.admin
     assert api.get("/slack/is-enabled")["enabled"] is False
     r = client.post("/slack/enable", json={"user_token": "xoxp-1234"}, headers=admin)
-    assert r.status_code == 501 and "incoming webhook" in r.json()["detail"]
+    assert r.status_code == 422 and "incoming webhook" in r.json()["detail"][0]["msg"]
+    assert r.json()["detail"][0]["loc"] == ["body", "user_token"]
     hook = {"webhook_url": "https://hooks.slack.com/services/T0/B0/secret", "channel": "ops"}
     assert client.post("/slack/enable", json=hook, headers=api.viewer).status_code == 403
     assert client.post("/slack/enable", json=hook, headers=admin).status_code == 204

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -175,7 +175,7 @@ class ReferenceSlackEnable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_token: str | None = Field(None, max_length=512, description="The reference's bot "
-                                   "token: Lookout cannot use one (501).")
+                                   "token: Lookout cannot use one (422 that says so).")
     webhook_url: str | None = Field(None, min_length=8, max_length=2048,
                                     description="An incoming webhook's URL, as PUT "
                                     "/slack/enable takes it.")
@@ -191,12 +191,12 @@ BOT_TOKEN = (
 
 @router.post("/slack/enable", tags=["Slack"], status_code=204,
              summary="Turn Slack notifications on (Smart Social Distancing's method)",
-             responses={501: {"description": "a bot token (user_token): Lookout posts "
-                              "through an incoming webhook"}})
+             responses={422: {"description": "a bot token (user_token) and no webhook_url: "
+                              "Lookout posts through an incoming webhook"}})
 async def post_slack_enable(ctx: Context, admin: Admin,
                             body: ReferenceSlackEnable) -> Response:
     if body.webhook_url is None:
-        raise HTTPException(501, BOT_TOKEN)
+        invalid("user_token" if body.user_token else "webhook_url", BOT_TOKEN, "body")
     await slack.enable(ctx, admin, slack.EnableIn(webhook_url=body.webhook_url,
                                                   channel=body.channel))
     return Response(status_code=204)
