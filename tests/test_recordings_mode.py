@@ -132,6 +132,10 @@ def test_cap_is_shown_in_status_and_progress(x86_config: Path) -> None:
     sup = Supervisor(x86_config, show_progress=False, exit_when_done=False)
     status = sup.camera_status()
     assert status["door"]["max_fps"] == 5.0 and status["pets-view1"]["max_fps"] is None
+    # GET /status answers through this model: the cap must survive it.
+    from api.routers.process import CameraStatus
+
+    assert CameraStatus.model_validate(status["door"]).model_dump()["max_fps"] == 5.0
     assert describe("door", {**status["door"], "fps": 4.9}).endswith(" 4.9 fps (max 5)")
     assert "max" not in describe("pets-view1", status["pets-view1"])
 

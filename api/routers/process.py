@@ -43,7 +43,10 @@ class CameraStatus(BaseModel):
                                        "milliseconds per pipeline stage over the last second")
     reconnects: int = Field(0, description="times a live source reconnected in this run")
     dropped_frames: int = Field(0, description="frames a live source delivered that were "
-                                "never processed (the camera was faster than the pipeline)")
+                                "never processed (the camera was faster than the pipeline, "
+                                "or faster than its [Source_N] MaxFPS)")
+    max_fps: float | None = Field(None, description="the camera's [Source_N] MaxFPS: at most "
+                                  "this many frames a second are processed; null: no cap")
 
 
 @router.get("/health", tags=["Health"], summary="Liveness and writes (public)",
