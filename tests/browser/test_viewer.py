@@ -22,7 +22,7 @@ VIEW_ONLY = re.compile(r"^(Select|Show|Hide|Reload|Refresh|Cancel|Undo|Zoom|Menu
 VIEWER_WRITES = {
     ("POST", "/auth/session"), ("PUT", "/auth/session"), ("DELETE", "/auth/session"),
     ("POST", "/auth/token"), ("PUT", "/auth/access_token"), ("POST", "/live/ticket"),
-    ("POST", "/export"),
+    ("POST", "/export"), ("PUT", "/export"),  # exports read; PUT is the reference's method
 }
 NO_SUCH_ID = "h5-no-such-id"  # path parameters: a refused write must not depend on the id
 
