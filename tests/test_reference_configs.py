@@ -176,6 +176,12 @@ def test_migrate_config_keeps_comments_and_loads_without_warnings(
     assert "[Detector] Name: " in out and "-> yolox_nano" in out
     if "Device = Jetson" in old_text:
         assert "[Detector] Device: Jetson -> jetson" in out
+    # A reference model that chose a runtime moves to Lookout's device for that runtime.
+    if "Name = openvino" in old_text:
+        assert "[Detector] Device: x86 -> openvino" in out and cfg.detector.device == "openvino"
+    if "Name = openpifpaf_tensorrt" in old_text and "Device = x86-gpu" in old_text:
+        assert "[Detector] Device: x86-gpu -> tensorrt" in out
+        assert cfg.detector.device == "tensorrt"
     if ("Classifier", None) in present(name):
         assert "added Name = facemask" in out
         assert [p.name for p in cfg.source_post_processors if p.enabled][-3:] == \
@@ -210,12 +216,26 @@ def test_migrate_config_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert new.read_text().startswith("[API]")
 
 
-def test_migrated_reference_file_starts_on_a_clip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", FILES)
+def test_each_migrated_reference_file_starts_on_a_clip_or_names_its_device(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every migrated file either runs here (x86, and x86-openvino now on OpenVINO) or is
+    refused before anything starts, in one line that names the device and what to do: this
+    machine has no Jetson, Coral or NVIDIA GPU."""
     # PETS (795 frames), not TUD (71): the stop below must reach a run still processing.
-    old = reference_copy("config-x86.ini", tmp_path,
-                         {"VideoPath": f"VideoPath = {PETS / 'vtest.avi'}"})
+    old = reference_copy(name, tmp_path, {"VideoPath": f"VideoPath = {PETS / 'vtest.avi'}"})
     new = tmp_path / "lookout.ini"
     assert main(["migrate-config", str(old), str(new)]) == 0
+    capsys.readouterr()
+    settled(new)
+    if main(["check-config", "--config", str(new)]) != 0:
+        err = capsys.readouterr().err
+        device = load_config(new).detector.device
+        assert device in ("edgetpu", "jetson", "x86-gpu", "tensorrt"), err
+        assert f"[Detector] Device: Detector Device '{device}' needs " in err, err
+        assert " or use Device = " in err and "Traceback" not in err, err
+        return
+    assert name in ("config-x86.ini", "config-x86-openvino.ini")
     proc = subprocess.Popen(
         [sys.executable, "-m", "processor.cli", "run", "--config", str(new), "--no-api",
          "--no-progress"],

@@ -85,6 +85,14 @@ REFERENCE_MODELS: frozenset[str] = frozenset({
     "yolov3",
     "openvino",
 })
+# Reference model names that also chose a runtime: on the device given, the reference ran the
+# model with that runtime, which Lookout has as a device of its own.  migrate-config moves
+# such a file to Lookout's device, so yolox_nano runs on the runtime the user chose.
+REFERENCE_MODEL_RUNTIMES: dict[str, tuple[str, str]] = {
+    # model name: (reference device, Lookout device)
+    "openvino": ("x86", "openvino"),
+    "openpifpaf_tensorrt": ("x86-gpu", "tensorrt"),
+}
 MODEL_KEYS = ("ImageSize", "ClassID", "ModelPath")
 """[Detector] keys that describe the reference model and do not fit Lookout's."""
 
@@ -93,6 +101,15 @@ def lookout_model_family() -> str:
     from libs.config.models import DetectorConfig
 
     return str(DetectorConfig.model_fields["name"].default)
+
+
+def runtime_device(model: str, device: str) -> str | None:
+    """Lookout's device for the reference's ``[Detector] Name = model`` on ``Device = device``
+    (names in any case) when that pair chose a runtime Lookout has as a device, else None."""
+    pair = REFERENCE_MODEL_RUNTIMES.get(model.strip().lower())
+    if pair is None or pair[0] != device.strip().lower():
+        return None
+    return pair[1]
 
 
 def is_reference_model(name: str) -> bool:

@@ -28,6 +28,7 @@ from libs.config.compat import (
     ignored_entry,
     is_reference_model,
     lookout_model_family,
+    runtime_device,
 )
 from libs.config.errors import ConfigError
 from libs.config.io import MAX_CONFIG_BYTES
@@ -177,6 +178,12 @@ def migrate_text(text: str, source: str = "OLD.ini") -> tuple[str, list[Change]]
                 reason = REFERENCE_DEVICES_WITHOUT_BACKEND[value.lower()]
             else:
                 reason = "Lookout's name of the same backend"
+            model_name = parser.get(section, "Name", fallback="").strip()
+            runtime = runtime_device(model_name, found or value)
+            if runtime is not None:
+                found = runtime
+                reason = (f"the reference ran {model_name} on {value} with this runtime; "
+                          f"Lookout's {runtime} device runs {lookout_model_family()} on it")
             if found is None:
                 changes.append(Change(no, f"[{section}] Device", f"{value!r} kept: needs "
                                       "attention", "no Lookout backend has this name"))
