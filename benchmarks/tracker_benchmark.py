@@ -20,8 +20,9 @@ Each run is scored with :func:`libs.evaluation.tracking.score_tracks` (TrackEval
 Identity) and timed on the tracker's own update call only (input conversion and output reading
 are outside the clock); the time is the median over ``--repeats`` runs, taken in rounds through
 all trackers, which must give the same tracks.  On static-camera scenes
-(:data:`STATIC_CAMERA`) the line crossings of the tracks on a vertical line through the middle
-of the image are matched to the ground truth's (same direction, within 1 s).  A summary gives
+(:data:`STATIC_CAMERA`) the line crossings on a vertical line through the middle of the image,
+counted by the product's own ``line_crossing`` step on each tracker's output, are matched to
+the ground truth's (same direction, within 1 s).  A summary gives
 each tracker's mean over the sequences and its worst sequence against that sequence's best
 peer.  Results are printed; with ``--write`` they are also written as a Markdown report
 (``docs/benchmarks.md``) and as JSON beside it (``docs/benchmarks.json``), which
@@ -60,12 +61,26 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from libs.config.models import CountingLine, DetectorConfig, TrackerConfig  # noqa: E402
+from libs.config.models import (  # noqa: E402
+    CountingLine,
+    DetectorConfig,
+    SourceConfig,
+    TrackerConfig,
+)
 from libs.detectors import DETECTORS  # noqa: E402
 from libs.evaluation.crossings import Crossing, reference_crossings  # noqa: E402
 from libs.evaluation.mot import MotBoxes  # noqa: E402
-from libs.evaluation.runner import detect_sequence, make_tracker, track_detections  # noqa: E402
+from libs.evaluation.runner import (  # noqa: E402
+    detect_sequence,
+    frame_time,
+    make_tracker,
+    track_detections,
+)
 from libs.evaluation.tracking import Sequence, load_sequence, score_tracks  # noqa: E402
+from libs.frame import Detections, EarlyBox, Frame, imageless  # noqa: E402
+from libs.post_processors import POST_PROCESSORS  # noqa: E402
+from libs.post_processors.line_crossing import LineCrossingConfig  # noqa: E402
+from libs.records import LineCrossing as LineCrossingRecord  # noqa: E402
 from libs.trackers import TRACKERS, Tracker  # noqa: E402
 
 MODEL_FILE = "models/person_yolox_nano_416.onnx"
@@ -75,6 +90,8 @@ MODEL_FILE = "models/person_yolox_nano_416.onnx"
 STATIC_CAMERA = frozenset({"PETS09-S2L1", "TUD-Campus"})
 #: A tracked crossing matches a ground-truth one in the same direction within this time.
 CROSSING_TOLERANCE_S = 1.0
+#: The shipped ``line_crossing`` hysteresis the crossings are counted with.
+LINE_HYSTERESIS = LineCrossingConfig.model_fields["hysteresis"].default
 
 #: YOLOX detections are computed once at this score and filtered per tracker.
 DETECT_SCORE = 0.1
@@ -91,6 +108,10 @@ OURS_SETTINGS: dict[str, dict[str, Any]] = {
 NORFAIR_IOU_DISTANCE_THRESHOLD = 0.7
 
 METRIC_COLUMNS = ("HOTA", "IDF1", "MOTA")
+
+#: Per MOT frame number, the tentative boxes a Lookout tracker handed over with the tracks it
+#: confirmed in that frame (``Frame.early_boxes``).
+EarlyBoxes = dict[int, dict[int, list[EarlyBox]]]
 
 
 def shared_dir() -> Path:
@@ -117,14 +138,34 @@ def middle_line(seq: Sequence) -> CountingLine:
     return CountingLine(name=f"x{x:g}", start=(x, 0.0), end=(x, float(seq.height)))
 
 
-def track_crossings(rows: np.ndarray, line: CountingLine) -> list[Crossing]:
-    """Crossings of tracker rows ``frame, id, left, top, width, height``, by the ground
-    truth's rule (:func:`libs.evaluation.crossings.reference_crossings`)."""
-    boxes = rows[:, 2:6].copy()
-    boxes[:, 2:] += boxes[:, :2]
-    return reference_crossings(
-        MotBoxes(rows[:, 0].astype(int), rows[:, 1].astype(int), boxes, np.ones(len(rows))),
-        line)
+def counted_crossings(seq: Sequence, rows: np.ndarray, early: EarlyBoxes,
+                      line: CountingLine) -> list[Crossing]:
+    """The crossings Lookout's ``line_crossing`` step (shipped settings) counts on tracker
+    rows ``frame, id, left, top, width, height``, with the tentative boxes ``early`` that a
+    Lookout tracker handed over at confirmation (none for a peer).  Frames are MOT numbers."""
+    source = SourceConfig.model_validate(
+        {"Id": "bench", "VideoPath": "bench", "CountingLines": [line]})
+    settings = LineCrossingConfig.model_validate({"Name": "line_crossing"})
+    counter = POST_PROCESSORS.get("line_crossing")(settings, source, None)  # type: ignore[arg-type]
+    frames = rows[:, 0].astype(int)
+    order = np.argsort(frames, kind="stable")
+    rows, frames = rows[order], frames[order]
+    bounds = np.searchsorted(frames, np.arange(1, seq.length + 2))
+    image = imageless(seq.width, seq.height)
+    out: list[Crossing] = []
+    for frame_no in range(1, seq.length + 1):
+        r = rows[bounds[frame_no - 1]:bounds[frame_no]]
+        boxes = r[:, 2:6].copy()
+        boxes[:, 2:] += boxes[:, :2]
+        frame = Frame("bench", frame_no - 1, frame_time(seq, frame_no), image,
+                      Detections(boxes=boxes, scores=np.ones(len(r)),
+                                 track_ids=r[:, 1].astype(np.int64)),
+                      early_boxes=early.get(frame_no, {}))
+        counter.process(frame)
+        out += [Crossing(rec.frame + 1, rec.track_id, rec.direction) for rec in frame.records
+                if isinstance(rec, LineCrossingRecord)]
+    out.sort(key=lambda c: (c.frame, c.track_id))
+    return out
 
 
 def match_crossings(truth: list[Crossing], got: list[Crossing], max_frames: float) -> int:
@@ -143,13 +184,15 @@ def match_crossings(truth: list[Crossing], got: list[Crossing], max_frames: floa
     return len(used_t)
 
 
-def crossing_counts(seq: Sequence, rows: np.ndarray) -> dict[str, Any]:
-    """Ground-truth crossings of the middle line, the tracks' crossings, and matches."""
+def crossing_counts(seq: Sequence, rows: np.ndarray, early: EarlyBoxes | None = None
+                    ) -> dict[str, Any]:
+    """Ground-truth crossings of the middle line, the crossings counted on the tracks, and
+    matches."""
     line = middle_line(seq)
     scored = seq.gt.conf == 1
     truth = reference_crossings(MotBoxes(seq.gt.frames[scored], seq.gt.ids[scored],
                                          seq.gt.boxes[scored], seq.gt.conf[scored]), line)
-    got = track_crossings(rows, line)
+    got = counted_crossings(seq, rows, early or {}, line)
     matched = match_crossings(truth, got, CROSSING_TOLERANCE_S * seq.frame_rate)
     return {"line": line.name, "truth": len(truth), "counted": len(got), "matched": matched}
 
@@ -182,6 +225,7 @@ class TrackerRun:
     ms_per_frame: float
     ms_runs: list[float]
     rows: np.ndarray = field(repr=False)
+    early: EarlyBoxes = field(default_factory=dict, repr=False)
 
 
 def run_peer(tracker: PeerTracker, seq: Sequence, det: MotBoxes) -> tuple[np.ndarray, float]:
@@ -204,14 +248,17 @@ def run_peer(tracker: PeerTracker, seq: Sequence, det: MotBoxes) -> tuple[np.nda
 
 
 def run_tracker(tracker: Tracker | PeerTracker, seq: Sequence, det: MotBoxes
-                ) -> tuple[np.ndarray, float]:
-    """Rows of the tracked objects (ids >= 0 only) and the tracker's ms per frame."""
+                ) -> tuple[np.ndarray, float, EarlyBoxes]:
+    """Rows of the tracked objects (ids >= 0 only), the tracker's ms per frame and, for a
+    Lookout tracker, the tentative boxes it handed over at confirmation."""
+    early: EarlyBoxes = {}
     if isinstance(tracker, Tracker):
-        rows, ms, _ = track_detections(tracker, seq, det)
+        rows, ms, frames = track_detections(tracker, seq, det)
         rows = rows[:, :6]
+        early = {f.index + 1: f.early_boxes for f in frames if f.early_boxes}
     else:
         rows, ms = run_peer(tracker, seq, det)
-    return rows[rows[:, 1] >= 0], ms
+    return rows[rows[:, 1] >= 0], ms, early
 
 
 def score_tracker(make: TrackerFactory, seq: Sequence, det: MotBoxes, repeats: int = 1
@@ -225,16 +272,18 @@ def score_tracker(make: TrackerFactory, seq: Sequence, det: MotBoxes, repeats: i
     give the same tracks.
     """
     first: np.ndarray | None = None
+    early: EarlyBoxes = {}
     ms_runs: list[float] = []
     for _ in range(max(1, repeats)):
-        rows, ms = run_tracker(make(seq), seq, det)
+        rows, ms, got_early = run_tracker(make(seq), seq, det)
         ms_runs.append(ms)
         if first is None:
-            first = rows
+            first, early = rows, got_early
         elif not np.array_equal(first, rows):
             raise RuntimeError("tracker output differs between repeats: not deterministic")
     assert first is not None
-    return TrackerRun(score_tracks(seq, first), statistics.median(ms_runs), ms_runs, first)
+    return TrackerRun(score_tracks(seq, first), statistics.median(ms_runs), ms_runs, first,
+                      early)
 
 
 # ---------------------------------------------------------------------------------------
@@ -598,9 +647,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "sequence is where its HOTA falls furthest below that sequence's best peer (negative: "
         "behind; the peer named). Line crossings: on the static-camera sequences ("
         + ", ".join(sorted(STATIC_CAMERA)) + "), the tracks' crossings of a vertical line "
-        "through the middle of the image matched one to one to the ground truth's, same "
-        f"direction, within {CROSSING_TOLERANCE_S:g} s (a foot point changing side between "
-        "two consecutive rows of an identity, the ground truth's own rule).", "",
+        "through the middle of the image, as Lookout's `line_crossing` step counts them with "
+        f"its shipped settings (foot point, {LINE_HYSTERESIS:g} px hysteresis; for Lookout's "
+        "trackers, with the boxes a track had before it was confirmed), matched one to one to "
+        "the ground truth's (a foot point changing side between two consecutive rows of an "
+        f"identity), same direction, within {CROSSING_TOLERANCE_S:g} s.", "",
         SUMMARY_HEADER, *summary_rows(report["summary"]), "",
     ]
     for title in report["tables"]:
@@ -787,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
                 zip(contenders, given, strict=True)]
         for _ in range(args.repeats - 1):
             for c, (_, det), run in zip(contenders, given, runs, strict=True):
-                rows, ms = run_tracker(c.make(ds.sequence), ds.sequence, det)
+                rows, ms, _ = run_tracker(c.make(ds.sequence), ds.sequence, det)
                 if not np.array_equal(rows, run.rows):
                     raise RuntimeError(f"{c.name}: output differs between runs")
                 run.ms_runs.append(ms)
@@ -801,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
                 "DetA": s["DetA"], "AssA": s["AssA"], "IDP": s["IDP"], "IDR": s["IDR"],
                 "FP": s["FP"], "FN": s["FN"], "Frag": s["Frag"], "IDs": s["IDs"],
                 "ms_per_frame": statistics.median(run.ms_runs), "ms_runs": run.ms_runs,
-                "crossings": (crossing_counts(ds.sequence, run.rows)
+                "crossings": (crossing_counts(ds.sequence, run.rows, run.early)
                               if ds.sequence.name in STATIC_CAMERA else None),
             }
             results.append(res)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -149,6 +149,14 @@ class _ProtectedImage:
         return len(self._edits or ())
 
 
+class EarlyBox(NamedTuple):
+    """A box a track had in an earlier frame, before the tracker confirmed it."""
+
+    frame: int  # its Frame.index
+    timestamp: datetime
+    box: np.ndarray  # x1, y1, x2, y2
+
+
 @dataclass
 class Frame(_ProtectedImage):
     """One image of one camera and everything the stages learned about it.
@@ -169,6 +177,7 @@ class Frame(_ProtectedImage):
     detections: Detections = field(default_factory=Detections)
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    early_boxes: dict[int, list[EarlyBox]] = field(default_factory=dict)
     # Run again after a restart only to warm the tracker up: stages run, loggers record
     # nothing (the frame's records are on disk from the run before).
     replay: bool = False

@@ -240,6 +240,29 @@ def test_tentative_tracks_are_never_reported() -> None:
         assert len(out_ids) == 1 + (late_id is not None)
 
 
+def test_a_track_confirmed_late_hands_its_tentative_boxes_to_that_frame() -> None:
+    tracker = make_tracker(MinHits=3)
+    early_seen: dict[int, list] = {}
+    for k in range(8):
+        boxes = [walker(0, 300, 5, k)] + ([walker(100, 0, 10, k)] if k >= 3 else [])
+        frame = tracker.update(frame_at(k, boxes))
+        for tid, path in frame.early_boxes.items():
+            assert tid not in early_seen  # handed over once
+            early_seen[tid] = path
+            assert tid in frame.detections.track_ids.tolist()  # and the track is out now
+            confirmed_at = k
+    # The person of frame 0 was confirmed at birth: nothing to hand over.  The newcomer of
+    # frame 3 is confirmed at frame 5 with its boxes of frames 3 and 4, raw detections.
+    assert list(early_seen) == [2]
+    assert confirmed_at == 5
+    path = early_seen[2]
+    assert [e.frame for e in path] == [3, 4]
+    assert [e.timestamp for e in path] == [START + timedelta(seconds=k / FPS) for k in (3, 4)]
+    for e, k in zip(path, (3, 4), strict=True):
+        assert np.allclose(e.box, walker(100, 0, 10, k))
+    assert all(not t.early for t in tracker.active_tracks())  # nothing kept after
+
+
 def test_people_in_the_first_frame_are_reported_at_once() -> None:
     tracker = make_tracker(MinHits=3)
     boxes = [walker(0, 0, 5, 0), walker(300, 0, -5, 0)]

@@ -129,3 +129,63 @@ def test_lines_in_ini(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no camera has CountingLines"):
         parse_config_text("[Source_0]\nId = c\nVideoPath = v\n\n[SourcePostProcessor_0]\n"
                           "Name = line_crossing\n", tmp_path / "c.ini", check_files=False)
+
+
+def test_a_crossing_made_while_the_track_was_tentative_is_counted_once_at_its_time() -> None:
+    """The tracker confirms a track only after a few matches and hands the boxes of those
+    frames over (``Frame.early_boxes``): a person who crossed in them is counted, stamped with
+    the frame and time of the crossing, and their path goes on from there."""
+    from libs.frame import EarlyBox
+
+    pp = make("door: 50,0 50,200", hysteresis=1.0)
+    box = lambda x: np.array([x - 10, 40, x + 10, 100], np.float32)  # noqa: E731
+    early = [EarlyBox(3, T0 + timedelta(seconds=3), box(40)),
+             EarlyBox(4, T0 + timedelta(seconds=4), box(60))]
+    dets = Detections(boxes=box(70).reshape(1, 4), scores=np.ones(1, np.float32),
+                      track_ids=np.array([7], np.int64))
+    frame = pp.process(Frame("cam", 5, T0 + timedelta(seconds=5),
+                             np.zeros((1, 1, 3), np.uint8), dets, early_boxes={7: early}))
+    got = crossings(frame)
+    assert [(e.frame, e.track_id, e.direction, e.timestamp) for e in got] == [
+        (4, 7, "out", T0 + timedelta(seconds=4))]
+    assert frame.metrics["line_counts"] == {"door": {"in": 0, "out": 1}}
+    # Walking on, on the same side, is no second crossing; walking back is one.
+    assert crossings(step(pp, 6, {7: (80, 100)})) == []
+    assert [e.direction for e in crossings(step(pp, 7, {7: (20, 100)}))] == ["in"]
+    # Without the tentative boxes the same confirmation counts nothing.
+    fresh = make("door: 50,0 50,200", hysteresis=1.0)
+    assert crossings(step(fresh, 5, {7: (70, 100)})) == []
+
+
+def test_on_pets_the_tracker_s_tentative_boxes_count_a_crossing_it_would_miss() -> None:
+    """End to end on PETS09-S2L1's public detections: KalmanTracker then line_crossing on a
+    vertical line through the middle.  Person 16 crosses at frame 159 while a new track is
+    still tentative; the counter counts it only with the handed-over boxes."""
+    from libs.evaluation.mot import MotBoxes
+    from libs.evaluation.runner import track_detections
+    from libs.evaluation.tracking import load_sequence
+    from libs.trackers.kalman_tracker import KalmanTracker, KalmanTrackerConfig
+
+    seq = load_sequence(PETS)
+    assert seq.det is not None
+    line = f"mid: {seq.width / 2:g},0 {seq.width / 2:g},{seq.height:g}"
+
+    def counted(keep_early: bool) -> list[tuple[int, str]]:
+        pp = make(line, hysteresis=1.0)
+        tracker = KalmanTracker(KalmanTrackerConfig.model_validate({"Name": "KalmanTracker"}))
+
+        def stage(frame: Frame) -> Frame:
+            if not keep_early:
+                frame.early_boxes = {}
+            return pp.process(frame)
+        _, _, frames = track_detections(tracker, seq, seq.det, after=[stage])
+        return [(r.frame + 1, r.direction) for f in frames for r in f.records]
+
+    with_early, without = counted(True), counted(False)
+    assert set(without) < set(with_early)
+    gained = sorted(set(with_early) - set(without))
+    assert any(abs(f - 159) <= 2 and d == "in" for f, d in gained), gained
+    truth = reference_crossings(MotBoxes(seq.gt.frames, seq.gt.ids, seq.gt.boxes, seq.gt.conf),
+                                CountingLine(name="mid", start=(seq.width / 2, 0),
+                                             end=(seq.width / 2, seq.height)))
+    assert any(c.frame == 159 and c.track_id == 16 and c.direction == "in" for c in truth)

@@ -10,7 +10,10 @@ Hysteresis: a track's side only changes once the point is more than ``Hysteresis
 beyond the line, so a person standing on the line, or a box jittering across it, counts
 once or not at all, never back and forth.  The crossing must happen within the segment:
 the point's projection on the line must fall between A and B (extended by ``Hysteresis``).
-A track first seen inside the band has no side until it leaves the band.
+A track first seen inside the band has no side until it leaves the band.  A track the
+tracker confirmed only after a few matches first walks its tentative boxes
+(``Frame.early_boxes``), so a crossing made before it had an id is counted, stamped with the
+frame and time it happened.
 
 Output per frame: a ``line_crossing`` record (:class:`libs.records.LineCrossing`: ``frame``,
 ``line``, ``track_id``, ``direction``) per crossing of this frame, and
@@ -20,6 +23,7 @@ Output per frame: a ``line_crossing`` record (:class:`libs.records.LineCrossing`
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -82,9 +86,11 @@ class LineCrossing(PostProcessor):
         self.last_seen: dict[int, int] = {}
         self.counts = {name: {"in": 0, "out": 0} for name in self.names}
 
-    def points(self, frame: Frame) -> np.ndarray:
-        dets = frame.detections
-        return dets.foot_points() if self.settings.point == "foot" else dets.centers()
+    def points(self, boxes: np.ndarray) -> np.ndarray:
+        """The tested point of each ``x1, y1, x2, y2`` box."""
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)
+        y = b[:, 3] if self.settings.point == "foot" else (b[:, 1] + b[:, 3]) * 0.5
+        return np.stack([(b[:, 0] + b[:, 2]) * 0.5, y], axis=1)
 
     def process(self, frame: Frame) -> Frame:
         dets = frame.detections
@@ -92,32 +98,46 @@ class LineCrossing(PostProcessor):
         tracked = ids >= 0
         if self.names and tracked.any():
             ids = ids[tracked]
-            p = self.points(frame)[tracked].astype(np.float64)
-            h = self.settings.hysteresis
-            rel = p[None, :, :] - self.a[:, None, :]  # (L, N, 2)
-            # cross(B - A, P - A) / |B - A|; with y down, > 0 is the walker's right.
-            signed = rel[..., 1] * self.unit[:, None, 0] - rel[..., 0] * self.unit[:, None, 1]
-            along = rel[..., 0] * self.unit[:, None, 0] + rel[..., 1] * self.unit[:, None, 1]
-            within = (along >= -h) & (along <= self.length[:, None] + h)
-            side = np.where(signed > h, 1, np.where(signed < -h, -1, 0))
-            for li, name in enumerate(self.names):
-                known = self.sides[li]
-                for k in np.flatnonzero(side[li]):
-                    tid = int(ids[k])
-                    new = int(side[li, k])
-                    old = known.get(tid)
-                    known[tid] = new
-                    if old is not None and old != new and within[li, k]:
-                        direction = "in" if new > 0 else "out"
-                        self.counts[name][direction] += 1
-                        frame.emit(LineCrossingEvent, frame=frame.index, line=name, track_id=tid,
-                                   direction=direction)
+            # A track confirmed in this frame first walks the path it had while tentative.
+            for tid in ids.tolist():
+                early = frame.early_boxes.get(tid)
+                if early:
+                    self._follow(frame, [tid] * len(early),
+                                 self.points(np.stack([e.box for e in early])),
+                                 [(e.frame, e.timestamp) for e in early])
+            self._follow(frame, ids.tolist(), self.points(dets.boxes[tracked]),
+                         [(frame.index, frame.timestamp)] * len(ids))
             for tid in ids.tolist():
                 self.last_seen[tid] = frame.index
         if frame.index % 300 == 0 and self.last_seen:
             self._forget(frame.index)
         frame.metrics["line_counts"] = {n: dict(c) for n, c in self.counts.items()}
         return frame
+
+    def _follow(self, frame: Frame, ids: list[int], p: np.ndarray,
+                when: list[tuple[int, datetime]]) -> None:
+        """Move each track to its point, in order, and emit the crossings: point ``k`` of
+        track ``ids[k]`` was seen at frame ``when[k]``."""
+        h = self.settings.hysteresis
+        rel = p[None, :, :] - self.a[:, None, :]  # (L, N, 2)
+        # cross(B - A, P - A) / |B - A|; with y down, > 0 is the walker's right.
+        signed = rel[..., 1] * self.unit[:, None, 0] - rel[..., 0] * self.unit[:, None, 1]
+        along = rel[..., 0] * self.unit[:, None, 0] + rel[..., 1] * self.unit[:, None, 1]
+        within = (along >= -h) & (along <= self.length[:, None] + h)
+        side = np.where(signed > h, 1, np.where(signed < -h, -1, 0))
+        for li, name in enumerate(self.names):
+            known = self.sides[li]
+            for k in np.flatnonzero(side[li]):
+                tid = ids[k]
+                new = int(side[li, k])
+                old = known.get(tid)
+                known[tid] = new
+                if old is not None and old != new and within[li, k]:
+                    direction = "in" if new > 0 else "out"
+                    self.counts[name][direction] += 1
+                    index, ts = when[k]
+                    frame.emit(LineCrossingEvent, timestamp=ts, frame=index, line=name,
+                               track_id=tid, direction=direction)
 
     def _forget(self, now: int) -> None:
         stale = [t for t, seen in self.last_seen.items() if now - seen > FORGET_AFTER_FRAMES]

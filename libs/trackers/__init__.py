@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from libs.config.models import TrackerConfig
-from libs.frame import Frame
+from libs.frame import EarlyBox, Frame
 from libs.registry import Registry
 
 TRACKERS: Registry[type[Tracker]] = Registry("tracker", __name__)
@@ -33,6 +33,9 @@ class Track:
     history: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=64))
     hits: int = 1
     lost: int = 0
+    # Boxes while tentative (a tracker that confirms after several matches); handed to the
+    # frame that confirms the track as Frame.early_boxes, then emptied.
+    early: list[EarlyBox] = field(default_factory=list)
 
 
 class Tracker(ABC):

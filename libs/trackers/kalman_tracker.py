@@ -55,7 +55,9 @@ corrected by the track's motion: on the evaluation sequences it scores better th
 and halves the identity switches), plus confirmed tracks unmatched for at most ``OutputLost``
 frames at their predicted box (score 0), so a person missed by the detector for a frame or two
 is still counted, as long as that prediction is sure (``OUTPUT_UNCERTAINTY``).  Every other
-detection is removed from the frame.
+detection is removed from the frame.  The frame that confirms a track also carries the
+track's tentative boxes (``Frame.early_boxes``), so the line counter sees a crossing made
+during the ``MinHits`` frames before the track had an id.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from pydantic import Field
 from scipy.optimize import linear_sum_assignment
 
 from libs.config.models import TrackerConfig, form
-from libs.frame import Detections, Frame
+from libs.frame import Detections, EarlyBox, Frame
 from libs.geometry import iou_matrix
 from libs.trackers import TRACKERS, Track, Tracker
 
@@ -479,9 +481,17 @@ class KalmanTracker(Tracker):
                     & (spread <= OUTPUT_UNCERTAINTY))
         filtered = state_to_boxes(kf.mean).astype(np.float32)
         ts, index = frame.timestamp, frame.index
+        was_confirmed = self._confirmed
         for k, track in enumerate(self._tracks):
             if hit[k]:
                 box = filtered[k].copy() if reported[k] else boxes[track_det[k]].astype(np.float32)
+                if not was_confirmed[k]:
+                    if reported[k]:  # confirmed now: hand its tentative path on
+                        if track.early:
+                            frame.early_boxes[track.track_id] = track.early
+                        track.early = []
+                    else:
+                        track.early.append(EarlyBox(index, ts, box))
                 track.box = box
                 track.history.append(box)
                 track.last_seen = ts
@@ -504,6 +514,7 @@ class KalmanTracker(Tracker):
                     first_frame=index,
                     last_frame=index,
                     history=deque([box], maxlen=HISTORY_LENGTH),
+                    early=[] if born_confirmed else [EarlyBox(index, ts, box)],
                 )
             )
             self._next_id += 1
