@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,6 +161,28 @@ class CameraPipeline:
             logger.log(frame)
         frame.timings["loggers"] = (time.perf_counter() - t1) * 1000.0
         return frame
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the tracker and the stages know after the last frame processed (live
+        objects: serialise them before the next frame), for :meth:`restore` after a restart."""
+        return {
+            "tracker": (self.config.tracker.name, self.tracker.snapshot()),
+            "stages": [(name, stage.snapshot()) for name, stage in self.before + self.after],
+        }
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Put back a :meth:`snapshot` taken by a pipeline of the same tracker and stages.
+        False, and nothing changed, when it was taken with other ones (the configuration
+        changed between the runs)."""
+        stages = self.before + self.after
+        tracker_name, tracker_state = state["tracker"]
+        names = [name for name, _ in state["stages"]]
+        if tracker_name != self.config.tracker.name or names != [n for n, _ in stages]:
+            return False
+        self.tracker.restore(tracker_state)
+        for (_, stage), (_, stage_state) in zip(stages, state["stages"], strict=True):
+            stage.restore(stage_state)
+        return True
 
     def finish(self) -> Frame | None:
         """End of the stream (see :func:`finish_stream`), once; None when no frame was

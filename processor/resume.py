@@ -13,9 +13,14 @@ is on disk.  A process killed between two checkpoints has written lines past the
 files made after the checkpoint, so the resumed run writes those records exactly once.
 
 * A finished recording is not processed again, across restarts and disable/enable.
-* An interrupted recording resumes at its next frame.  The frames just before it are run
-  through the pipeline again without being logged (``Frame.replay``), so the tracker and the
-  counting lines know who is where when logging starts again.
+* An interrupted recording resumes at its next frame, where the tracker and every stage take
+  back what they knew at the checkpoint (``<camera>.state`` beside the progress file,
+  written with it: :mod:`libs.state`): the same tracks and ids, the same open dwell,
+  engagement and audience sessions, the same sides of the counting lines, as if the run had
+  never stopped.  The frames just before it are also run through the pipeline again without
+  being logged (``Frame.replay``), for what keeps no such state (the heatmap's clock) and
+  for a checkpoint without a state (another configuration, a damaged file): there the
+  tracker at least learns who is where, though the ids and sessions start afresh.
 * Track ids continue from the checkpoint, so ids of a resumed run never meet ids that an
   earlier run left in the logs.
 * A changed source (another file, a file replaced, other StartTime/FrameRate/resolution)
@@ -37,6 +42,7 @@ from typing import Any
 from libs.config.loader import is_device, is_stream_url
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.loggers.writer import atomic_write_bytes
+from libs.state import dumps, loads
 from libs.storage import source_log_root
 
 log = logging.getLogger(__name__)
@@ -103,6 +109,7 @@ class ResumeStore:
         self.config = config
         self.source = source
         self.path = config.data_path(PROGRESS_FOLDER) / f"{source.id}.json"
+        self.state_path = self.path.with_suffix(".state")
         self.log_root = source_log_root(config) / source.id
         self.fingerprint = source_fingerprint(config, source)
         self.live = is_live(source)
@@ -149,6 +156,24 @@ class ResumeStore:
         if old is None or old.fingerprint != ck.fingerprint or old.finished != ck.finished:
             self._write(ck)
         return ck
+
+    def load_state(self) -> Any | None:
+        """The tracker and stage state saved with the checkpoint being resumed (for
+        ``CameraPipeline.restore``); None when there is none for its frame."""
+        ck = self.checkpoint
+        if ck.finished or self.live or ck.next_index == 0:
+            return None
+        try:
+            index, blob = loads(self.state_path.read_bytes())
+            if index != ck.next_index:
+                return None  # taken for another checkpoint (its progress file was not saved)
+            return loads(blob)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # any damage: fall back to the warm-up
+            log.warning("camera %s: unreadable tracker state %s (%s); tracks start afresh at "
+                        "the resume point", self.source.id, self.state_path, exc)
+            return None
 
     # -- undoing what came after the checkpoint ---------------------------------------------
     def restore_files(self) -> tuple[int, int]:
@@ -199,12 +224,23 @@ class ResumeStore:
         return json.dumps([self.source.id, first, files], sort_keys=True, default=str)
 
     def save(self, next_index: int, next_track_id: int, sizes: dict[str, int],
-             finished: bool = False) -> None:
+             finished: bool = False, state: bytes | None = None) -> None:
         """Record that every frame before ``next_index`` is on disk, with the log sizes
-        measured right after the writer wrote them."""
+        measured right after the writer wrote them, and ``state``, what the camera's
+        tracker and stages knew after frame ``next_index - 1`` (:func:`libs.state.dumps` of
+        ``CameraPipeline.snapshot``; a recording only)."""
         with self._lock:
             ck = self.checkpoint
             now = time.time()
+            if finished or self.live:
+                self.state_path.unlink(missing_ok=True)
+            elif state is not None:
+                try:  # first: the progress file never points at an older state
+                    atomic_write_bytes(self.state_path, dumps((next_index, state)), fsync=True)
+                except OSError:
+                    # A full disk: the progress file below fails too.  Should it not, the
+                    # state left says another frame and is not used (the warm-up is).
+                    self.state_path.unlink(missing_ok=True)
             files = dict(ck.files)
             files.update(sizes)
             # Forget files nobody has written to for days (a day's log is closed by then).

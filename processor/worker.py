@@ -38,6 +38,7 @@ from libs.detectors.pool import DetectAhead, DetectorPool
 from libs.frame import Frame
 from libs.loggers.writer import BackgroundWriter, WriteHealth
 from libs.records import CameraState, Record, RecordIds
+from libs.state import dumps
 from libs.storage import csv_line
 from processor.pipeline import CameraPipeline, SourceDetections
 from processor.resume import WARMUP_FRAMES, ResumeStore
@@ -281,8 +282,11 @@ class CameraRunner(threading.Thread):
             source = open_source(self.config, self.source_cfg,
                                  start_index=max(0, resume_at - WARMUP_FRAMES),
                                  decode_threads=budget.decode_threads)
+            saved_state = store.load_state() if resume_at else None
             if resume_at:
-                log.info("camera %s: resuming at frame %d", cam, resume_at)
+                log.info("camera %s: resuming at frame %d%s", cam, resume_at,
+                         "" if saved_state is not None else
+                         " (no tracker state saved for it: tracks start afresh)")
             last_checkpoint = time.monotonic()
             st[TOTAL] = float(source.total_frames or 0)
             st[STATUS] = CONNECTING if source.is_live else RUNNING
@@ -320,6 +324,12 @@ class CameraRunner(threading.Thread):
                 if sf.detections is not None:  # people from the source (Redis messages)
                     frame.detections, frame.tracked = sf.detections, True
                 frame.replay = sf.index < resume_at
+                if saved_state is not None and not frame.replay:
+                    if sf.index != resume_at or not pipeline.restore(saved_state):
+                        log.warning("camera %s: the tracker state saved at frame %d does not "
+                                    "fit (now at frame %d, or the tracker or stages changed); "
+                                    "tracks start afresh", cam, resume_at, sf.index)
+                    saved_state = None
                 if got is not None and got[1] is not None:  # detected in the pool
                     frame.detections, frame.timings["detector"] = got[1], got[2]
                     frame = pipeline.process_detections(frame)
@@ -385,9 +395,11 @@ class CameraRunner(threading.Thread):
     def _checkpoint(pipeline: CameraPipeline, store: ResumeStore, next_index: int,
                     wait: bool = False) -> None:
         next_id = pipeline.tracker.next_track_id
+        # Now, on the camera thread, before the next frame changes it.
+        state = None if store.live else dumps(pipeline.snapshot())
 
         def save(sizes: dict[str, int]) -> None:
-            store.save(next_index, next_id, sizes)
+            store.save(next_index, next_id, sizes, state=state)
 
         if wait:
             if not pipeline.checkpoint_now(save):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from libs.config.models import PluginConfig
 from libs.frame import Frame
 from libs.registry import Registry
+from libs.state import Stateful
 
 if TYPE_CHECKING:
     from libs.config.models import LookoutConfig, SourceConfig
@@ -19,12 +20,14 @@ if TYPE_CHECKING:
 POST_PROCESSORS: Registry[type[PostProcessor]] = Registry("post-processor", __name__)
 
 
-class PostProcessor(ABC):
+class PostProcessor(Stateful, ABC):
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     phase: ClassVar[Literal["before_tracker", "after_tracker"]] = "after_tracker"
     # Reads the pixels (faces, head pose...): not run for a camera whose frames have none
     # (a Redis source of detection messages).
     needs_image: ClassVar[bool] = False
+    # STATE (libs.state.Stateful): the attributes that change from frame to frame, kept in
+    # the resume checkpoint.  A stage that keeps any must name them all.
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         self.config = config
@@ -35,10 +38,10 @@ class PostProcessor(ABC):
     def process(self, frame: Frame) -> Frame:
         """Read and extend the frame record."""
 
-    def finish(self, end: Frame) -> None:  # noqa: B027 - optional hook
+    def finish(self, end: Frame) -> None:
         """End of the stream: put the records of what is still open (the last samples, the
         events of people still in view) on ``end``, the pipeline's end-of-stream frame.
         They reach every logger like the records of any other frame."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release resources at the end of the camera's run (after :meth:`finish`)."""

@@ -224,6 +224,7 @@ class _Pending:
 
 @POST_PROCESSORS.register("audience")
 class Audience(PostProcessor):
+    STATE = ("motion", "tracks", "pending", "last_frame")
     Config: ClassVar[type[PluginConfig]] = AudienceConfig
     phase = "after_tracker"
 

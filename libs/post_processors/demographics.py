@@ -279,6 +279,7 @@ class TrackFaces:
 
 @POST_PROCESSORS.register("demographics")
 class Demographics(PostProcessor):
+    STATE = ("tracks",)
     Config: ClassVar[type[PluginConfig]] = DemographicsConfig
     phase = "after_tracker"
     needs_image = True

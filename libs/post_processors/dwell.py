@@ -180,6 +180,7 @@ class Tally:
 @POST_PROCESSORS.register("dwell")
 class Dwell(PostProcessor):
     """Dwell sessions per person and region, live dwell and loitering (module doc)."""
+    STATE = ("steps", "t0", "now", "last_time", "sessions", "tallies", "flushed")
 
     Config: ClassVar[type[PluginConfig]] = DwellConfig
     phase = "after_tracker"

@@ -377,6 +377,11 @@ class _Pending:
 
 @POST_PROCESSORS.register("engagement")
 class Engagement(PostProcessor):
+    STATE = (
+        "motion", "updates", "tracks", "pending", "observed_us", "published_observed_ms",
+        "last_frame", "ended_people", "ended_engaged", "ended_engaged_us", "recent",
+        "window_figures", "ended_engaged_us_of",
+    )
     Config: ClassVar[type[PluginConfig]] = EngagementConfig
     phase = "after_tracker"
 

@@ -210,6 +210,7 @@ class _TrackVotes:
 
 @POST_PROCESSORS.register("facemask")
 class Facemask(PostProcessor):
+    STATE = ("tracks", "classified")
     Config = FacemaskConfig
     phase = "after_tracker"
     needs_image = True

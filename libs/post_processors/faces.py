@@ -497,6 +497,7 @@ def from_relative(rel: np.ndarray, person: np.ndarray) -> np.ndarray:
 
 @POST_PROCESSORS.register("faces")
 class Faces(PostProcessor):
+    STATE = ("frames", "tracks")
     Config = FacesConfig
     phase = "after_tracker"
     needs_image = True

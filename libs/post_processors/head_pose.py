@@ -391,6 +391,7 @@ class _TrackPose:
 
 @POST_PROCESSORS.register("head_pose")
 class HeadPose(PostProcessor):
+    STATE = ("tracks", "methods")
     Config = HeadPoseConfig
     phase = "after_tracker"
     needs_image = True

@@ -295,6 +295,10 @@ class _Hour:
 class Heatmap(PostProcessor):
     Config: ClassVar[type[PluginConfig]] = HeatmapConfig
     phase = "after_tracker"
+    # The hour grids are not here: each is read back from its file, and its watermark keeps
+    # a resumed run from adding a sample twice.
+    STATE = ("window", "_gate", "latest_clusters", "_held", "_prev_us", "_current",
+             "frames_skipped")
 
     def __init__(self, config: PluginConfig, source: SourceConfig, app: LookoutConfig) -> None:
         settings = plugin_settings(HeatmapConfig, config)

@@ -66,6 +66,7 @@ class LineCrossingConfig(PluginConfig):
 
 @POST_PROCESSORS.register("line_crossing")
 class LineCrossing(PostProcessor):
+    STATE = ("sides", "last_seen", "counts")
     Config: ClassVar[type[PluginConfig]] = LineCrossingConfig
     phase = "after_tracker"
 

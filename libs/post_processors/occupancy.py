@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 @POST_PROCESSORS.register("occupancy")
 class Occupancy(PostProcessor):
+    STATE = ("_over",)
     Config = PluginConfig
     phase = "after_tracker"
 

@@ -119,6 +119,7 @@ def calibration_of(source: SourceConfig) -> FloorCalibration:
 
 @POST_PROCESSORS.register("social_distance")
 class SocialDistance(PostProcessor):
+    STATE = ("_episode",)
     Config = SocialDistanceConfig
     phase = "after_tracker"
 

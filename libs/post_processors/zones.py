@@ -218,6 +218,10 @@ class ZonesConfig(PluginConfig):
 @POST_PROCESSORS.register("zones")
 class Zones(PostProcessor):
     """Presence per region, entries and the line-based occupancy estimate (module doc)."""
+    STATE = (
+        "t0", "last_inside", "visit_start", "total_entries", "pending_entries", "line_seen",
+        "line_balance", "balance", "last_ts", "last_now", "step",
+    )
 
     Config: ClassVar[type[PluginConfig]] = ZonesConfig
     phase = "after_tracker"

@@ -18,6 +18,7 @@ import numpy as np
 from libs.config.models import TrackerConfig
 from libs.frame import EarlyBox, Frame
 from libs.registry import Registry
+from libs.state import Stateful
 
 TRACKERS: Registry[type[Tracker]] = Registry("tracker", __name__)
 
@@ -38,8 +39,9 @@ class Track:
     early: list[EarlyBox] = field(default_factory=list)
 
 
-class Tracker(ABC):
+class Tracker(Stateful, ABC):
     Config: ClassVar[type[TrackerConfig]] = TrackerConfig
+    STATE: ClassVar[tuple[str, ...]] = ("_next_id",)
 
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config

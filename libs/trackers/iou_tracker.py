@@ -44,6 +44,7 @@ class IOUTrackerConfig(TrackerConfig):
 
 @TRACKERS.register("IOUTracker")
 class IOUTracker(Tracker):
+    STATE = ("_tracks", "_boxes", "_next_id")
     Config = IOUTrackerConfig
 
     def __init__(self, config: TrackerConfig) -> None:

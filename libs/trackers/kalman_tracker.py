@@ -379,6 +379,10 @@ class KalmanBank:
 
 @TRACKERS.register("KalmanTracker")
 class KalmanTracker(Tracker):
+    STATE = (
+        "_nis", "_kf", "_tracks", "_confirmed", "_hits", "_lost", "_seen_at", "_last_obs",
+        "_obs_mean", "_obs_cov", "_origin", "_now", "_step", "_next_id",
+    )
     Config = KalmanTrackerConfig
 
     def __init__(self, config: TrackerConfig) -> None:
