@@ -8,7 +8,10 @@ reported for more than :data:`STALE_AFTER` (30 s) of the area clock counts as 0 
 camera does not freeze its last count into the area); the limit in force (``OccupancyRules``
 at the local time, else ``OccupancyThreshold``; 0 = none); whether it is exceeded; and the
 counts used.  On those same ticks it emits ``occupancy_over`` when the occupancy goes above a
-limit and ``occupancy_under`` when it comes back (with how long and the peak).
+limit and ``occupancy_under`` when it comes back (with how long and the peak).  After a
+restart it makes no tick up to the newest sample already in the area's log (``after``): the
+cameras resume at their checkpoints and send frames again that the killed run had already
+turned into area samples.
 
 The area's records go back on the bus: to the area's sinks (``[AreaLogger_N]``, such as the
 file logger's ``occupancy_log``), the processor-wide outputs and the live stream.
@@ -53,8 +56,11 @@ class AreaAggregator:
     """One area's occupancy (module docstring); :meth:`take` returns the area's records."""
 
     def __init__(self, area: AreaConfig, config: LookoutConfig,
-                 ids: RecordIds | None = None) -> None:
+                 ids: RecordIds | None = None, after: datetime | None = None) -> None:
         self.area = area
+        # The newest sample the area's log already holds (a restart): the cameras resume at
+        # their checkpoints and send frames again whose samples were made before.
+        self.after = after
         self.tz = config.app.tzinfo
         self.rules = parse_occupancy_rules(area.occupancy_rules)
         self.members = list(dict.fromkeys(area.cameras))
@@ -80,9 +86,14 @@ class AreaAggregator:
                 self.latest[rec.source_id] = (ts, rec.occupancy)
             if self.clock is None or ts > self.clock:
                 self.clock = ts
-            if self.gate.due(self.clock):
+            if self.gate.due(self.clock) and not self._logged(self.clock):
                 out.extend(self._tick(self.clock))
         return out
+
+    def _logged(self, clock: datetime) -> bool:
+        """The area's log holds the sample of ``clock``'s slot already: that of ``after``
+        or an earlier one (one sample a slot, made by the slot's first frame)."""
+        return self.after is not None and self.gate.slot(clock) <= self.gate.slot(self.after)
 
     def counts(self, clock: datetime) -> dict[str, int]:
         counts: dict[str, int] = {}

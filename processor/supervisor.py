@@ -373,8 +373,9 @@ class Supervisor:
         self._close_sinks()
         cfg = self.config
         if cfg.app.process_areas:
-            self.aggregators = [AreaAggregator(area, cfg) for area in cfg.areas]
+            self.aggregators = []
             for area in cfg.areas:
+                logged: list[datetime] = []
                 for section in cfg.area_loggers:
                     area_cls = AREA_LOGGERS.get(section.name)
                     if not section.enabled or area_cls.on_bus:
@@ -384,6 +385,10 @@ class Supervisor:
                     self.bus.subscribe(
                         f"area:{area.id}:{section.section}", sink.take,
                         partial(_from_source, "area", area.id))
+                    last = sink.last_logged()
+                    if last is not None:
+                        logged.append(last)
+                self.aggregators.append(AreaAggregator(area, cfg, after=max(logged, default=None)))
         wanted: list[tuple[Any, type[Sink], Callable[[Record], bool] | None]] = []
         wanted += [(s, SOURCE_LOGGERS.get(s.name), _from_cameras)
                    for s in cfg.source_loggers]

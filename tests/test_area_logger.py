@@ -195,3 +195,47 @@ def test_occupancy_over_and_back_under_its_threshold_are_events(tmp_path: Path) 
     assert isinstance(under, OccupancyUnder)
     assert (under.peak, under.seconds, under.threshold) == (8, 3.0, 5)
     assert all(e.source == "area" and e.source_id == "hall" for e in logger.records)
+
+
+def test_a_restarted_processor_makes_no_area_sample_twice(tmp_path: Path) -> None:
+    """The cameras resume at their checkpoints and send frames again whose samples the
+    killed run had logged: the new aggregation starts after the log's newest sample, on the
+    same slots, so the log ends as one uninterrupted run's."""
+    times = [T0 + timedelta(seconds=k * 0.4) for k in range(30)]  # 12 s, slots of 1 s
+
+    def feed(logger: Logged, ks: range) -> None:
+        for k in ks:
+            logger.update("cam1", times[k], k)
+
+    one = make_logger(tmp_path / "one")
+    feed(one, range(30))
+    want = rows_of(one)
+
+    def restarted_logger() -> Logged:
+        logger = make_logger(tmp_path / "two")
+        sink = logger.sinks[0]
+        assert isinstance(sink, AreaFileSystemLogger)
+        # What the supervisor does at start: the aggregation begins after the log's newest.
+        logger.aggregator = type(logger.aggregator)(
+            logger.aggregator.area, make_config(tmp_path / "two", logger.aggregator.area),
+            after=sink.last_logged())
+        return logger
+
+    first = restarted_logger()
+    assert first.aggregator.after is None  # nothing logged yet
+    feed(first, range(20))  # killed after frame 19 (12:00:07.6) ...
+    first.close()
+    second = restarted_logger()
+    assert second.aggregator.after == datetime(2024, 3, 4, 12, 0, 7, 200000, tzinfo=UTC)
+    feed(second, range(12, 30))  # ... its checkpoint was at frame 12 (12:00:04.8)
+    got = rows_of(second)
+    assert got == want
+    assert len({r["Timestamp"] for r in got}) == len(got) == 12
+
+    # Without the log's newest sample, the resumed frames make samples again.
+    third = make_logger(tmp_path / "three")
+    feed(third, range(20))
+    third.close()
+    again = make_logger(tmp_path / "three")
+    feed(again, range(12, 30))
+    assert len(rows_of(again)) > len(want)

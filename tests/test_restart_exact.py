@@ -83,9 +83,11 @@ def log_rows(data: Path, folder: str) -> list[list[str]]:
 
 
 def all_logs(data: Path) -> dict[str, bytes]:
-    """Every CSV file of the camera (logs and reports), by path under its folder."""
-    base = data / "processor/static/data/sources" / CAMERA
-    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*.csv"))}
+    """Every CSV file of the camera and of the areas (logs and reports), by path."""
+    base = data / "processor/static/data"
+    return {str(p.relative_to(base)): p.read_bytes()
+            for folder in (base / "sources" / CAMERA, base / "areas")
+            for p in sorted(folder.rglob("*.csv"))}
 
 
 def daily_crossings(config: Path) -> int:
@@ -189,17 +191,20 @@ def test_three_interrupted_runs_leave_exactly_one_runs_records(
     assert len(crossings) == len(ref_crossings)
     assert daily_crossings(restarted) == daily_crossings(reference) == len(ref_crossings)
     # Every log of the camera, the per-person ones included (loitering, dwell, engagement,
-    # audience: the tracker and the stages take back their state at each resume), and the
-    # reports made from them.
+    # audience: the tracker and the stages take back their state at each resume), the area's
+    # occupancy log (no sample made twice), and the reports made from them.
     ref_logs, got_logs = all_logs(ref_data), all_logs(data)
     assert sorted(got_logs) == sorted(ref_logs)
-    assert {"events/loitering", "events/dwell", "engagement_log", "audience_log"} <= \
-        {str(Path(name).parent) for name in ref_logs}, sorted(ref_logs)
+    assert {f"sources/{CAMERA}/{name}" for name in (
+        "events/loitering", "events/dwell", "engagement_log", "audience_log")} | \
+        {"areas/campus/occupancy_log"} <= {str(Path(name).parent) for name in ref_logs}, \
+        sorted(ref_logs)
     differ = [name for name in ref_logs if got_logs[name] != ref_logs[name]]
     assert not differ, f"these logs differ from one run's: {differ}"
     print(f"after a clean stop, a killed worker, a killed processor and a run to the end: "
           f"{len(rows)} raw log rows (one run: {len(ref_rows)}), {len(crossings)} crossings "
-          f"(one run: {len(ref_crossings)}); {len(got_logs)} CSV logs and reports, each "
+          f"(one run: {len(ref_crossings)}); {len(got_logs)} CSV logs and reports of the "
+          f"camera and the area, each "
           f"byte for byte one run's")
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from libs.config.models import PluginConfig
@@ -114,3 +115,8 @@ class AreaLogger(Sink):
         self.config = config
         self.area = area  # None (typed away) for a bus sink, which serves every area
         self.app = app
+
+    def last_logged(self) -> datetime | None:
+        """The time of the newest sample this sink holds durably (a file), None when it
+        holds none: a restarted processor makes no area sample up to it again."""
+        return None

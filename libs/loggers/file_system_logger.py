@@ -69,6 +69,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import typing
 from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
@@ -485,6 +486,24 @@ class AreaFileSystemLogger(AreaLogger):
 
     def log_path(self, ts: datetime) -> Path:
         return self.log_dir / f"{ts.astimezone(self.tz).date().isoformat()}.csv"
+
+    def last_logged(self) -> datetime | None:
+        """The timestamp of the last row of the newest daily log (rows are in time order)."""
+        days = sorted(self.log_dir.glob("????-??-??.csv"))
+        for path in reversed(days):
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(0, os.SEEK_END)
+                    fh.seek(max(0, fh.tell() - 4096))
+                    tail = fh.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            for line in reversed(tail):
+                try:
+                    return datetime.fromisoformat(line.split(",", 1)[0])
+                except ValueError:
+                    continue  # the header, a torn or cut first line
+        return None
 
     def take(self, records: Sequence[Record]) -> None:
         if self._closed:
