@@ -14,7 +14,7 @@ files made after the checkpoint, so the resumed run writes those records exactly
 
 * A finished recording is not processed again, across restarts and disable/enable.
 * An interrupted recording resumes at its next frame, where the tracker and every stage take
-  back what they knew at the checkpoint (``<camera>.state`` beside the progress file,
+  back what they knew at the checkpoint (``<camera>.<frame>.state`` beside the progress file,
   written with it: :mod:`libs.state`): the same tracks and ids, the same open dwell,
   engagement and audience sessions, the same sides of the counting lines, as if the run had
   never stopped.  The frames just before it are also run through the pipeline again without
@@ -29,10 +29,12 @@ files made after the checkpoint, so the resumed run writes those records exactly
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -109,7 +111,6 @@ class ResumeStore:
         self.config = config
         self.source = source
         self.path = config.data_path(PROGRESS_FOLDER) / f"{source.id}.json"
-        self.state_path = self.path.with_suffix(".state")
         self.log_root = source_log_root(config) / source.id
         self.fingerprint = source_fingerprint(config, source)
         self.live = is_live(source)
@@ -157,6 +158,20 @@ class ResumeStore:
             self._write(ck)
         return ck
 
+    def state_file(self, next_index: int) -> Path:
+        """The tracker and stage state saved with the checkpoint at ``next_index``: one file
+        per checkpoint, so a kill between writing it and the progress file, or a late save
+        of an older checkpoint, never leaves the progress file beside another frame's state."""
+        return self.path.with_name(f"{self.source.id}.{next_index}.state")
+
+    def _drop_states(self, keep: int | None) -> None:
+        """Remove the state files of every checkpoint but ``keep``."""
+        pattern = re.compile(rf"{re.escape(self.source.id)}\.(\d+)\.state")
+        for path in self.path.parent.glob(f"{glob.escape(self.source.id)}.*.state"):
+            m = pattern.fullmatch(path.name)
+            if m and int(m.group(1)) != keep:
+                path.unlink(missing_ok=True)
+
     def load_state(self) -> Any | None:
         """The tracker and stage state saved with the checkpoint being resumed (for
         ``CameraPipeline.restore``); None when there is none for its frame."""
@@ -164,15 +179,14 @@ class ResumeStore:
         if ck.finished or self.live or ck.next_index == 0:
             return None
         try:
-            index, blob = loads(self.state_path.read_bytes())
-            if index != ck.next_index:
-                return None  # taken for another checkpoint (its progress file was not saved)
-            return loads(blob)
+            index, blob = loads(self.state_file(ck.next_index).read_bytes())
+            return loads(blob) if index == ck.next_index else None
         except FileNotFoundError:
             return None
         except Exception as exc:  # any damage: fall back to the warm-up
             log.warning("camera %s: unreadable tracker state %s (%s); tracks start afresh at "
-                        "the resume point", self.source.id, self.state_path, exc)
+                        "the resume point", self.source.id, self.state_file(ck.next_index),
+                        exc)
             return None
 
     # -- undoing what came after the checkpoint ---------------------------------------------
@@ -232,15 +246,12 @@ class ResumeStore:
         with self._lock:
             ck = self.checkpoint
             now = time.time()
-            if finished or self.live:
-                self.state_path.unlink(missing_ok=True)
-            elif state is not None:
-                try:  # first: the progress file never points at an older state
-                    atomic_write_bytes(self.state_path, dumps((next_index, state)), fsync=True)
-                except OSError:
-                    # A full disk: the progress file below fails too.  Should it not, the
-                    # state left says another frame and is not used (the warm-up is).
-                    self.state_path.unlink(missing_ok=True)
+            if state is not None and not (finished or self.live):
+                path = self.state_file(next_index)
+                try:  # first: the progress file never points at a state not yet written
+                    atomic_write_bytes(path, dumps((next_index, state)), fsync=True)
+                except OSError:  # a full disk: the progress file below fails too
+                    path.unlink(missing_ok=True)
             files = dict(ck.files)
             files.update(sizes)
             # Forget files nobody has written to for days (a day's log is closed by then).
@@ -269,3 +280,4 @@ class ResumeStore:
                 log.info("camera %s: progress saved again", self.source.id)
                 self._save_failing = False
             self.checkpoint = new
+            self._drop_states(keep=None if finished or self.live else new.next_index)

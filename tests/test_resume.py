@@ -11,6 +11,7 @@ import pytest
 
 from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
+from libs.loggers.writer import atomic_write_bytes
 from processor.resume import ResumeStore
 from tests.conftest import PETS
 
@@ -114,3 +115,27 @@ def test_an_unreadable_progress_file_starts_over(folder_source) -> None:
     store.path.parent.mkdir(parents=True, exist_ok=True)
     store.path.write_text("{not json")
     assert ResumeStore(cfg, src).load().next_index == 0
+
+
+def test_the_state_read_back_is_always_the_progress_file_s_own(folder_source) -> None:
+    """One state file per checkpoint: a late save of an older checkpoint, or a kill between
+    writing a state and its progress file, never pairs the progress file with another
+    frame's state; a finished recording keeps none."""
+    from libs.state import dumps
+
+    cfg, src, _ = folder_source
+    store = ResumeStore(cfg, src)
+    store.load()
+    store.save(100, 5, {}, state=dumps({"frame": 100}))
+    store.save(90, 4, {}, state=dumps({"frame": 90}))  # an older checkpoint, saved late
+    # Killed after writing the next state, before its progress file:
+    atomic_write_bytes(store.state_file(110), dumps((110, dumps({"frame": 110}))))
+    again = ResumeStore(cfg, src)
+    assert again.load().next_index == 100
+    assert again.load_state() == {"frame": 100}
+    again.save(120, 6, {}, state=dumps({"frame": 120}))
+    left = sorted(p.name for p in store.state_file(0).parent.glob("*.state"))
+    assert left == [store.state_file(120).name]
+    again.save(200, 7, {}, finished=True)
+    assert list(store.state_file(0).parent.glob("*.state")) == []
+    assert ResumeStore(cfg, src).load_state() is None
