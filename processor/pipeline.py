@@ -172,15 +172,17 @@ class CameraPipeline:
 
     def restore(self, state: dict[str, Any]) -> bool:
         """Put back a :meth:`snapshot` taken by a pipeline of the same tracker and stages.
-        False, and nothing changed, when it was taken with other ones (the configuration
-        changed between the runs)."""
-        stages = self.before + self.after
+        False, and nothing changed, when it was taken with other ones: the configuration
+        changed between the runs, or an upgrade changed what a stage keeps (its ``STATE``)."""
+        stages = [("tracker", self.tracker), *self.before, *self.after]
         tracker_name, tracker_state = state["tracker"]
-        names = [name for name, _ in state["stages"]]
-        if tracker_name != self.config.tracker.name or names != [n for n, _ in stages]:
+        saved = [("tracker", tracker_state), *state["stages"]]
+        if tracker_name != self.config.tracker.name or \
+                [n for n, _ in saved] != [n for n, _ in stages] or \
+                any(set(s) != set(stage.STATE)
+                    for (_, stage), (_, s) in zip(stages, saved, strict=True)):
             return False
-        self.tracker.restore(tracker_state)
-        for (_, stage), (_, stage_state) in zip(stages, state["stages"], strict=True):
+        for (_, stage), (_, stage_state) in zip(stages, saved, strict=True):
             stage.restore(stage_state)
         return True
 
