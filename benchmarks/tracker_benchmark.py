@@ -170,6 +170,11 @@ def counted_crossings(seq: Sequence, rows: np.ndarray, early: EarlyBoxes,
 
 def match_crossings(truth: list[Crossing], got: list[Crossing], max_frames: float) -> int:
     """One-to-one matches of the same direction at most ``max_frames`` apart, closest first."""
+    return len(matched_truth(truth, got, max_frames))
+
+
+def matched_truth(truth: list[Crossing], got: list[Crossing], max_frames: float) -> list[int]:
+    """Indices into ``truth`` of the crossings :func:`match_crossings` matches."""
     pairs = sorted(
         (abs(g.frame - t.frame), i, j)
         for i, t in enumerate(truth) for j, g in enumerate(got)
@@ -181,7 +186,7 @@ def match_crossings(truth: list[Crossing], got: list[Crossing], max_frames: floa
         if i not in used_t and j not in used_g:
             used_t.add(i)
             used_g.add(j)
-    return len(used_t)
+    return sorted(used_t)
 
 
 def crossing_counts(seq: Sequence, rows: np.ndarray, early: EarlyBoxes | None = None
@@ -193,8 +198,56 @@ def crossing_counts(seq: Sequence, rows: np.ndarray, early: EarlyBoxes | None = 
     truth = reference_crossings(MotBoxes(seq.gt.frames[scored], seq.gt.ids[scored],
                                          seq.gt.boxes[scored], seq.gt.conf[scored]), line)
     got = counted_crossings(seq, rows, early or {}, line)
-    matched = match_crossings(truth, got, CROSSING_TOLERANCE_S * seq.frame_rate)
-    return {"line": line.name, "truth": len(truth), "counted": len(got), "matched": matched}
+    matched = matched_truth(truth, got, CROSSING_TOLERANCE_S * seq.frame_rate)
+    return {"line": line.name, "truth": len(truth), "counted": len(got),
+            "matched": len(matched), "matched_truth": matched,
+            "truth_crossings": [[t.frame, t.track_id, t.direction] for t in truth]}
+
+
+def split_truth(results: list[dict[str, Any]]) -> dict[str, list[list[Any]]]:
+    """Moves each result's ``truth_crossings`` (the same for every tracker of a sequence)
+    into one list per sequence, returned."""
+    out: dict[str, list[list[Any]]] = {}
+    for r in results:
+        if r.get("crossings"):
+            out[r["sequence"]] = r["crossings"].pop("truth_crossings")
+    return out
+
+
+def crossing_reach(results: list[dict[str, Any]],
+                   truth: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+    """Per detection source: the ground-truth crossings (``truth``: per sequence, ``[frame,
+    id, direction]`` in the order the results' ``matched_truth`` index) that at least one
+    tracker matched, the most the detections let any tracker count, and those none did."""
+    out: list[dict[str, Any]] = []
+    for source in dict.fromkeys(r["detections"] for r in results):
+        total = 0
+        reached = 0
+        missed: list[dict[str, Any]] = []
+        rows = [r for r in results if r["detections"] == source and r.get("crossings")]
+        for seq in dict.fromkeys(r["sequence"] for r in rows):
+            crossings = truth[seq]
+            hit = set().union(*(r["crossings"]["matched_truth"] for r in rows
+                                if r["sequence"] == seq))
+            total += len(crossings)
+            reached += len(hit)
+            missed += [{"sequence": seq, "frame": f, "id": i, "direction": d}
+                       for k, (f, i, d) in enumerate(crossings) if k not in hit]
+        if total:
+            out.append({"detections": source, "truth": total, "matched_by_any": reached,
+                        "missed_by_all": missed})
+    return out
+
+
+def reach_sentence(reach: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in reach:
+        missed = ", ".join(f"{m['sequence']} frame {m['frame']} id {m['id']} {m['direction']}"
+                           for m in r["missed_by_all"]) or "none"
+        parts.append(f"{r['detections']} {r['matched_by_any']} / {r['truth']} (matched by no "
+                     f"tracker: {missed})")
+    return ("Crossings that at least one tracker above matched, the most these detections "
+            "let any tracker count: " + "; ".join(parts) + ".")
 
 
 # ---------------------------------------------------------------------------------------
@@ -653,6 +706,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "the ground truth's (a foot point changing side between two consecutive rows of an "
         f"identity), same direction, within {CROSSING_TOLERANCE_S:g} s.", "",
         SUMMARY_HEADER, *summary_rows(report["summary"]), "",
+        reach_sentence(report["crossings_reach"]), "",
     ]
     for title in report["tables"]:
         rows = [r for r in report["results"] if r["table"] == title]
@@ -857,9 +911,11 @@ def main(argv: list[str] | None = None) -> int:
             }
             results.append(res)
             print(table_rows([res])[0], flush=True)
+    truth = split_truth(results)
     summary = summarize(results, peers)
     print(f"\n## {SUMMARY_TITLE}\n\n{SUMMARY_HEADER}", flush=True)
     print("\n".join(summary_rows(summary)), flush=True)
+    print("\n" + reach_sentence(crossing_reach(results, truth)), flush=True)
 
     report = {
         "command": command_line(argv),
@@ -875,6 +931,8 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [*NOTES[:2], bytetrack_note(det_sets), *NOTES[2:]],
         "results": results,
         "summary": summary,
+        "crossing_truth": truth,
+        "crossings_reach": crossing_reach(results, truth),
         "yolox_from_cache": cached,
         "runtime_s": round(time.perf_counter() - t_start, 1),
     }

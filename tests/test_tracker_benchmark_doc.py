@@ -195,3 +195,40 @@ def test_crossings_match_one_to_one_in_direction_and_time() -> None:
     assert match_crossings(truth, got, max_frames=7) == 1
     assert match_crossings(truth, got, max_frames=25) == 2
     assert match_crossings(truth, [*got, Crossing(13, 5, "in")], max_frames=7) == 2
+
+
+def test_crossing_reach_is_derived_and_shown(doc: str, report: dict[str, Any]) -> None:
+    """The crossings no tracker matched are recomputed from the per-tracker matches, lie
+    within each tracker's misses, and the document states them."""
+    from benchmarks.tracker_benchmark import crossing_reach, reach_sentence
+
+    again = crossing_reach(report["results"], report["crossing_truth"])
+    assert again == report["crossings_reach"]
+    assert reach_sentence(again) in doc
+    for r in again:
+        best = max(s["crossings_matched"] for s in report["summary"]
+                   if s["detections"] == r["detections"])
+        assert best <= r["matched_by_any"] <= r["truth"]
+        assert r["truth"] - r["matched_by_any"] == len(r["missed_by_all"])
+
+
+def test_crossing_reach_takes_the_union_of_the_trackers() -> None:
+    from benchmarks.tracker_benchmark import crossing_reach
+
+    truth = [[10, 1, "in"], [20, 2, "out"], [30, 3, "in"]]
+
+    def result(tracker: str, matched: list[int], source: str = "public") -> dict[str, Any]:
+        return {"detections": source, "sequence": "S", "tracker": tracker,
+                "crossings": {"matched_truth": matched}}
+
+    reach = crossing_reach([result("A", [0]), result("B", [0, 2]),
+                            result("C", [], "yolox"),
+                            {"detections": "public", "sequence": "M", "tracker": "A",
+                             "crossings": None}], {"S": truth})
+    assert reach == [
+        {"detections": "public", "truth": 3, "matched_by_any": 2,
+         "missed_by_all": [{"sequence": "S", "frame": 20, "id": 2, "direction": "out"}]},
+        {"detections": "yolox", "truth": 3, "matched_by_any": 0,
+         "missed_by_all": [{"sequence": "S", "frame": f, "id": i, "direction": d}
+                           for f, i, d in truth]},
+    ]
