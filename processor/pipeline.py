@@ -195,10 +195,16 @@ class CameraPipeline:
         return finish_stream(self.source.id, self.last_timestamp,
                              self.before + self.after, self.loggers, self.ids)
 
-    def checkpoint(self, done: Callable[[dict[str, int]], None]) -> None:
-        """Call ``done(sizes)`` once every logger has written what it was given so far
-        (on a writer thread, or here when no logger keeps durable records)."""
-        takers = [lg for _, lg in self.loggers]
+    def checkpoint(self, done: Callable[[dict[str, int]], None], stages: bool = True) -> None:
+        """Call ``done(sizes)`` once every logger has written what it was given so far, and
+        every stage with files of its own (the heatmap's hour grids) has written what it took
+        from the frames so far (on a writer thread, or here when nothing keeps durable
+        records).  A stage that cannot vouch for its files yet never calls back: this
+        checkpoint is not taken, and the resume point stays at the one before.  ``stages``
+        False leaves the stages out (a live stream: its frames are never run again)."""
+        takers: list[SourceLogger | PostProcessor] = [lg for _, lg in self.loggers]
+        if stages:
+            takers += [st for _, st in self.before + self.after]
         sizes: dict[str, int] = {}
         lock = threading.Lock()
         waiting = [len(takers) + 1]  # +1: this call's own share, so done runs once, last
@@ -217,7 +223,7 @@ class CameraPipeline:
         part({})
 
     def checkpoint_now(self, done: Callable[[dict[str, int]], None],
-                       timeout: float = 30.0) -> bool:
+                       timeout: float = 30.0, stages: bool = True) -> bool:
         """:meth:`checkpoint`, waiting until ``done`` has run; False on time-out."""
         finished = threading.Event()
 
@@ -227,7 +233,7 @@ class CameraPipeline:
             finally:
                 finished.set()
 
-        self.checkpoint(run)
+        self.checkpoint(run, stages)
         return finished.wait(timeout)
 
     def close(self) -> None:

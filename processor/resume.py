@@ -10,7 +10,9 @@ A checkpoint is only taken once the log writer has written every line queued bef
 checkpoint is a job on the writer's own queue), so ``next_index`` never runs ahead of what
 is on disk.  A process killed between two checkpoints has written lines past the checkpoint;
 :meth:`ResumeStore.restore_files` cuts each log back to its checkpointed size and removes
-files made after the checkpoint, so the resumed run writes those records exactly once.
+files made after the checkpoint, so the resumed run writes those records exactly once.  The
+heatmap's hour grids are the exception: the checkpoint waits until they hold every frame
+before it, and each file's newest frame keeps a resumed run from adding one twice.
 
 * A finished recording is not processed again, across restarts and disable/enable.
 * An interrupted recording resumes at its next frame, where the tracker and every stage take
@@ -44,6 +46,7 @@ from typing import Any
 from libs.config.loader import is_device, is_stream_url
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.loggers.writer import atomic_write_bytes
+from libs.metrics.heatmap import heatmaps_dir
 from libs.state import dumps, loads
 from libs.storage import source_log_root
 
@@ -209,9 +212,13 @@ class ResumeStore:
                 continue
         if self.log_root.is_dir():
             known = set(ck.files)
-            reports = self.log_root / "reports"  # recomputed from the logs; never cut
+            # Never cut: the reports, recomputed from the logs; the heatmap's hour grids,
+            # rewritten whole at each merge (its newest frame inside keeps a resumed run from
+            # adding a frame twice, and a checkpoint is taken only once they hold every frame
+            # before it: removing one would lose the whole hour).
+            keep = (self.log_root / "reports", heatmaps_dir(self.log_root))
             for path in self.log_root.rglob("*"):
-                if path.is_relative_to(reports):
+                if any(path.is_relative_to(folder) for folder in keep):
                     continue
                 try:
                     if path.is_file() and str(path) not in known and \

@@ -402,11 +402,11 @@ class CameraRunner(threading.Thread):
             store.save(next_index, next_id, sizes, state=state)
 
         if wait:
-            if not pipeline.checkpoint_now(save):
+            if not pipeline.checkpoint_now(save, stages=not store.live):
                 log.warning("camera %s: logs not written in time; the restart will redo "
                             "frames since the last checkpoint", store.source.id)
         else:
-            pipeline.checkpoint(save)
+            pipeline.checkpoint(save, stages=not store.live)
 
 
 class WorkerCameras:

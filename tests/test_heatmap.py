@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time as wallclock
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -35,6 +36,7 @@ from libs.metrics.heatmap import (
 from libs.post_processors import POST_PROCESSORS
 from libs.post_processors.heatmap import Heatmap, HeatmapConfig
 from libs.records import Clusters
+from libs.state import dumps, loads
 from tests.conftest import REPO, core_config_text
 
 TZ_NAME = "Asia/Kolkata"  # UTC+05:30: local hours are not UTC hours
@@ -353,6 +355,74 @@ def test_a_resumed_worker_continues_exactly(config: LookoutConfig) -> None:
     (hour,) = hours_of(resumed).values()
     assert hour.frames == 80 and hour.seconds == 20.0
     assert hour.image_presence.sum() == 40.0
+
+
+def test_a_checkpoint_is_confirmed_once_its_counts_are_on_disk(
+        tmp_path: Path, shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's resume checkpoint: the stage merges what it holds and confirms on the
+    writer thread once the file has it.  A run killed later (what it held since is lost)
+    and resumed from that frame, with the state saved there and the worker's warm-up
+    replay, ends with exactly one run's grids (before: the frames since the last periodic
+    flush were lost)."""
+    monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight = load_config(write_config(tmp_path / "a", shared), check_files=False)
+    crashing = load_config(write_config(tmp_path / "b", shared), check_files=False)
+    frames = [frame(at(10, 0, k / 4), walk(k), k) for k in range(120)]
+
+    whole = processor(straight)
+    for f in frames:
+        whole.process(f)
+    whole.close()
+
+    first = processor(crashing)
+    for f in frames[:60]:
+        first.process(f)
+    first.writer.flush()  # the hour's watermark look-up has answered
+    state = dumps(first.snapshot())
+    on_disk: list[int] = []
+    assert first.checkpoint(lambda sizes: on_disk.append(
+        read_hour(hour_files(first.folder, DAY, DAY)[0][1]).frames))
+    first.writer.flush()
+    assert on_disk == [60]  # called back after the merge, which holds every frame so far
+    for f in frames[60:100]:
+        first.process(f)  # only in memory: the worker is killed here
+
+    resumed = processor(crashing)
+    for f in frames[60 - 25:60]:
+        resumed.process(f)  # the warm-up replay: frames the file has already
+    resumed.restore(loads(state))
+    for f in frames[60:]:
+        resumed.process(f)
+    resumed.close()
+    expected, got = hours_of(whole), hours_of(resumed)
+    assert sorted(got) == sorted(expected) == ["2024-03-04T10"]
+    for key in expected:
+        assert got[key].frames == expected[key].frames == 120
+        assert got[key].seconds == pytest.approx(expected[key].seconds)
+        np.testing.assert_allclose(got[key].image_presence, expected[key].image_presence)
+
+
+def test_no_checkpoint_while_an_hour_waits_for_its_watermark(config: LookoutConfig) -> None:
+    """Frames held for their hour's watermark are not counted yet: the stage does not
+    confirm a checkpoint then (the pipeline's resume point stays where it was)."""
+    proc = processor(config)
+    release = threading.Event()
+    proc.writer.submit(release.wait)  # the writer is busy: the look-up cannot answer
+    try:
+        run(proc, at(10), 2, 4, walk)
+        called: list[dict[str, int]] = []
+        assert proc.checkpoint(called.append)
+    finally:
+        release.set()
+    proc.writer.flush()
+    assert called == []
+    assert proc.checkpoint(called.append)  # answered now: this one is confirmed
+    proc.writer.flush()
+    assert called == [{}]
+    proc.close()
+    assert not proc.checkpoint(called.append)  # a closed stage keeps nothing more
 
 
 def test_an_unreadable_file_is_set_aside(config: LookoutConfig) -> None:

@@ -18,11 +18,13 @@ import time
 from datetime import UTC, date
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from api.params import DateRange
 from api.routers.metrics import LineCrossingMetric, MetricQuery
 from libs.config import load_config
+from libs.metrics.heatmap import HourGrids, read_hour
 from tests.conftest import REPO
 
 CAMERA = "pets-view1"
@@ -90,6 +92,12 @@ def all_logs(data: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*.csv"))}
 
 
+def hour_grids(data: Path) -> dict[str, HourGrids]:
+    """The camera's heatmap hour files, by name."""
+    folder = data / "processor/static/data/sources" / CAMERA / "heatmaps"
+    return {p.name: read_hour(p) for p in sorted(folder.glob("*.npz"))}
+
+
 def daily_crossings(config: Path) -> int:
     cfg = load_config(config)
     report = LineCrossingMetric().read(cfg, CAMERA, MetricQuery("daily", DateRange(DAY, DAY),
@@ -139,8 +147,13 @@ def kill_and_wait_for_children(proc: subprocess.Popen[str], limit: float = 2.0) 
 
 @pytest.fixture
 def two_copies(tmp_path: Path, shipped_config: Path) -> tuple[Path, Path]:
-    """The shipped configuration twice, each with its own data directory."""
+    """The shipped configuration twice, each with its own data directory; the heatmap
+    merges its hour grid into its file every 0.2 s instead of 10 s, so a kill almost surely
+    comes after a merge newer than the last checkpoint (a restart once removed such a file)."""
     text = shipped_config.read_text()
+    heatmap = "Name = heatmap\nEnabled = True\n"
+    assert heatmap in text
+    text = text.replace(heatmap, heatmap + "FlushSeconds = 0.2\n")
     out = []
     for name in ("reference", "restarted"):
         folder = tmp_path / name
@@ -201,6 +214,16 @@ def test_three_interrupted_runs_leave_exactly_one_runs_records(
         sorted(ref_logs)
     differ = [name for name in ref_logs if got_logs[name] != ref_logs[name]]
     assert not differ, f"these logs differ from one run's: {differ}"
+    # The heatmap's hour grids: every checkpoint merges them first, so no frame is lost
+    # (before: the frames since the last periodic flush were) and none is added twice.
+    ref_hours, got_hours = hour_grids(ref_data), hour_grids(data)
+    assert ref_hours and sorted(got_hours) == sorted(ref_hours)
+    for name, ref in ref_hours.items():
+        got = got_hours[name]
+        assert (got.frames, got.samples) == (ref.frames, ref.samples), name
+        assert got.seconds == pytest.approx(ref.seconds), name
+        np.testing.assert_allclose(got.image_presence, ref.image_presence, err_msg=name)
+    assert sum(h.frames for h in got_hours.values()) == total
     print(f"after a clean stop, a killed worker, a killed processor and a run to the end: "
           f"{len(rows)} raw log rows (one run: {len(ref_rows)}), {len(crossings)} crossings "
           f"(one run: {len(ref_crossings)}); {len(got_logs)} CSV logs and reports of the "

@@ -12,6 +12,7 @@ import pytest
 from libs.config import load_config
 from libs.config.models import LookoutConfig, SourceConfig
 from libs.loggers.writer import atomic_write_bytes
+from libs.metrics.heatmap import heatmaps_dir
 from processor.resume import ResumeStore
 from tests.conftest import PETS
 
@@ -85,6 +86,10 @@ def test_restore_cuts_logs_back_and_removes_files_made_after_the_checkpoint(
     late.parent.mkdir(parents=True)
     late.write_text("Timestamp\nlate\n")
     report.write_text("Date\n")
+    # The heatmap merged its hour grid again (it holds the hour's frames since its start).
+    grid = heatmaps_dir(store.log_root) / "2009-03-01T10.npz"
+    grid.parent.mkdir(parents=True)
+    grid.write_bytes(b"the whole hour")
 
     again = ResumeStore(cfg, src)
     again.load()
@@ -92,6 +97,7 @@ def test_restore_cuts_logs_back_and_removes_files_made_after_the_checkpoint(
     assert log.read_text() == "Timestamp\nrow1\nrow2\n"
     assert not late.exists()
     assert report.exists() and old_other.exists()  # reports and older logs are kept
+    assert grid.read_bytes() == b"the whole hour"  # and the heatmap's grids
 
 
 def test_a_finished_recording_is_never_cut(folder_source) -> None:

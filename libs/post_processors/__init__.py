@@ -15,6 +15,8 @@ from libs.registry import Registry
 from libs.state import Stateful
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from libs.config.models import LookoutConfig, SourceConfig
 
 POST_PROCESSORS: Registry[type[PostProcessor]] = Registry("post-processor", __name__)
@@ -42,6 +44,13 @@ class PostProcessor(Stateful, ABC):
         """End of the stream: put the records of what is still open (the last samples, the
         events of people still in view) on ``end``, the pipeline's end-of-stream frame.
         They reach every logger like the records of any other frame."""
+
+    def checkpoint(self, done: Callable[[dict[str, int]], None]) -> bool:
+        """A resume checkpoint is being taken after the last frame processed: a stage that
+        writes files of its own (not through the loggers) calls ``done({})`` once what it
+        took from those frames is on disk, and returns True; one that keeps nothing on
+        disk returns False (see :meth:`processor.pipeline.CameraPipeline.checkpoint`)."""
+        return False
 
     def close(self) -> None:
         """Release resources at the end of the camera's run (after :meth:`finish`)."""

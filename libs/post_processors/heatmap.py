@@ -23,8 +23,10 @@ Each grid has a ``violations`` twin counting only people flagged ``in_violation`
 
 Files.  Counts accumulate in memory and are merged into ``<camera folder>/heatmaps/
 <YYYY-MM-DD>T<HH>.npz`` (the local hour of the frames) on a background writer thread: when a
-frame of another hour arrives, every ``FlushSeconds`` of wall-clock time, and at the end of
-the run.  The frame loop never reads or writes a file.  Each file is replaced atomically and
+frame of another hour arrives, every ``FlushSeconds`` of wall-clock time, at each resume
+checkpoint of a recording (which is saved only once those merges are on disk, so a killed run
+resumes after frames the grids hold, never after frames they lost), and at the end of the
+run.  The frame loop never reads or writes a file.  Each file is replaced atomically and
 holds ``last_us``, the newest frame folded into it, in the same write as the counts.  The
 first time a run meets an hour, it asks the writer thread for that file's ``last_us`` (frames
 of that hour are held in memory until the answer comes, normally within milliseconds) and
@@ -88,6 +90,8 @@ from libs.post_processors import POST_PROCESSORS, PostProcessor
 from libs.records import Cluster, Clusters
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from libs.config.models import LookoutConfig, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -295,8 +299,8 @@ class _Hour:
 class Heatmap(PostProcessor):
     Config: ClassVar[type[PluginConfig]] = HeatmapConfig
     phase = "after_tracker"
-    # The hour grids are not here: each is read back from its file, and its watermark keeps
-    # a resumed run from adding a sample twice.
+    # The hour grids are not here: every resume checkpoint first merges them into their files
+    # (see checkpoint), and a file's watermark keeps a resumed run from adding a sample twice.
     STATE = ("window", "_gate", "latest_clusters", "_held", "_prev_us", "_current",
              "frames_skipped")
 
@@ -454,16 +458,32 @@ class Heatmap(PostProcessor):
 
     # -- files -----------------------------------------------------------------------------
 
-    def flush(self, final: bool = False) -> None:
-        """Hand every hour's new counts to the writer thread; forget finished hours."""
+    def checkpoint(self, done: Callable[[dict[str, int]], None]) -> bool:
+        """Merge every hour's counts so far into its file, then call ``done({})`` on the
+        writer thread once those merges are on disk (after any retries a full disk needs):
+        the resume point never passes a frame the grids have not kept.  While an hour's
+        watermark is still being read (its frames are held, not counted yet), ``done`` is
+        not called: that checkpoint is skipped and the next one tries again."""
+        if self._closed:
+            return False
+        if self.flush():
+            self.writer.submit(lambda: done({}))
+        return True
+
+    def flush(self, final: bool = False) -> bool:
+        """Hand every hour's new counts to the writer thread; forget finished hours.  False
+        when some hour's counts could not be handed over yet (its watermark unknown)."""
         self._last_flush = time.monotonic()
+        complete = True
         for key, hour in list(self._hours.items()):
             try:
                 if not hour.ready(wait=CLOSE_TIMEOUT_S if final else 0.0):
+                    complete = False
                     continue
             except TimeoutError:  # concurrent.futures' is this one since 3.11
                 log.error("camera %s: heatmap writer stuck; counts of hour %s not written",
                           self.source.id, key)
+                complete = False
                 continue
             self.frames_skipped += hour.skipped
             hour.skipped = 0
@@ -473,6 +493,7 @@ class Heatmap(PostProcessor):
                 self.writer.submit(partial(merge_into, hour.path, delta))
             if final or key != self._current:
                 del self._hours[key]
+        return complete
 
     def close(self) -> None:
         if self._closed:
