@@ -446,3 +446,73 @@ def test_the_scene_sets_the_motion_noise_and_how_long_a_lost_track_lasts() -> No
         tracker.update(frame_at(k, [walker(150.0 * i, 50.0, 3.0 * 7 / 25, k) for i in range(5)],
                                 fps=25.0))
     assert isinstance(tracker, KalmanTracker) and tracker._kf.q_scale == pytest.approx(1.0)
+
+
+# -- re-linking ----------------------------------------------------------------------------
+
+
+def _hidden_walk(tracker: Tracker, hidden: range, frames: int = 40,
+                 people: int = 1, gap_x: float = 300.0) -> list[Frame]:
+    """``people`` walkers 100 px tall at 7 px per frame (0.5 heights per second at 7 fps),
+    none detected during ``hidden``."""
+    out = []
+    for k in range(frames):
+        boxes = [] if k in hidden else [walker(20.0 + gap_x * i, 50.0, 7.0, k)
+                                        for i in range(people)]
+        out.append(tracker.update(frame_at(k, boxes)))
+    return out
+
+
+def test_someone_hidden_for_under_two_seconds_keeps_their_id() -> None:
+    """Behind a pillar for 1.6 s: the track ends (its prediction is no longer sure), and the
+    new track confirmed when they come out takes the old id, its tentative boxes too."""
+    hidden = range(14, 25)
+    out = _hidden_walk(make_tracker(MaxLostSeconds=0.5), hidden)
+    assert set(out[13].detections.track_ids.tolist()) == {1}
+    assert all(len(f.detections) == 0 for f in out[20:27])  # ended, then tentative
+    confirmed = out[27]
+    assert confirmed.detections.track_ids.tolist() == [1]
+    assert sorted(confirmed.early_boxes) == [1]
+    assert {tuple(f.detections.track_ids.tolist()) for f in out[27:]} == {(1,)}
+    # Off: a new id, as for anybody else.
+    out = _hidden_walk(make_tracker(MaxLostSeconds=0.5, RelinkSeconds=0), hidden)
+    assert out[27].detections.track_ids.tolist() == [2]
+    # Hidden longer than RelinkSeconds: a new id.
+    out = _hidden_walk(make_tracker(MaxLostSeconds=0.5, RelinkSeconds=1.0), hidden)
+    assert out[27].detections.track_ids.tolist() == [2]
+
+
+def test_a_track_followed_under_a_second_is_not_taken_up() -> None:
+    out = _hidden_walk(make_tracker(MaxLostSeconds=0.5), range(5, 14), frames=25)
+    assert out[16].detections.track_ids.tolist() == [2]
+
+
+def test_no_relink_when_the_choice_is_not_unique() -> None:
+    """Two people 60 px apart vanish together; one of them comes back: either old id could
+    be theirs, so they get a new one."""
+    tracker = make_tracker(MaxLostSeconds=0.5)
+    for k in range(14):
+        tracker.update(frame_at(k, [walker(20.0, 50.0, 7.0, k), walker(80.0, 50.0, 7.0, k)]))
+    for k in range(14, 25):
+        tracker.update(frame_at(k, []))
+    out = [tracker.update(frame_at(k, [walker(50.0, 50.0, 7.0, k)])) for k in range(25, 30)]
+    assert out[2].detections.track_ids.tolist() == [3]
+
+
+def test_no_relink_where_the_camera_moves() -> None:
+    """The same walkers, their boxes shaken as by a moving camera: a prediction there is a
+    guess, so a track that ended is never taken up."""
+    rng = np.random.default_rng(1)
+    tracker = make_tracker(MaxLostSeconds=0.5)
+    assert isinstance(tracker, KalmanTracker)
+    shake = np.zeros(2)
+    outs = []
+    for k in range(40):
+        shake += rng.normal(0.0, 8.0, 2)
+        boxes = [] if 14 <= k < 25 else [
+            np.add(walker(20.0 + 300.0 * i, 50.0, 7.0, k), np.tile(shake, 2)) for i in range(3)]
+        outs.append(tracker.update(frame_at(k, boxes)))
+    assert tracker._kf.q_scale > 1.5
+    before = set(outs[13].detections.track_ids.tolist())
+    after = set(outs[-1].detections.track_ids.tolist())
+    assert len(before) == len(after) == 3 and not before & after

@@ -50,6 +50,16 @@ observation and re-run along the straight path to the new one, so it carries on 
 velocity of the gap rather than the drift it coasted with (OC-SORT's observation-centric
 re-update).
 
+**Re-linking.**  Where the camera is fixed (the scene's process-noise multiplier at most
+``RELINK_MAX_Q_SCALE``), a confirmed track that ended, after being followed for at least
+``RELINK_MIN_AGE`` seconds, is remembered for ``RelinkSeconds``.  A new track confirmed in
+that time takes its id when its first box lies within reach of where the ended one was last
+seen (``RELINK_SPEED`` box heights per second of the gap plus ``RELINK_MARGIN`` box widths)
+with a height within ``RELINK_SIZE`` times its, and the pairing is the only one either could
+make: someone who walked behind a group or a pillar for a second or two keeps their id, and
+the line counter sees the side they came back on.  Where the camera moves no track is
+re-linked: a prediction there is a guess.
+
 **Output.**  Confirmed tracks matched in this frame, at their filtered box (the detection box
 corrected by the track's motion: on the evaluation sequences it scores better than the raw box
 and halves the identity switches), plus confirmed tracks unmatched for at most ``OutputLost``
@@ -100,6 +110,15 @@ OUTPUT_UNCERTAINTY = 0.15
 AMBIGUOUS_IOU = 0.3
 AMBIGUOUS_NOISE = 4.0
 DEFAULT_STEP = 0.1  # seconds, until two distinct timestamps have been seen
+# Re-linking (see "Re-linking"): only while the scene's process-noise multiplier is at most
+# this (a fixed camera), of a track followed at least RELINK_MIN_AGE seconds, by a new track
+# whose first box is within RELINK_SPEED box heights per second of the gap plus
+# RELINK_MARGIN box widths of the ended track's last one, heights within RELINK_SIZE times.
+RELINK_MAX_Q_SCALE = 1.5
+RELINK_MIN_AGE = 1.0
+RELINK_SPEED = 0.8
+RELINK_MARGIN = 0.5
+RELINK_SIZE = 1.15
 
 
 class KalmanTrackerConfig(TrackerConfig):
@@ -181,6 +200,15 @@ class KalmanTrackerConfig(TrackerConfig):
         "predicted centre exceeds this many box widths (sooner where the camera moves); "
         "MaxLost and MaxLostSeconds still cap it.",
         json_schema_extra=form("a number > 0"),
+    )
+    relink_seconds: float = Field(
+        2.0,
+        alias="RelinkSeconds",
+        ge=0.0,
+        description="Seconds after it ended that a track's id may be taken up by a new track "
+        "starting where that person could have walked meanwhile (fixed cameras only); 0 "
+        "turns re-linking off.",
+        json_schema_extra=form("a number of seconds >= 0"),
     )
     output_lost: int = Field(
         2,
@@ -381,7 +409,8 @@ class KalmanBank:
 class KalmanTracker(Tracker):
     STATE = (
         "_nis", "_kf", "_tracks", "_confirmed", "_hits", "_lost", "_seen_at", "_last_obs",
-        "_obs_mean", "_obs_cov", "_origin", "_now", "_step", "_next_id",
+        "_obs_mean", "_obs_cov", "_origin", "_now", "_step", "_next_id", "_ended",
+        "_born_at", "_first_obs",
     )
     Config = KalmanTrackerConfig
 
@@ -403,6 +432,7 @@ class KalmanTracker(Tracker):
         self.min_hits = int(config.min_hits)
         self.output_lost = int(config.output_lost)
         self.max_lost_uncertainty = float(config.max_lost_uncertainty)
+        self.relink_seconds = float(config.relink_seconds)
         self._nis = NIS_TARGET  # the scene's smoothed median NIS
 
         self._kf = KalmanBank()
@@ -415,6 +445,11 @@ class KalmanTracker(Tracker):
         self._last_obs = np.zeros((0, MEAS), dtype=np.float64)  # cx, cy, w, h last matched
         self._obs_mean = np.zeros((0, STATE), dtype=np.float64)  # filter right after it
         self._obs_cov = np.zeros((0, STATE, STATE), dtype=np.float64)
+        self._born_at = np.zeros(0, dtype=np.float64)  # seconds, of the first detection
+        self._first_obs = np.zeros((0, MEAS), dtype=np.float64)  # its cx, cy, w, h
+        # Ended tracks a new one may still take up: the track, when it was last seen
+        # (seconds) and its last observed cx, cy, w, h.
+        self._ended: list[tuple[Track, float, np.ndarray]] = []
 
         self._origin: datetime | None = None
         self._now = 0.0
@@ -475,6 +510,8 @@ class KalmanTracker(Tracker):
         self._lost[hit] = 0
         self._lost[~hit] += 1
         confirmed = self._confirmed | (hit & (self._hits >= self.min_hits))
+        if self._ended:
+            self._relink(np.flatnonzero(confirmed & ~self._confirmed))
         alive = hit | (confirmed & (self._lost <= self.max_lost))
         if self.max_lost_seconds > 0.0:
             alive &= hit | (self._now - self._seen_at <= self.max_lost_seconds + 1e-9)
@@ -542,7 +579,8 @@ class KalmanTracker(Tracker):
             out = self._append_coasting(out, np.flatnonzero(coasting), filtered)
         frame.detections = out
 
-        # Drop ended tracks, add the new ones.
+        # Drop ended tracks (remembering confirmed ones for re-linking), add the new ones.
+        self._remember_ended(np.flatnonzero(~alive & confirmed))
         z_new = boxes_to_state(boxes[born])
         self._tracks = [t for t, a in zip(self._tracks, alive.tolist(), strict=True) if a]
         self._tracks += new_tracks
@@ -556,6 +594,8 @@ class KalmanTracker(Tracker):
         self._last_obs = np.concatenate([self._last_obs[alive], z_new])
         self._obs_mean = np.concatenate([self._obs_mean[alive], kf.mean[len(kf) - n_new :]])
         self._obs_cov = np.concatenate([self._obs_cov[alive], kf.cov[len(kf) - n_new :]])
+        self._born_at = np.concatenate([self._born_at[alive], np.full(n_new, self._now)])
+        self._first_obs = np.concatenate([self._first_obs[alive], z_new])
         return frame
 
     def _associate(
@@ -642,6 +682,48 @@ class KalmanTracker(Tracker):
             kf.mean[k], kf.cov[k] = kf.replay(
                 self._obs_mean[k], self._obs_cov[k], self._last_obs[k], z[j], steps, step
             )
+
+    def _remember_ended(self, ended: np.ndarray) -> None:
+        """Keep the confirmed tracks ending now that were followed long enough, for
+        re-linking; forget those that ended too long ago."""
+        horizon = self._now - self.relink_seconds
+        kept = [e for e in self._ended if e[1] >= horizon]
+        if self.relink_seconds > 0.0:
+            for k in ended.tolist():
+                track = self._tracks[k]
+                followed = (track.last_seen - track.first_seen).total_seconds()
+                if self._seen_at[k] >= horizon and followed >= RELINK_MIN_AGE:
+                    kept.append((track, float(self._seen_at[k]), self._last_obs[k].copy()))
+        self._ended = kept
+
+    def _relink(self, newly: np.ndarray) -> None:
+        """Give tracks confirmed in this frame the id of an ended track they continue (see
+        "Re-linking"): only pairs within reach that are the one choice of both."""
+        if len(newly) == 0 or self._kf.q_scale > RELINK_MAX_Q_SCALE:
+            return
+        old_seen = np.array([e[1] for e in self._ended])
+        old_obs = np.array([e[2] for e in self._ended])
+        new_obs = self._first_obs[newly]
+        gap = self._born_at[newly][:, None] - old_seen[None, :]  # (new, ended) seconds
+        height = np.maximum(np.minimum(new_obs[:, None, 3], old_obs[None, :, 3]), 1.0)
+        width = np.maximum(0.5 * (new_obs[:, None, 2] + old_obs[None, :, 2]), 1.0)
+        reach = RELINK_SPEED * height * gap + RELINK_MARGIN * width
+        dist = np.hypot(new_obs[:, None, 0] - old_obs[None, :, 0],
+                        new_obs[:, None, 1] - old_obs[None, :, 1])
+        ratio = new_obs[:, None, 3] / np.maximum(old_obs[None, :, 3], 1.0)
+        ok = (gap > 0.0) & (dist <= reach) & (ratio <= RELINK_SIZE) & \
+            (ratio >= 1.0 / RELINK_SIZE)
+        ok &= (ok.sum(axis=1, keepdims=True) == 1) & (ok.sum(axis=0, keepdims=True) == 1)
+        taken = set()
+        for i, j in zip(*np.nonzero(ok), strict=True):
+            old = self._ended[int(j)][0]
+            track = self._tracks[int(newly[i])]
+            track.track_id = old.track_id
+            track.first_seen = old.first_seen
+            track.first_frame = old.first_frame
+            taken.add(int(j))
+        if taken:
+            self._ended = [e for j, e in enumerate(self._ended) if j not in taken]
 
     def _append_coasting(
         self, out: Detections, coasting: np.ndarray, predicted: np.ndarray
