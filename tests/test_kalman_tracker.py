@@ -11,6 +11,7 @@ import pytest
 from libs.config import ConfigError, parse_config_text
 from libs.config.models import TrackerConfig
 from libs.frame import Detections, Frame
+from libs.geometry import iou_matrix
 from libs.trackers import TRACKERS, Tracker
 from libs.trackers.kalman_tracker import KalmanTracker, KalmanTrackerConfig
 from tests.conftest import PETS, TUD
@@ -516,3 +517,57 @@ def test_no_relink_where_the_camera_moves() -> None:
     before = set(outs[13].detections.track_ids.tolist())
     after = set(outs[-1].detections.track_ids.tolist())
     assert len(before) == len(after) == 3 and not before & after
+
+
+# -- contested detections --------------------------------------------------------------------
+
+
+def _passing_in_front(tracker: Tracker) -> tuple[list[int | None], list[int | None]]:
+    """A walker (box bottom at 285) passes in front of someone standing further back (bottom
+    at 250), who is not detected while the two overlap; the walker quickens right there, so
+    its prediction lags and the stander's box overlaps the walker's detection as much.  The
+    ids given to the walker's and the stander's boxes, frame by frame."""
+    stander = [100.0, 150.0, 140.0, 250.0]
+    xs = [20.0 + 3.0 * k for k in range(22)]
+    xs += [xs[-1] + 14.0 + 3.0 * k for k in range(1, 30)]
+    walker_ids, stander_ids = [], []
+    for k, x in enumerate(xs):
+        walker_box = [x, 185.0, x + 40.0, 285.0]
+        behind = abs(x - stander[0]) < 30.0
+        out = tracker.update(frame_at(k, [walker_box] if behind else [walker_box, stander]))
+        walker_ids.append(id_near(out, walker_box, 15.0))
+        stander_ids.append(id_near(out, stander, 15.0))
+    return walker_ids, stander_ids
+
+
+def test_a_contested_detection_goes_to_the_person_in_front(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    walker_ids, stander_ids = _passing_in_front(make_tracker())
+    walker, stander = walker_ids[10], stander_ids[10]
+    assert walker is not None and stander is not None and walker != stander
+    assert {i for i in walker_ids[10:] if i is not None} == {walker}
+    assert stander not in walker_ids
+    # Scored by IoU alone, the standing track takes the walker's box where it quickens, and
+    # the two end up with each other's ids.
+    import libs.trackers.kalman_tracker as kalman
+
+    monkeypatch.setattr(kalman, "FOOT_PENALTY", 0.0)
+    walker_ids, stander_ids = _passing_in_front(make_tracker())
+    assert walker_ids[-1] == stander and stander_ids[-1] == walker
+
+
+def test_only_contested_detections_are_rescored() -> None:
+    from libs.trackers.kalman_tracker import FOOT_PENALTY, contested_by_depth
+
+    predicted = np.array([[0, 0, 40, 100], [22, 30, 62, 130], [300, 0, 340, 100]], np.float64)
+    boxes = np.array([[8, 22, 48, 122], [302, 2, 342, 102]], np.float64)
+    iou = iou_matrix(predicted, boxes)
+    got = contested_by_depth(iou, predicted, boxes)
+    # The first detection overlaps the first two predictions: each pair loses FOOT_PENALTY
+    # per box height between the bottoms (22 and 8 px of 100); the second is untouched.
+    assert min(iou[0, 0], iou[1, 0]) >= 0.3
+    assert got[0, 0] == pytest.approx(iou[0, 0] - FOOT_PENALTY * 0.22)
+    assert got[1, 0] == pytest.approx(iou[1, 0] - FOOT_PENALTY * 0.08)
+    assert got[2, 0] == iou[2, 0] == 0.0
+    np.testing.assert_array_equal(got[:, 1], iou[:, 1])
+    assert iou[0, 0] > iou[1, 0] and got[1, 0] > got[0, 0]  # the box's feet decide

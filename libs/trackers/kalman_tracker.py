@@ -30,6 +30,12 @@ between predicted track boxes and detections, pairs below the stage's IoU forbid
    hidden is found where they were last seen (OC-SORT's observation-centric recovery);
 4. tentative tracks with the high-score detections left, at ``TrackerIOUThreshold``.
 
+**Contested detections.**  When two or more predictions overlap one detection (IoU >=
+``AMBIGUOUS_IOU``), people are passing one behind the other and the detector sees the one in
+front: the pairs of that detection are scored by IoU minus ``FOOT_PENALTY`` times the
+distance between the box bottoms (in box heights), so the track whose feet the box shows
+takes it, rather than one standing further back whose box happens to overlap as much.
+
 **Shared detections.**  When another track's prediction also overlaps a matched detection
 (IoU >= ``AMBIGUOUS_IOU``), the detection probably covers two people passing each other; the
 track still takes it, but trusts it ``AMBIGUOUS_NOISE`` times less, so the passer-by does not
@@ -109,6 +115,10 @@ OUTPUT_UNCERTAINTY = 0.15
 # taken with AMBIGUOUS_NOISE times the usual measurement noise (standard deviation).
 AMBIGUOUS_IOU = 0.3
 AMBIGUOUS_NOISE = 4.0
+# A detection that two or more predictions overlap by AMBIGUOUS_IOU goes preferably to the
+# track whose box bottom is nearest its own: each pair's similarity loses this many IoU
+# points per track box height between the two bottoms (see contested_by_depth).
+FOOT_PENALTY = 0.5
 DEFAULT_STEP = 0.1  # seconds, until two distinct timestamps have been seen
 # Re-linking (see "Re-linking"): only while the scene's process-noise multiplier is at most
 # this (a fixed camera), of a track followed at least RELINK_MIN_AGE seconds, by a new track
@@ -230,6 +240,20 @@ def state_to_boxes(cxcywh: np.ndarray) -> np.ndarray:
     """``(N, >=4)`` states (first columns ``cx, cy, w, h``) as corner boxes."""
     half = cxcywh[:, 2:4] * 0.5
     return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
+
+
+def contested_by_depth(iou: np.ndarray, predicted: np.ndarray, boxes: np.ndarray
+                       ) -> np.ndarray:
+    """``iou`` (tracks x detections) with the pairs of a *contested* detection, one that two or
+    more predicted boxes overlap by ``AMBIGUOUS_IOU``, lowered by ``FOOT_PENALTY`` times the
+    distance between the pair's box bottoms in track box heights: of two people one behind
+    the other, the detector sees the one in front, whose feet are where the box ends."""
+    contested = (iou >= AMBIGUOUS_IOU).sum(axis=0) >= 2
+    if not contested.any():
+        return iou
+    height = np.maximum(predicted[:, 3] - predicted[:, 1], 1.0)[:, None]
+    apart = np.abs(predicted[:, 3][:, None] - boxes[:, 3][None, :]) / height
+    return np.where(contested[None, :] & (iou > 0.0), iou - FOOT_PENALTY * apart, iou)
 
 
 def match_by_iou(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
@@ -489,8 +513,10 @@ class KalmanTracker(Tracker):
         det_track = np.full(n_dets, -1, dtype=np.intp)
         ambiguous = np.zeros(n_tracks, dtype=bool)
         if n_tracks and n_dets:
-            iou = iou_matrix(state_to_boxes(kf.mean), boxes)
-            self._associate(iou, boxes, scores, high, track_det, det_track)
+            predicted = state_to_boxes(kf.mean)
+            iou = iou_matrix(predicted, boxes)
+            self._associate(contested_by_depth(iou, predicted, boxes), boxes, scores, high,
+                            track_det, det_track)
             ambiguous = self._shared(iou, track_det)
 
         hit = track_det >= 0
